@@ -1,0 +1,365 @@
+"""The `SwarmEvaluation` spec: the single source of truth for the contract in API.md.
+
+The CRD schema (crds/) is generated from these models, so every bound, enum, default and
+description written here is what the API server enforces and `kubectl explain` shows.
+Cross-field rules live twice by necessity: as Python validators (for `swarm-arena validate`
+and local runs) and as CEL `x-kubernetes-validations` (for the API server); a test checks that
+both refuse the same manifests.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from swarm_arena.api.base import ApiModel
+
+DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# `package.module:callable.attr` or a built-in name such as `foraging` / `random`.
+FACTORY_PATTERN = r"^([A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*|[a-z][a-z0-9_-]*)$"
+# Kubernetes resource.Quantity, e.g. 512Mi, 2Gi, 1.5G, 1e9.
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(([KMGTPE]i)|[numkMGTPE]|([eE][0-9]+))?$"
+STORAGE_URI_PATTERN = r"^(file|s3|gs)://.+$"
+RAY_ADDRESS_PATTERN = r"^(https?|ray)://[^\s]+$"
+
+
+class PlacementStrategy(str, Enum):
+    PACK = "PACK"
+    SPREAD = "SPREAD"
+    STRICT_PACK = "STRICT_PACK"
+    STRICT_SPREAD = "STRICT_SPREAD"
+
+
+class MatchmakingMode(str, Enum):
+    FIXED = "fixed"
+    ROUND_ROBIN = "round-robin"
+
+
+class RatingMethod(str, Enum):
+    MEAN_RETURN = "mean-return"
+    ELO = "elo"
+    OPENSKILL = "openskill"
+
+
+class EnvironmentSpec(ApiModel):
+    """Which multi-agent environment every episode runs in."""
+
+    factory: str = Field(
+        min_length=1,
+        max_length=256,
+        pattern=FACTORY_PATTERN,
+        description=(
+            "`module:callable` returning a PettingZoo ParallelEnv (for example "
+            "`magent2.environments.battle_v4:parallel_env`), or a built-in name (`foraging`)."
+        ),
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments for the factory. The built-in `foraging` takes at least `agents`.",
+    )
+    max_steps: int = Field(
+        default=500, ge=1, le=1_000_000, description="Truncation: the most steps one episode runs."
+    )
+
+
+class PolicyResources(ApiModel):
+    """What one policy shard actor asks Ray for."""
+
+    cpu: float = Field(default=1.0, ge=0, le=512, description="CPUs per policy shard actor (fractions allowed).")
+    gpu: float = Field(
+        default=0.0,
+        ge=0,
+        le=16,
+        description="GPUs per policy shard actor; fractional values (e.g. 0.25) share one GPU.",
+    )
+    memory: str | None = Field(
+        default=None,
+        pattern=QUANTITY_PATTERN,
+        description="Memory per policy shard actor as a Kubernetes quantity (e.g. `512Mi`).",
+    )
+
+
+class PolicySpec(ApiModel):
+    """One contestant."""
+
+    name: str = Field(
+        min_length=1, max_length=63, pattern=DNS1123_LABEL, description="Unique DNS-1123 label."
+    )
+    factory: str = Field(
+        min_length=1,
+        max_length=256,
+        pattern=FACTORY_PATTERN,
+        description="`module:callable` building a batched policy, or a built-in (`random`, `noop`, `greedy`).",
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the factory.")
+    resources: PolicyResources = Field(
+        default_factory=PolicyResources, description="Resources per policy shard actor."
+    )
+
+
+class TeamSpec(ApiModel):
+    """A group of environment agents, selected by a glob over agent ids."""
+
+    name: str = Field(min_length=1, max_length=63, pattern=DNS1123_LABEL, description="Unique team name.")
+    agents: str = Field(
+        min_length=1, max_length=256, description="Glob over environment agent ids, e.g. `red_*`."
+    )
+
+    def matches(self, agent_id: str) -> bool:
+        return fnmatch.fnmatchcase(agent_id, self.agents)
+
+
+class MatchmakingSpec(ApiModel):
+    """Who plays whom."""
+
+    mode: MatchmakingMode = Field(
+        default=MatchmakingMode.FIXED,
+        description=(
+            "`fixed`: `assignments` maps team -> policy (a single team is split evenly between "
+            "all policies); `round-robin`: every ordered pairing of distinct policies over the teams."
+        ),
+    )
+    assignments: dict[str, str] = Field(
+        default_factory=dict,
+        description="For `fixed`: team name -> policy name.",
+    )
+
+
+class RatingSpec(ApiModel):
+    """How the leaderboard ranks policies."""
+
+    method: RatingMethod = Field(
+        default=RatingMethod.MEAN_RETURN,
+        description="`mean-return`, `elo` or `openskill`; every method reports a 95% confidence interval.",
+    )
+
+
+class ExecutionSpec(ApiModel):
+    """How the arena is laid out on Ray."""
+
+    agents_per_shard: int = Field(
+        default=256, ge=1, le=1_000_000, description="Environment agents served by one policy shard actor."
+    )
+    placement_strategy: PlacementStrategy = Field(
+        default=PlacementStrategy.SPREAD, description="Ray placement group strategy for the shards."
+    )
+    parallel_episodes: int = Field(default=1, ge=1, le=256, description="Episodes stepped concurrently.")
+
+
+class CheckpointSpec(ApiModel):
+    """How often, and where, shard and environment state is saved."""
+
+    interval_steps: int = Field(
+        default=100, ge=1, le=1_000_000, description="Environment steps between checkpoints."
+    )
+    storage_uri: str | None = Field(
+        default=None,
+        pattern=STORAGE_URI_PATTERN,
+        description="Durable place for checkpoints (`file://`, `s3://`); needed to survive loss of the head node.",
+    )
+
+
+class FaultToleranceSpec(ApiModel):
+    """How hard the arena tries to keep a run alive."""
+
+    max_actor_restarts: int = Field(
+        default=3, ge=0, le=1000, description="Restarts allowed per named actor."
+    )
+
+
+class HeadResources(ApiModel):
+    """Resources of the Ray head pod."""
+
+    cpu: float = Field(default=1.0, gt=0, le=512, description="CPUs of the head pod.")
+    memory: str = Field(default="2Gi", pattern=QUANTITY_PATTERN, description="Memory of the head pod.")
+
+
+class HeadSpec(ApiModel):
+    """The Ray head group."""
+
+    resources: HeadResources = Field(default_factory=HeadResources, description="Head pod resources.")
+
+
+class WorkerResources(ApiModel):
+    """Resources of one worker pod."""
+
+    cpu: float = Field(default=1.0, gt=0, le=512, description="CPUs per worker pod.")
+    memory: str = Field(default="2Gi", pattern=QUANTITY_PATTERN, description="Memory per worker pod.")
+    gpu: int = Field(
+        default=0, ge=0, le=16, description="`nvidia.com/gpu` per worker pod; > 0 makes this a GPU group."
+    )
+
+
+class Toleration(ApiModel):
+    """A Kubernetes toleration (core/v1)."""
+
+    key: str | None = Field(default=None, description="Taint key.")
+    operator: Literal["Exists", "Equal"] | None = Field(default=None, description="`Exists` or `Equal`.")
+    value: str | None = Field(default=None, description="Taint value.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect."
+    )
+    toleration_seconds: int | None = Field(default=None, description="For `NoExecute`.")
+
+
+class WorkerGroupSpec(ApiModel):
+    """One KubeRay worker group."""
+
+    name: str = Field(min_length=1, max_length=63, pattern=DNS1123_LABEL, description="Unique group name.")
+    replicas: int = Field(default=1, ge=0, le=10_000, description="Worker pods.")
+    min_replicas: int = Field(default=0, ge=0, le=10_000, description="Lower bound for the autoscaler.")
+    max_replicas: int | None = Field(
+        default=None, ge=0, le=10_000, description="Upper bound for the autoscaler (default: replicas)."
+    )
+    resources: WorkerResources = Field(default_factory=WorkerResources, description="Per worker pod.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Pod nodeSelector.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Pod tolerations.")
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.resources.gpu > 0
+
+    @model_validator(mode="after")
+    def _replica_bounds(self) -> WorkerGroupSpec:
+        if self.min_replicas > self.replicas:
+            raise ValueError("minReplicas must be <= replicas")
+        if self.max_replicas is not None and self.replicas > self.max_replicas:
+            raise ValueError("replicas must be <= maxReplicas")
+        return self
+
+
+class ClusterSpec(ApiModel):
+    """Where the arena runs: an existing Ray cluster, or a RayCluster the operator creates."""
+
+    address: str | None = Field(
+        default=None,
+        pattern=RAY_ADDRESS_PATTERN,
+        description="An existing Ray cluster (dashboard URL, e.g. `http://ray-head:8265`); no RayCluster is created.",
+    )
+    ray_version: str = Field(
+        default="2.40.0", pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$", description="Ray version of the RayCluster."
+    )
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Container image of the Ray pods (default: the swarm-arena image for rayVersion).",
+    )
+    head: HeadSpec = Field(default_factory=HeadSpec, description="The head group.")
+    worker_groups: list[WorkerGroupSpec] = Field(
+        default_factory=list, max_length=16, description="Worker groups; a GPU group has resources.gpu > 0."
+    )
+    autoscaling: bool = Field(default=False, description="Enable the KubeRay in-tree autoscaler.")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ClusterSpec:
+        if self.address and self.worker_groups:
+            raise ValueError("set exactly one of cluster.address or cluster.workerGroups, not both")
+        if not self.address and not self.worker_groups:
+            raise ValueError("set exactly one of cluster.address or cluster.workerGroups")
+        names = [g.name for g in self.worker_groups]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"workerGroups names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    @property
+    def has_gpu_group(self) -> bool:
+        return any(g.is_gpu for g in self.worker_groups)
+
+
+class SwarmEvaluationSpec(ApiModel):
+    """What to evaluate, how, and where."""
+
+    environment: EnvironmentSpec = Field(description="The multi-agent environment.")
+    policies: list[PolicySpec] = Field(min_length=1, max_length=64, description="The contestants.")
+    teams: list[TeamSpec] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Groups of environment agents; default one team `all` matching `*`.",
+    )
+    matchmaking: MatchmakingSpec = Field(default_factory=MatchmakingSpec, description="Who plays whom.")
+    episodes: int = Field(
+        default=10, ge=1, le=100_000, description="Total episodes (round-robin: per pairing)."
+    )
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="The whole run is reproducible from it.")
+    rating: RatingSpec = Field(default_factory=RatingSpec, description="How the leaderboard ranks policies.")
+    execution: ExecutionSpec = Field(default_factory=ExecutionSpec, description="Layout on Ray.")
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec, description="Checkpointing.")
+    fault_tolerance: FaultToleranceSpec = Field(
+        default_factory=FaultToleranceSpec, description="Actor restarts."
+    )
+    cluster: ClusterSpec | None = Field(
+        default=None,
+        description="Where to run; when absent the operator creates a RayCluster with one default CPU worker group.",
+    )
+    suspend: bool = Field(default=False, description="Tear the Ray cluster down, keep progress; resume when unset.")
+    active_deadline_seconds: int | None = Field(
+        default=None, ge=1, description="Fail the evaluation when it runs longer than this."
+    )
+    backoff_limit: int = Field(
+        default=2, ge=0, le=100, description="Job re-submissions after a failed run (each resumes from checkpoint)."
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        default=None, ge=0, description="Delete the Ray cluster (not the evaluation) this long after it finished."
+    )
+
+    # ---- derived views -------------------------------------------------------------------
+
+    @property
+    def effective_teams(self) -> list[TeamSpec]:
+        return self.teams or [TeamSpec(name="all", agents="*")]
+
+    @property
+    def policy_names(self) -> list[str]:
+        return [p.name for p in self.policies]
+
+    def policy(self, name: str) -> PolicySpec:
+        for p in self.policies:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    # ---- cross-field rules (mirrored by CEL in the CRD) --------------------------------------
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> SwarmEvaluationSpec:
+        names = self.policy_names
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"policies[].name must be unique; repeated: {', '.join(dupes)}")
+        team_names = [t.name for t in self.effective_teams]
+        tdupes = sorted({n for n in team_names if team_names.count(n) > 1})
+        if tdupes:
+            raise ValueError(f"teams[].name must be unique; repeated: {', '.join(tdupes)}")
+        for team, policy in self.matchmaking.assignments.items():
+            if team not in team_names:
+                raise ValueError(
+                    f"matchmaking.assignments names team {team!r}, which is not in teams ({', '.join(team_names)})"
+                )
+            if policy not in names:
+                raise ValueError(
+                    f"matchmaking.assignments[{team}] names policy {policy!r}, which is not in policies ({', '.join(names)})"
+                )
+        mode = self.matchmaking.mode
+        if mode is MatchmakingMode.FIXED and len(team_names) > 1:
+            missing = [t for t in team_names if t not in self.matchmaking.assignments]
+            if missing:
+                raise ValueError(
+                    f"matchmaking.assignments: with mode fixed and several teams every team needs a policy; missing: {', '.join(missing)}"
+                )
+        if mode is MatchmakingMode.ROUND_ROBIN:
+            if self.matchmaking.assignments:
+                raise ValueError("matchmaking.assignments is only for mode fixed")
+            if len(team_names) < 2:
+                raise ValueError("matchmaking.mode round-robin needs at least 2 teams")
+            if len(names) < len(team_names):
+                raise ValueError("matchmaking.mode round-robin needs at least as many policies as teams")
+        if any(p.resources.gpu > 0 for p in self.policies) and self.cluster and self.cluster.worker_groups:
+            if not self.cluster.has_gpu_group:
+                raise ValueError(
+                    "policies with resources.gpu > 0 need a GPU worker group (cluster.workerGroups[].resources.gpu > 0)"
+                )
+        return self

@@ -1,0 +1,97 @@
+"""The `SwarmEvaluation` status: written by the operator (and by `swarm-arena run` as results JSON).
+
+The keys of `results` and `progress` are shared by every place that reports an evaluation, so a
+result file from a laptop and a `kubectl get -o yaml` from a cluster read the same.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import Field
+
+from swarm_arena.api.base import ApiModel
+
+
+class Phase(str, Enum):
+    PENDING = "Pending"
+    PROVISIONING = "Provisioning"
+    RUNNING = "Running"
+    RECOVERING = "Recovering"
+    SUSPENDED = "Suspended"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class Condition(ApiModel):
+    """A Kubernetes-style condition."""
+
+    type: str = Field(description="`ClusterReady`, `JobRunning`, `Degraded`, `Complete` or `Failed`.")
+    status: str = Field(description="`True`, `False` or `Unknown`.")
+    reason: str | None = Field(default=None, description="CamelCase reason.")
+    message: str | None = Field(default=None, description="Human-readable detail.")
+    last_transition_time: str | None = Field(default=None, description="RFC 3339 time of the last change.")
+    observed_generation: int | None = Field(default=None, description="Generation the condition was computed for.")
+
+
+class Progress(ApiModel):
+    """How far the evaluation is."""
+
+    episodes_completed: int = Field(default=0, ge=0, description="Episodes finished and counted.")
+    episodes_total: int = Field(default=0, ge=0, description="Episodes the evaluation will play.")
+    agent_steps: int = Field(default=0, ge=0, description="Agent-steps taken so far (agents x steps).")
+
+
+class LeaderboardEntry(ApiModel):
+    """One policy's standing."""
+
+    policy: str = Field(description="Policy name.")
+    rating: float = Field(description="Rating under rating.method (higher is better).")
+    ci_low: float = Field(description="Lower bound of the 95% confidence interval of the rating.")
+    ci_high: float = Field(description="Upper bound of the 95% confidence interval of the rating.")
+    mean_return: float = Field(description="Mean per-agent episode return.")
+    episodes: int = Field(ge=0, description="Episodes the policy took part in.")
+
+
+class StepLatency(ApiModel):
+    """Wall time of one environment step across all agents (policy shards included)."""
+
+    p50: float = Field(description="Median, milliseconds.")
+    p99: float = Field(description="99th percentile, milliseconds.")
+
+
+class Recovery(ApiModel):
+    """One recovery from lost actors."""
+
+    time: str = Field(description="RFC 3339 time the recovery finished.")
+    reason: str = Field(description="What was lost, e.g. `NodeLost` or `ActorDied`.")
+    actors_restarted: list[str] = Field(default_factory=list, description="Named actors restarted.")
+    seconds: float = Field(ge=0, description="From detection to resumed stepping.")
+
+
+class Results(ApiModel):
+    """What the evaluation found."""
+
+    leaderboard: list[LeaderboardEntry] = Field(default_factory=list, description="Policies, best first.")
+    step_latency_ms: StepLatency | None = Field(default=None, description="Step latency percentiles.")
+    agent_steps_per_second: float | None = Field(default=None, description="Throughput over the run.")
+    results_config_map: str | None = Field(
+        default=None, description="ConfigMap with the full results, owned by the evaluation."
+    )
+
+
+class SwarmEvaluationStatus(ApiModel):
+    """Observed state, written by the operator."""
+
+    phase: Phase | None = Field(default=None, description="Coarse state of the evaluation.")
+    conditions: list[Condition] = Field(default_factory=list, description="Detailed state.")
+    observed_generation: int | None = Field(default=None, description="Last spec generation acted on.")
+    ray_cluster_name: str | None = Field(default=None, description="The RayCluster running the evaluation.")
+    job_id: str | None = Field(default=None, description="Ray job id of the arena driver.")
+    dashboard_url: str | None = Field(default=None, description="Ray dashboard.")
+    start_time: str | None = Field(default=None, description="When the run started (RFC 3339).")
+    completion_time: str | None = Field(default=None, description="When the run finished (RFC 3339).")
+    progress: Progress | None = Field(default=None, description="Episodes and agent-steps.")
+    recoveries: int | None = Field(default=None, ge=0, description="How many recoveries happened.")
+    last_recovery: Recovery | None = Field(default=None, description="The latest recovery.")
+    results: Results | None = Field(default=None, description="Leaderboard and performance.")
