@@ -1,0 +1,33 @@
+# The two commands a new user needs (see README):
+#   make demo   set up, then run a real evaluation on an embedded local Ray
+#   make test   set up, build the test control plane if missing (cached), run every test
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: setup demo test controlplane bench crd
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "swarm-arena needs Python >= 3.11; set PYTHON=python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --progress-bar off -e '.[test]'
+	@touch $@
+
+demo: setup
+	$(BIN)/swarm-arena run manifests/examples/foraging-local.yaml --output results.json --plot leaderboard.png
+
+test: setup
+	$(BIN)/python -m tests.controlplane build
+	$(BIN)/python -m pytest
+
+controlplane: setup
+	$(BIN)/python -m tests.controlplane up
+
+bench: setup
+	$(BIN)/python benchmarks/arena_step.py --plot docs/arena_step.png
+
+crd: setup
+	$(BIN)/swarm-arena crd > crds/arena.swarm.dev_swarmevaluations.yaml
