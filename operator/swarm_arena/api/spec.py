@@ -157,6 +157,7 @@ class CheckpointSpec(ApiModel):
     )
     storage_uri: str | None = Field(
         default=None,
+        alias="storageURI",
         pattern=STORAGE_URI_PATTERN,
         description="Durable place for checkpoints (`file://`, `s3://`); needed to survive loss of the head node.",
     )
