@@ -1,0 +1,216 @@
+"""Any PettingZoo `ParallelEnv` as arrays in one fixed agent order: what the runtime steps.
+
+The runtime thinks in index arrays (shard i serves agents `indices`), never in per-agent dicts,
+so this adapter fixes the order to `env.possible_agents`, keeps an `alive` mask (agents that
+left `env.agents`, e.g. killed in battle, are masked and read as zero observations), and
+enforces `maxSteps` truncation.
+
+Two backends behind one class:
+- the generic one speaks PettingZoo's dict API and checkpoints as "seed + the joint actions
+  taken so far", restored by `reset(seed)` and replay. That works for C-backed envs that do not
+  pickle (magent2), but requires the environment to be deterministic given its seed and actions;
+- the native one is used for envs that expose the array path (`reset_arrays`, `step_arrays`,
+  `observe_arrays`, `get_state`, `set_state`; the built-in `foraging`): no dicts, and a
+  checkpoint is a copy of the environment's arrays and RNG state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium
+import numpy as np
+
+from swarm_arena.arena.registry import load_environment_factory
+
+NATIVE_METHODS = ("reset_arrays", "step_arrays", "observe_arrays", "get_state", "set_state")
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    rewards: np.ndarray  # float32 [N], aligned with possible_agents (0 for agents not alive)
+    terminated: np.ndarray  # bool [N]
+    truncated: np.ndarray  # bool [N]
+
+
+class ArrayEnv:
+    """Any PettingZoo ParallelEnv (or the native foraging env, through a fast path) as arrays
+    in a fixed agent order."""
+
+    def __init__(self, env: Any, max_steps: int) -> None:
+        if max_steps < 1:
+            raise ValueError(f"environment.maxSteps must be >= 1, got {max_steps}")
+        if not getattr(env, "possible_agents", None):
+            raise ValueError(
+                f"environment {type(env).__name__} has no possible_agents; the arena needs a "
+                "PettingZoo ParallelEnv that lists every agent it may ever have"
+            )
+        self.env = env
+        self.max_steps = int(max_steps)
+        self.possible_agents: list[str] = list(env.possible_agents)
+        self.num_agents = len(self.possible_agents)
+        self.native = all(callable(getattr(env, name, None)) for name in NATIVE_METHODS)
+        self._index = {agent: i for i, agent in enumerate(self.possible_agents)}
+        self._obs_spaces = [env.observation_space(agent) for agent in self.possible_agents]
+        self._act_spaces = [env.action_space(agent) for agent in self.possible_agents]
+        self._homogeneous = len({space.shape for space in self._obs_spaces}) == 1
+        self.alive = np.zeros(self.num_agents, dtype=bool)
+        self.steps = 0
+        self.done = True
+        self._seed: int | None = None
+        self._actions: list[np.ndarray] = []  # generic backend: the joint actions, for replay
+        self._obs: list[np.ndarray | None] = [None] * self.num_agents  # generic backend
+
+    # --- spaces -------------------------------------------------------------------------------
+
+    def observation_space(self, index: int) -> gymnasium.Space:
+        return self._obs_spaces[index]
+
+    def action_space(self, index: int) -> gymnasium.Space:
+        return self._act_spaces[index]
+
+    # --- episode ------------------------------------------------------------------------------
+
+    def reset(self, seed: int) -> None:
+        self._seed = int(seed)
+        self._actions = []
+        self.steps = 0
+        if self.native:
+            self.env.reset_arrays(self._seed)
+        else:
+            observations, _ = self.env.reset(seed=self._seed)
+            self._obs = [None] * self.num_agents
+            self._store_observations(observations)
+        self.alive = self._live_mask()
+        self.done = not self.alive.any()
+
+    def observe(self, indices: np.ndarray) -> np.ndarray:
+        """Stacked observations of the agents at `indices` (zeros for agents not alive)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if not self._homogeneous and len({self._obs_spaces[i].shape for i in indices.tolist()}) > 1:
+            shapes = {self._obs_spaces[i].shape for i in indices.tolist()}
+            raise ValueError(
+                f"cannot stack observations of different shapes {sorted(map(str, shapes))} in one "
+                "shard; give agents with different observation spaces to different teams/policies "
+                "(spec.teams) so each shard is homogeneous"
+            )
+        if self.native:
+            stacked = self.env.observe_arrays(indices)
+            stacked[~self.alive[indices]] = 0
+            return stacked
+        if indices.size == 0:
+            space = self._obs_spaces[0]
+            return np.zeros((0, *space.shape), dtype=space.dtype)
+        rows = []
+        for i in indices.tolist():
+            obs = self._obs[i] if self.alive[i] else None
+            if obs is None:
+                space = self._obs_spaces[i]
+                obs = np.zeros(space.shape, dtype=space.dtype)
+            rows.append(obs)
+        return np.stack(rows)
+
+    def step(self, actions: np.ndarray) -> StepOutcome:
+        """One joint step: `actions` [N, *act_shape] in possible_agents order; dead agents' ignored."""
+        if self.done:
+            raise RuntimeError("ArrayEnv.step called on a finished episode; call reset(seed) first")
+        actions = np.asarray(actions)
+        if actions.shape[:1] != (self.num_agents,):
+            raise ValueError(f"expected actions for all {self.num_agents} agents, got shape {actions.shape}")
+        was_alive = self.alive
+        if self.native:
+            rewards, terminated, truncated = self.env.step_arrays(actions)
+            rewards = np.where(was_alive, rewards, 0).astype(np.float32)
+            terminated = np.asarray(terminated, dtype=bool) & was_alive
+            truncated = np.asarray(truncated, dtype=bool) & was_alive
+        else:
+            rewards, terminated, truncated = self._step_dicts(actions, was_alive)
+        self._actions.append(actions.copy())
+        self.steps += 1
+        self.alive = self._live_mask() & ~(terminated | truncated)
+        if self.steps >= self.max_steps:
+            truncated = truncated | self.alive
+            self.alive = np.zeros(self.num_agents, dtype=bool)
+        self.done = not self.alive.any()
+        return StepOutcome(rewards=rewards, terminated=terminated, truncated=truncated)
+
+    # --- checkpoints --------------------------------------------------------------------------
+
+    def get_state(self) -> dict[str, Any]:
+        """A picklable snapshot of the episode; `set_state` restores it exactly."""
+        state: dict[str, Any] = {"seed": self._seed, "steps": self.steps, "alive": self.alive.copy(), "done": self.done}
+        if self.native:
+            state["native"] = self.env.get_state()
+        else:
+            state["actions"] = np.stack(self._actions) if self._actions else None
+        return state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        if state["seed"] is None:
+            self.done, self.steps, self.alive = True, 0, np.zeros(self.num_agents, dtype=bool)
+            return
+        if self.native:
+            self.env.set_state(state["native"])
+            self._seed, self._actions = state["seed"], []
+        else:
+            # Replay: the environment must be deterministic given its seed and actions.
+            self.reset(state["seed"])
+            for actions in state["actions"] if state["actions"] is not None else []:
+                self.step(actions)
+            if not np.array_equal(self.alive, state["alive"]):
+                raise RuntimeError(
+                    "replaying the checkpoint did not reproduce the episode (different agents alive); "
+                    "the environment is not deterministic given its seed and actions, which "
+                    "checkpoint restore requires"
+                )
+        self.steps, self.done = int(state["steps"]), bool(state["done"])
+        self.alive = np.array(state["alive"], dtype=bool)
+
+    def close(self) -> None:
+        self.env.close()
+
+    # --- generic backend ----------------------------------------------------------------------
+
+    def _live_mask(self) -> np.ndarray:
+        mask = np.zeros(self.num_agents, dtype=bool)
+        if self.native:
+            mask[:] = bool(self.env.agents)
+        else:
+            mask[[self._index[agent] for agent in self.env.agents]] = True
+        return mask
+
+    def _store_observations(self, observations: dict[str, Any]) -> None:
+        for agent, obs in observations.items():
+            index = self._index.get(agent)
+            if index is not None:
+                self._obs[index] = np.asarray(obs)
+
+    def _step_dicts(self, actions: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        joint = {}
+        for i in np.flatnonzero(alive).tolist():
+            action = actions[i]
+            joint[self.possible_agents[i]] = (
+                int(action) if isinstance(self._act_spaces[i], gymnasium.spaces.Discrete) else action
+            )
+        observations, rewards_d, terminated_d, truncated_d, _ = self.env.step(joint)
+        self._store_observations(observations)
+        rewards = np.zeros(self.num_agents, dtype=np.float32)
+        terminated = np.zeros(self.num_agents, dtype=bool)
+        truncated = np.zeros(self.num_agents, dtype=bool)
+        for agent, value in rewards_d.items():
+            if agent in self._index:
+                rewards[self._index[agent]] = value
+        for agent, value in terminated_d.items():
+            if agent in self._index:
+                terminated[self._index[agent]] = bool(value)
+        for agent, value in truncated_d.items():
+            if agent in self._index:
+                truncated[self._index[agent]] = bool(value)
+        return rewards, terminated & alive, truncated & alive
+
+
+def make_array_env(factory: str, params: dict[str, Any], max_steps: int) -> ArrayEnv:
+    """Build `spec.environment` (factory, params, maxSteps) as an ArrayEnv."""
+    env = load_environment_factory(factory)(**params)
+    return ArrayEnv(env, max_steps)

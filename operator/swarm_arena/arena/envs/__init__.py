@@ -1,0 +1,1 @@
+"""Built-in environments (PettingZoo `ParallelEnv`s with a fast array path)."""
