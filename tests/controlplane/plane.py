@@ -1,0 +1,654 @@
+"""Start and stop a real Kubernetes control plane on loopback for tests and for people.
+
+Components (binaries from ``build.py``'s cache): etcd, kube-apiserver (throwaway CA, client-cert
+auth, ``--authorization-mode=Node,RBAC``), kube-controller-manager, kube-scheduler, kwok (fake
+nodes, one of them a GPU node) and the KubeRay operator with its CRDs. Every component runs in
+its own process group, logs to ``<workdir>/logs/<name>.log`` and is killed on ``stop()``, on
+interpreter exit (atexit) and, through ``PR_SET_PDEATHSIG``, if this Python process dies.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import contextlib
+import ctypes
+import datetime as dt
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from tests.controlplane import build as cpbuild
+
+GPU_NODE = "kwok-gpu-0"
+CPU_NODES = ("kwok-cpu-0", "kwok-cpu-1")
+GPU_LABEL = "nvidia.com/gpu.present"
+GPU_RESOURCE = "nvidia.com/gpu"
+KWOK_ANNOTATION = "kwok.x-k8s.io/node"
+SERVICE_CIDR = "10.96.0.0/24"
+POD_CIDR = "10.244.0.0/16"
+
+
+class ControlPlaneError(RuntimeError):
+    pass
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def _child_setup() -> None:  # runs in the child between fork and exec
+    if _libc is not None:
+        _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the parent
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError as exc:
+        return f"(no log: {exc})"
+    return "\n".join(text[-lines:])
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.2,
+             on_timeout: Callable[[], str] | None = None) -> Any:
+    """Poll ``check`` until it returns a truthy value or ``timeout`` passes; exceptions count as
+    "not yet" and the last one is reported."""
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception as exc:  # noqa: BLE001 - polling
+            last_exc = exc
+        if time.monotonic() > deadline:
+            msg = f"timed out after {timeout:.0f}s waiting for {what}"
+            if last_exc is not None:
+                msg += f" (last error: {type(last_exc).__name__}: {last_exc})"
+            if on_timeout is not None:
+                msg += "\n" + on_timeout()
+            raise ControlPlaneError(msg)
+        time.sleep(interval)
+
+
+# --------------------------------------------------------------------------------------------
+# PKI
+
+
+@dataclass
+class _Pki:
+    dir: Path
+    ca_cert: bytes = b""
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def path(self, name: str) -> str:
+        return str(self.files[name])
+
+
+def make_pki(directory: Path) -> _Pki:
+    """A throwaway CA, the apiserver's serving cert, client certs per component and the
+    service-account signing key pair."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    pki = _Pki(directory)
+    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    later = now + dt.timedelta(days=7)
+
+    def write(name: str, data: bytes, private: bool = False) -> None:
+        p = directory / name
+        p.write_bytes(data)
+        if private:
+            p.chmod(0o600)
+        pki.files[name] = p
+
+    def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "swarm-arena-test-ca")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now).not_valid_after(later)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                     content_commitment=False, key_encipherment=False,
+                                     data_encipherment=False, key_agreement=False,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pki.ca_cert = ca.public_bytes(serialization.Encoding.PEM)
+    write("ca.crt", pki.ca_cert)
+    write("ca.key", key_pem(ca_key), private=True)
+
+    def issue(name: str, cn: str, orgs: tuple[str, ...] = (), server: bool = False) -> None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+        attrs += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
+        b = (
+            x509.CertificateBuilder().subject_name(x509.Name(attrs)).issuer_name(ca_name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(later)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH] if server else [ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        )
+        if server:
+            svc_ip = next(ipaddress.ip_network(SERVICE_CIDR).hosts())
+            b = b.add_extension(x509.SubjectAlternativeName([
+                x509.DNSName("localhost"), x509.DNSName("kubernetes"), x509.DNSName("kubernetes.default"),
+                x509.DNSName("kubernetes.default.svc"), x509.DNSName("kubernetes.default.svc.cluster.local"),
+                x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.IPAddress(svc_ip),
+            ]), critical=False)
+        cert = b.sign(ca_key, hashes.SHA256())
+        write(f"{name}.crt", cert.public_bytes(serialization.Encoding.PEM))
+        write(f"{name}.key", key_pem(key), private=True)
+
+    issue("apiserver", "kube-apiserver", server=True)
+    issue("admin", "swarm-arena-admin", ("system:masters",))
+    issue("controller-manager", "system:kube-controller-manager")
+    issue("scheduler", "system:kube-scheduler")
+    issue("kwok", "kwok", ("system:masters",))  # kwok writes node/pod status for many nodes
+    issue("ray-operator", "kuberay-operator", ("system:masters",))
+
+    sa_key = ec.generate_private_key(ec.SECP256R1())
+    write("sa.key", key_pem(sa_key), private=True)
+    write("sa.pub", sa_key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    return pki
+
+
+def write_kubeconfig(path: Path, server: str, pki: _Pki, user: str) -> Path:
+    def b64(name: str) -> str:
+        return base64.b64encode(pki.files[name].read_bytes()).decode()
+
+    cfg = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "swarm-arena-test",
+        "clusters": [{"name": "swarm-arena-test",
+                      "cluster": {"server": server, "certificate-authority-data": b64("ca.crt")}}],
+        "users": [{"name": user, "user": {"client-certificate-data": b64(f"{user}.crt"),
+                                          "client-key-data": b64(f"{user}.key")}}],
+        "contexts": [{"name": "swarm-arena-test", "context": {"cluster": "swarm-arena-test", "user": user}}],
+    }
+    path.write_text(yaml.safe_dump(cfg))
+    path.chmod(0o600)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# processes
+
+
+_LIVE: set["ControlPlane"] = set()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for cp in list(_LIVE):
+        with contextlib.suppress(Exception):
+            cp.stop()
+
+
+@dataclass
+class Component:
+    name: str
+    argv: list[str]
+    log: Path
+    env: dict[str, str] | None = None
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as out:
+            out.write(f"$ {' '.join(self.argv)}\n".encode())
+            out.flush()
+            self.proc = subprocess.Popen(
+                self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, preexec_fn=_child_setup, env=self.env, close_fds=True,
+            )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def check_alive(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise ControlPlaneError(
+                f"{self.name} exited with code {self.proc.returncode}; log {self.log}:\n{log_tail(self.log)}")
+
+    def stop(self, grace: float = 10.0) -> None:
+        if self.proc is None:
+            return
+        pgid = self.proc.pid  # start_new_session: the child leads its own process group
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGTERM)
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)  # stragglers in the group, or a stuck leader
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+
+
+# --------------------------------------------------------------------------------------------
+# the plane
+
+
+class ControlPlane:
+    """etcd + kube-apiserver + kube-controller-manager + kube-scheduler + kwok + KubeRay.
+
+    >>> with ControlPlane() as cp:          # doctest: +SKIP
+    ...     print(cp.kubeconfig)
+    """
+
+    def __init__(self, workdir: str | os.PathLike | None = None, build_dir: str | os.PathLike | None = None,
+                 kuberay: bool = True, timeout: float = 120.0, keep_workdir: bool | None = None) -> None:
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="swarm-arena-cp-"))
+        self.keep_workdir = keep_workdir if keep_workdir is not None else bool(os.environ.get("SWARM_ARENA_KEEP_CP"))
+        self._build_dir = Path(build_dir) if build_dir else None
+        self.kuberay = kuberay
+        self.timeout = timeout
+        self.components: dict[str, Component] = {}
+        self.ports: dict[str, int] = {}
+        self.kubeconfig: Path = self.workdir / "admin.kubeconfig"
+        self.server = ""
+        self.versions: dict[str, str] = cpbuild.load_versions()
+        self.started_in: float | None = None
+        self._pki: _Pki | None = None
+        self._ssl: ssl.SSLContext | None = None
+        self._lock = threading.Lock()
+
+    # -- public -----------------------------------------------------------------------------
+
+    @property
+    def bindir(self) -> Path:
+        return self.build_dir / "bin"
+
+    @property
+    def crd_dir(self) -> Path:
+        return self.build_dir / "crds"
+
+    @property
+    def build_dir(self) -> Path:
+        if self._build_dir is None:
+            found = cpbuild.find_build()
+            if found is None:
+                raise ControlPlaneError(
+                    "control plane binaries are not built; run `python -m tests.controlplane build`")
+            self._build_dir = found
+        return self._build_dir
+
+    def bin(self, name: str) -> str:
+        return str(self.bindir / name)
+
+    def logs(self) -> dict[str, Path]:
+        return {n: c.log for n, c in self.components.items()}
+
+    def __enter__(self) -> "ControlPlane":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> "ControlPlane":
+        t0 = time.monotonic()
+        _LIVE.add(self)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        self.started_in = time.monotonic() - t0
+        return self
+
+    def stop(self) -> None:
+        with self._lock:
+            # reverse start order: operators first, etcd last
+            for comp in reversed(list(self.components.values())):
+                comp.stop()
+            _LIVE.discard(self)
+            if self._own_workdir and not self.keep_workdir:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def pids(self) -> dict[str, int]:
+        return {n: c.proc.pid for n, c in self.components.items() if c.proc is not None}
+
+    def api_client(self):
+        """A fresh ``kubernetes.client.ApiClient`` for the admin kubeconfig."""
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=str(self.kubeconfig))
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None,
+                timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run([self.bin("kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
+                              input=input, capture_output=True, text=True, check=check, timeout=timeout)
+
+    def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+        """GET a raw API path as admin; returns (status, body)."""
+        req = urllib.request.Request(self.server + path)
+        try:
+            with urllib.request.urlopen(req, context=self._ssl, timeout=timeout) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    # -- start ------------------------------------------------------------------------------
+
+    def _component(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Component:
+        comp = Component(name, argv, self.workdir / "logs" / f"{name}.log", env)
+        self.components[name] = comp
+        comp.start()
+        return comp
+
+    def _tails(self, *names: str) -> Callable[[], str]:
+        def render() -> str:
+            out = []
+            for n in names or tuple(self.components):
+                c = self.components.get(n)
+                if c is not None:
+                    state = "running" if c.alive() else f"exited {c.proc.returncode if c.proc else '?'}"
+                    out.append(f"--- {n} ({state}), log {c.log}:\n{log_tail(c.log)}")
+            return "\n".join(out)
+        return render
+
+    def _alive_and(self, names: tuple[str, ...], check: Callable[[], Any]) -> Callable[[], Any]:
+        def run() -> Any:
+            for n in names:
+                self.components[n].check_alive()
+            return check()
+        return run
+
+    def _wait(self, what: str, names: tuple[str, ...], check: Callable[[], Any], timeout: float | None = None) -> Any:
+        try:
+            return wait_for(what, self._alive_and(names, check), timeout or self.timeout,
+                            on_timeout=self._tails(*names))
+        except ControlPlaneError as exc:
+            # a component that died gives its own message; add the tails anyway
+            if "exited with code" in str(exc):
+                raise ControlPlaneError(f"while waiting for {what}: {exc}") from None
+            raise
+
+    def _start(self) -> None:
+        wd = self.workdir
+        wd.mkdir(parents=True, exist_ok=True)
+        bindir = self.bindir
+        missing = [b for b in cpbuild.BINARIES if not (bindir / b).exists()]
+        if missing:
+            raise ControlPlaneError(f"missing binaries {missing} in {bindir}; run `python -m tests.controlplane build`")
+        self._pki = pki = make_pki(wd / "pki")
+        for name in ("etcd-client", "etcd-peer", "apiserver", "controller-manager", "scheduler",
+                     "kwok", "ray-metrics", "ray-probe"):
+            self.ports[name] = free_port()
+        self.server = f"https://127.0.0.1:{self.ports['apiserver']}"
+        self._ssl = ssl.create_default_context(cafile=pki.path("ca.crt"))
+        self._ssl.load_cert_chain(pki.path("admin.crt"), pki.path("admin.key"))
+        write_kubeconfig(self.kubeconfig, self.server, pki, "admin")
+        kcfg = {u: write_kubeconfig(wd / f"{u}.kubeconfig", self.server, pki, u)
+                for u in ("controller-manager", "scheduler", "kwok", "ray-operator")}
+
+        # etcd
+        ec, ep = self.ports["etcd-client"], self.ports["etcd-peer"]
+        self._component("etcd", [
+            self.bin("etcd"), "--name=default", f"--data-dir={wd / 'etcd'}",
+            f"--listen-client-urls=http://127.0.0.1:{ec}", f"--advertise-client-urls=http://127.0.0.1:{ec}",
+            f"--listen-peer-urls=http://127.0.0.1:{ep}", f"--initial-advertise-peer-urls=http://127.0.0.1:{ep}",
+            f"--initial-cluster=default=http://127.0.0.1:{ep}", "--unsafe-no-fsync=true",
+            "--log-level=warn", "--quota-backend-bytes=4294967296",
+        ])
+        self._wait("etcd /health", ("etcd",), lambda: b'"health":"true"' in urllib.request.urlopen(
+            f"http://127.0.0.1:{ec}/health", timeout=2).read(), timeout=30)
+
+        # kube-apiserver
+        self._component("kube-apiserver", [
+            self.bin("kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{ec}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--secure-port={self.ports['apiserver']}",
+            f"--tls-cert-file={pki.path('apiserver.crt')}", f"--tls-private-key-file={pki.path('apiserver.key')}",
+            f"--client-ca-file={pki.path('ca.crt')}",
+            f"--service-account-key-file={pki.path('sa.pub')}",
+            f"--service-account-signing-key-file={pki.path('sa.key')}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--authorization-mode=Node,RBAC",
+            "--anonymous-auth=false",
+            "--allow-privileged=true",
+            "--enable-priority-and-fairness=false",
+            "--profiling=false",
+            f"--cert-dir={wd / 'apiserver-certs'}",
+            "--v=1",
+        ])
+        self._wait("kube-apiserver /readyz", ("etcd", "kube-apiserver"),
+                   lambda: self.get("/readyz", timeout=2)[0] == 200, timeout=90)
+
+        # kube-controller-manager, kube-scheduler and kwok start together
+        self._component("kube-controller-manager", [
+            self.bin("kube-controller-manager"),
+            f"--kubeconfig={kcfg['controller-manager']}",
+            f"--authentication-kubeconfig={kcfg['controller-manager']}",
+            f"--authorization-kubeconfig={kcfg['controller-manager']}",
+            "--bind-address=127.0.0.1", f"--secure-port={self.ports['controller-manager']}",
+            f"--cert-dir={wd / 'kcm-certs'}",
+            "--leader-elect=false",
+            "--controllers=*",
+            f"--service-account-private-key-file={pki.path('sa.key')}",
+            f"--root-ca-file={pki.path('ca.crt')}",
+            f"--cluster-signing-cert-file={pki.path('ca.crt')}",
+            f"--cluster-signing-key-file={pki.path('ca.key')}",
+            "--use-service-account-credentials=false",
+            "--concurrent-gc-syncs=10",
+            "--profiling=false", "--v=1",
+        ])
+        self._component("kube-scheduler", [
+            self.bin("kube-scheduler"),
+            f"--kubeconfig={kcfg['scheduler']}",
+            f"--authentication-kubeconfig={kcfg['scheduler']}",
+            f"--authorization-kubeconfig={kcfg['scheduler']}",
+            "--bind-address=127.0.0.1", f"--secure-port={self.ports['scheduler']}",
+            f"--cert-dir={wd / 'scheduler-certs'}",
+            "--leader-elect=false", "--profiling=false", "--v=1",
+        ])
+        self._component("kwok", [
+            self.bin("kwok"),
+            f"--kubeconfig={kcfg['kwok']}",
+            "--manage-all-nodes=false",
+            f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
+            "--manage-nodes-with-label-selector=",
+            f"--cidr={POD_CIDR}", "--node-ip=127.0.0.1",
+            f"--server-address=127.0.0.1:{self.ports['kwok']}",
+            "--node-lease-duration-seconds=40",
+        ])
+        core = self._core()
+        self._create_nodes(core)
+        if self.kuberay:
+            self._apply_crds()
+
+        self._wait_https_health("kube-controller-manager", self.ports["controller-manager"])
+        self._wait_https_health("kube-scheduler", self.ports["scheduler"])
+        self._wait("all fake nodes Ready (kwok)", ("kwok",), lambda: self._nodes_ready(core), timeout=60)
+        self._wait("ServiceAccount default/default (controller-manager)", ("kube-controller-manager",),
+                   lambda: core.read_namespaced_service_account("default", "default"), timeout=60)
+
+        if self.kuberay:
+            self._wait("KubeRay CRDs Established", ("kube-apiserver",), self._crds_established, timeout=60)
+            env = dict(os.environ, KUBECONFIG=str(kcfg["ray-operator"]))
+            self._component("ray-operator", [
+                self.bin("ray-operator"),  # reads KUBECONFIG (controller-runtime)
+                f"-metrics-addr=127.0.0.1:{self.ports['ray-metrics']}",
+                f"-health-probe-bind-address=127.0.0.1:{self.ports['ray-probe']}",
+                "-enable-leader-election=false",
+                "-log-stdout-encoder=console",
+            ], env=env)
+            self._wait("ray-operator /readyz", ("ray-operator",),
+                       lambda: urllib.request.urlopen(
+                           f"http://127.0.0.1:{self.ports['ray-probe']}/readyz", timeout=2).status == 200)
+
+    def _core(self):
+        from kubernetes import client
+
+        return client.CoreV1Api(self.api_client())
+
+    def _wait_https_health(self, name: str, port: int) -> None:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE  # the component's self-signed serving cert, on loopback
+
+        def ok() -> bool:
+            with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", context=ctx, timeout=2) as r:
+                return r.status == 200
+        self._wait(f"{name} /healthz", (name,), ok, timeout=60)
+
+    # -- nodes ------------------------------------------------------------------------------
+
+    @staticmethod
+    def node_manifest(name: str, gpu: bool = False) -> dict:
+        labels = {
+            "kubernetes.io/arch": "amd64", "kubernetes.io/os": "linux", "kubernetes.io/hostname": name,
+            "node-role.kubernetes.io/agent": "", "type": "kwok",
+        }
+        capacity = {"cpu": "32", "memory": "256Gi", "pods": "110", "ephemeral-storage": "500Gi"}
+        taints = []
+        if gpu:
+            labels[GPU_LABEL] = "true"
+            labels["nvidia.com/gpu.product"] = "NVIDIA-H100-80GB-HBM3"
+            capacity[GPU_RESOURCE] = "4"
+            taints.append({"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"})
+        return {
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": labels,
+                         "annotations": {KWOK_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"}},
+            "spec": {"taints": taints} if taints else {},
+            "status": {"capacity": capacity, "allocatable": dict(capacity),
+                       "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux",
+                                    "kubeletVersion": "fake", "kubeProxyVersion": "fake"}},
+        }
+
+    def _create_nodes(self, core) -> None:
+        for name in CPU_NODES:
+            core.create_node(self.node_manifest(name))
+        core.create_node(self.node_manifest(GPU_NODE, gpu=True))
+
+    def _nodes_ready(self, core) -> bool:
+        nodes = core.list_node().items
+        names = {n.metadata.name for n in nodes}
+        if names != {*CPU_NODES, GPU_NODE}:
+            return False
+        for n in nodes:
+            conds = {c.type: c.status for c in (n.status.conditions or [])}
+            if conds.get("Ready") != "True":
+                return False
+        return True
+
+    # -- KubeRay ----------------------------------------------------------------------------
+
+    def crd_names(self) -> list[str]:
+        names = []
+        for f in sorted(self.crd_dir.glob("*.yaml")):
+            for doc in yaml.safe_load_all(f.read_text()):
+                if doc and doc.get("kind") == "CustomResourceDefinition":
+                    names.append(doc["metadata"]["name"])
+        return names
+
+    def _apply_crds(self) -> None:
+        from kubernetes import client
+
+        ext = client.ApiextensionsV1Api(self.api_client())
+        for f in sorted(self.crd_dir.glob("*.yaml")):
+            for doc in yaml.safe_load_all(f.read_text()):
+                if doc and doc.get("kind") == "CustomResourceDefinition":
+                    ext.create_custom_resource_definition(doc)
+
+    def _crds_established(self) -> bool:
+        from kubernetes import client
+
+        ext = client.ApiextensionsV1Api(self.api_client())
+        for name in self.crd_names():
+            crd = ext.read_custom_resource_definition(name)
+            conds = {c.type: c.status for c in (crd.status.conditions or [])}
+            if conds.get("Established") != "True":
+                return False
+        return True
+
+
+# --------------------------------------------------------------------------------------------
+# `python -m tests.controlplane up`
+
+
+def main_up(argv: list[str]) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m tests.controlplane up",
+                                 description="Build if needed, start the control plane, wait for Ctrl-C.")
+    ap.add_argument("--workdir", help="directory for kubeconfig, PKI, etcd data and logs (default: a temp dir)")
+    ap.add_argument("--no-kuberay", action="store_true", help="do not start the KubeRay operator")
+    args = ap.parse_args(argv)
+    out = cpbuild.build()
+    cp = ControlPlane(workdir=args.workdir, build_dir=out, kuberay=not args.no_kuberay,
+                      keep_workdir=bool(args.workdir))
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        cp.start()
+    except ControlPlaneError as exc:
+        print(f"control plane failed to start: {exc}", file=sys.stderr)
+        return 1
+    print(f"control plane up in {cp.started_in:.1f}s ({cp.versions['KUBERNETES_VERSION']}); logs in {cp.workdir / 'logs'}")
+    print(f"  binaries: {cp.bindir}  (kubectl, helm are there too)")
+    print(json.dumps({"ports": cp.ports, "pids": cp.pids()}))
+    print(f"export KUBECONFIG={cp.kubeconfig}")
+    print(f"export PATH={cp.bindir}:$PATH")
+    print("Ctrl-C to stop.", flush=True)
+    try:
+        while not stop.wait(1.0):
+            for comp in cp.components.values():
+                if not comp.alive():
+                    print(f"{comp.name} exited with code {comp.proc.returncode if comp.proc else '?'}; log tail:\n"
+                          f"{log_tail(comp.log)}", file=sys.stderr)
+                    stop.set()
+                    break
+    finally:
+        print("stopping control plane...", flush=True)
+        cp.stop()
+    print("stopped.")
+    return 0

@@ -1,0 +1,108 @@
+"""pytest fixtures for the real control plane (see docs/testing-controlplane.md).
+
+Enable with ``pytest_plugins = ["tests.controlplane.pytest_plugin"]`` in the root conftest.
+
+* ``control_plane`` (session): builds the binaries if missing (a warm build is a no-op), starts
+  etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok and the KubeRay operator on
+  loopback, yields the :class:`~tests.controlplane.plane.ControlPlane`, stops it (no process left).
+* ``kube_api`` (session): a ``kubernetes.client.ApiClient`` for the admin kubeconfig.
+* ``namespace`` (function): a fresh namespace (its ``default`` ServiceAccount exists), deleted after.
+* ``wait_until`` (session): ``wait_until(what, check, timeout=60)`` polls with a deadline and, on
+  timeout, fails with the control-plane components' log tails.
+
+Tests using ``control_plane`` (directly or through the others) are marked ``controlplane``.
+Set ``SWARM_ARENA_CONTROLPLANE=skip`` to skip them instead of building/starting the plane.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from tests.controlplane import build as cpbuild
+from tests.controlplane.plane import ControlPlane, ControlPlaneError, wait_for
+
+MARKER = "controlplane"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{MARKER}: runs against the real local Kubernetes control plane (tests/controlplane)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "control_plane" in getattr(item, "fixturenames", ()):
+            item.add_marker(MARKER)
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    if os.environ.get("SWARM_ARENA_CONTROLPLANE") == "skip":
+        pytest.skip("SWARM_ARENA_CONTROLPLANE=skip")
+    try:
+        out = cpbuild.build()
+    except cpbuild.BuildError as exc:
+        pytest.fail(f"could not build the control plane: {exc}", pytrace=False)
+    cp = ControlPlane(build_dir=out)
+    try:
+        cp.start()
+    except ControlPlaneError as exc:
+        pytest.fail(f"control plane failed to start: {exc}", pytrace=False)
+    print(f"\ncontrol plane up in {cp.started_in:.1f}s: KUBECONFIG={cp.kubeconfig}")
+    try:
+        yield cp
+    finally:
+        pids = cp.pids()
+        cp.stop()
+        alive = {n: p for n, p in pids.items() if _group_alive(p)}
+        assert not alive, f"control plane processes left behind: {alive}"
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@pytest.fixture(scope="session")
+def kube_api(control_plane: ControlPlane):
+    api = control_plane.api_client()
+    yield api
+    api.close()
+
+
+@pytest.fixture(scope="session")
+def wait_until(control_plane: ControlPlane) -> Callable[..., Any]:
+    def _wait_until(what: str, check: Callable[[], Any], timeout: float = 60, interval: float = 0.2) -> Any:
+        try:
+            return wait_for(what, check, timeout, interval, on_timeout=control_plane._tails())
+        except ControlPlaneError as exc:
+            pytest.fail(str(exc), pytrace=False)
+    return _wait_until
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest, control_plane: ControlPlane, kube_api) -> Iterator[str]:
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube_api)
+    base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-") or "t"
+    name = f"{base}-{uuid.uuid4().hex[:6]}"
+    core.create_namespace({"apiVersion": "v1", "kind": "Namespace",
+                           "metadata": {"name": name, "labels": {"swarm-arena.test/namespace": "true"}}})
+    # pods cannot be created before the ServiceAccount controller made `default`
+    wait_for(f"ServiceAccount {name}/default", lambda: core.read_namespaced_service_account("default", name),
+             30, on_timeout=control_plane._tails("kube-controller-manager"))
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name, propagation_policy="Background")
