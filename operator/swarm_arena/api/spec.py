@@ -10,8 +10,9 @@ both refuse the same manifests.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Sequence
 from enum import Enum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -24,6 +25,63 @@ FACTORY_PATTERN = r"^([A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(([KMGTPE]i)|[numkMGTPE]|([eE][0-9]+))?$"
 STORAGE_URI_PATTERN = r"^(file|s3|gs)://.+$"
 RAY_ADDRESS_PATTERN = r"^(https?|ray)://[^\s]+$"
+
+# Bounds on names and free strings keep the API server's estimated CEL cost under its budget.
+NAME_MAX_LENGTH = 63
+
+Loc = tuple[str | int, ...]
+
+
+def format_path(loc: Sequence[str | int]) -> str:
+    """`("spec", "policies", 1, "name")` -> `spec.policies[1].name` (wire names, indices in brackets)."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+class SpecError(ValueError):
+    """Cross-field problems, each with its wire path relative to the model that found it.
+
+    Pydantic keeps the exception in the error's `ctx`, so `swarm_arena.api.validation` can
+    report every problem against the field it concerns instead of against the whole object.
+    """
+
+    def __init__(self, problems: list[tuple[Loc, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{format_path(loc) or '<object>'}: {msg}" for loc, msg in problems))
+
+
+def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+    """One `x-kubernetes-validations` entry: the API server's twin of a Python cross-field check."""
+    entry = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+def _validations(*rules: dict[str, str]) -> dict[str, list[dict[str, str]]]:
+    return {"x-kubernetes-validations": list(rules)}
+
+
+def _repeated(names: list[str]) -> list[int]:
+    """Indices of names already seen earlier in the list."""
+    seen: set[str] = set()
+    out = []
+    for i, n in enumerate(names):
+        if n in seen:
+            out.append(i)
+        seen.add(n)
+    return out
+
+
+def _unique_by_name(what: str) -> dict[str, list[dict[str, str]]]:
+    return _validations(
+        cel("self.all(x, self.exists_one(y, y.name == x.name))", f"{what}[].name must be unique")
+    )
 
 
 class PlacementStrategy(str, Enum):
@@ -122,8 +180,9 @@ class MatchmakingSpec(ApiModel):
             "all policies); `round-robin`: every ordered pairing of distinct policies over the teams."
         ),
     )
-    assignments: dict[str, str] = Field(
+    assignments: dict[str, Annotated[str, Field(min_length=1, max_length=NAME_MAX_LENGTH)]] = Field(
         default_factory=dict,
+        max_length=64,
         description="For `fixed`: team name -> policy name.",
     )
 
@@ -209,6 +268,18 @@ class Toleration(ApiModel):
 class WorkerGroupSpec(ApiModel):
     """One KubeRay worker group."""
 
+    model_config = {
+        **ApiModel.model_config,
+        "json_schema_extra": _validations(
+            cel("self.minReplicas <= self.replicas", "minReplicas must be <= replicas", ".minReplicas"),
+            cel(
+                "!has(self.maxReplicas) || self.replicas <= self.maxReplicas",
+                "maxReplicas must be >= replicas",
+                ".maxReplicas",
+            ),
+        ),
+    }
+
     name: str = Field(min_length=1, max_length=63, pattern=DNS1123_LABEL, description="Unique group name.")
     replicas: int = Field(default=1, ge=0, le=10_000, description="Worker pods.")
     min_replicas: int = Field(default=0, ge=0, le=10_000, description="Lower bound for the autoscaler.")
@@ -225,15 +296,38 @@ class WorkerGroupSpec(ApiModel):
 
     @model_validator(mode="after")
     def _replica_bounds(self) -> WorkerGroupSpec:
+        problems: list[tuple[Loc, str]] = []
         if self.min_replicas > self.replicas:
-            raise ValueError("minReplicas must be <= replicas")
+            problems.append(
+                (("minReplicas",), f"minReplicas must be <= replicas ({self.min_replicas} > {self.replicas})")
+            )
         if self.max_replicas is not None and self.replicas > self.max_replicas:
-            raise ValueError("replicas must be <= maxReplicas")
+            problems.append(
+                (("maxReplicas",), f"maxReplicas must be >= replicas ({self.max_replicas} < {self.replicas})")
+            )
+        if problems:
+            raise SpecError(problems)
         return self
 
 
 class ClusterSpec(ApiModel):
     """Where the arena runs: an existing Ray cluster, or a RayCluster the operator creates."""
+
+    model_config = {
+        **ApiModel.model_config,
+        "json_schema_extra": _validations(
+            cel(
+                "!(has(self.address) && size(self.workerGroups) > 0)",
+                "set exactly one of cluster.address or cluster.workerGroups, not both",
+                ".address",
+            ),
+            cel(
+                "has(self.address) || size(self.workerGroups) > 0",
+                "set exactly one of cluster.address (an existing Ray cluster) or cluster.workerGroups "
+                "(a RayCluster the operator creates)",
+            ),
+        ),
+    }
 
     address: str | None = Field(
         default=None,
@@ -250,20 +344,32 @@ class ClusterSpec(ApiModel):
     )
     head: HeadSpec = Field(default_factory=HeadSpec, description="The head group.")
     worker_groups: list[WorkerGroupSpec] = Field(
-        default_factory=list, max_length=16, description="Worker groups; a GPU group has resources.gpu > 0."
+        default_factory=list,
+        max_length=16,
+        description="Worker groups; a GPU group has resources.gpu > 0.",
+        json_schema_extra=_unique_by_name("workerGroups"),
     )
     autoscaling: bool = Field(default=False, description="Enable the KubeRay in-tree autoscaler.")
 
     @model_validator(mode="after")
     def _one_target(self) -> ClusterSpec:
+        problems: list[tuple[Loc, str]] = []
         if self.address and self.worker_groups:
-            raise ValueError("set exactly one of cluster.address or cluster.workerGroups, not both")
+            problems.append(
+                (("address",), "set exactly one of cluster.address or cluster.workerGroups, not both; remove one")
+            )
         if not self.address and not self.worker_groups:
-            raise ValueError("set exactly one of cluster.address or cluster.workerGroups")
+            problems.append(
+                ((), "set exactly one of cluster.address (an existing Ray cluster) or cluster.workerGroups "
+                 "(a RayCluster the operator creates)")
+            )
         names = [g.name for g in self.worker_groups]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"workerGroups names must be unique; repeated: {', '.join(dupes)}")
+        for i in _repeated(names):
+            problems.append(
+                (("workerGroups", i, "name"), f"workerGroups[].name must be unique; {names[i]!r} is repeated")
+            )
+        if problems:
+            raise SpecError(problems)
         return self
 
     @property
@@ -274,12 +380,70 @@ class ClusterSpec(ApiModel):
 class SwarmEvaluationSpec(ApiModel):
     """What to evaluate, how, and where."""
 
+    # The API server applies defaults before it runs these rules, so defaulted fields (teams,
+    # matchmaking.mode, matchmaking.assignments, cluster.workerGroups) are always present.
+    model_config = {
+        **ApiModel.model_config,
+        "json_schema_extra": _validations(
+            cel(
+                # Keys are counted through team names (bounded strings): comparing the keys
+                # themselves would make the estimated cost unbounded.
+                "size(self.matchmaking.assignments) == (size(self.teams) > 0"
+                " ? size(self.teams.filter(t, t.name in self.matchmaking.assignments))"
+                " : ('all' in self.matchmaking.assignments ? 1 : 0))",
+                "matchmaking.assignments: every key must name a team of spec.teams (`all` when teams is empty)",
+                ".matchmaking.assignments",
+            ),
+            cel(
+                "self.matchmaking.assignments.all(t,"
+                " self.policies.exists(p, p.name == self.matchmaking.assignments[t]))",
+                "matchmaking.assignments: every value must name a policy of spec.policies",
+                ".matchmaking.assignments",
+            ),
+            cel(
+                "self.matchmaking.mode != 'fixed' || size(self.teams) <= 1"
+                " || self.teams.all(t, t.name in self.matchmaking.assignments)",
+                "matchmaking.assignments: with mode fixed and several teams, every team needs a policy",
+                ".matchmaking.assignments",
+            ),
+            cel(
+                "self.matchmaking.mode != 'round-robin' || size(self.matchmaking.assignments) == 0",
+                "matchmaking.assignments is only for mode fixed; remove it for round-robin",
+                ".matchmaking.assignments",
+            ),
+            cel(
+                "self.matchmaking.mode != 'round-robin' || size(self.teams) >= 2",
+                "teams: matchmaking.mode round-robin needs at least 2 teams",
+                ".teams",
+            ),
+            cel(
+                "self.matchmaking.mode != 'round-robin' || size(self.policies) >= size(self.teams)",
+                "policies: matchmaking.mode round-robin needs at least as many policies as teams",
+                ".policies",
+            ),
+            cel(
+                "!has(self.cluster) || size(self.cluster.workerGroups) == 0"
+                " || !self.policies.exists(p, p.resources.gpu > 0.0)"
+                " || self.cluster.workerGroups.exists(g, g.resources.gpu > 0)",
+                "cluster.workerGroups: policies with resources.gpu > 0 need a GPU worker group "
+                "(one with resources.gpu > 0)",
+                ".cluster.workerGroups",
+            ),
+        ),
+    }
+
     environment: EnvironmentSpec = Field(description="The multi-agent environment.")
-    policies: list[PolicySpec] = Field(min_length=1, max_length=64, description="The contestants.")
+    policies: list[PolicySpec] = Field(
+        min_length=1,
+        max_length=64,
+        description="The contestants.",
+        json_schema_extra=_unique_by_name("policies"),
+    )
     teams: list[TeamSpec] = Field(
         default_factory=list,
         max_length=64,
         description="Groups of environment agents; default one team `all` matching `*`.",
+        json_schema_extra=_unique_by_name("teams"),
     )
     matchmaking: MatchmakingSpec = Field(default_factory=MatchmakingSpec, description="Who plays whom.")
     episodes: int = Field(
@@ -327,40 +491,52 @@ class SwarmEvaluationSpec(ApiModel):
 
     @model_validator(mode="after")
     def _cross_field(self) -> SwarmEvaluationSpec:
+        problems: list[tuple[Loc, str]] = []
         names = self.policy_names
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"policies[].name must be unique; repeated: {', '.join(dupes)}")
+        for i in _repeated(names):
+            problems.append((("policies", i, "name"), f"policies[].name must be unique; {names[i]!r} is repeated"))
         team_names = [t.name for t in self.effective_teams]
-        tdupes = sorted({n for n in team_names if team_names.count(n) > 1})
-        if tdupes:
-            raise ValueError(f"teams[].name must be unique; repeated: {', '.join(tdupes)}")
-        for team, policy in self.matchmaking.assignments.items():
+        for i in _repeated(team_names):
+            problems.append((("teams", i, "name"), f"teams[].name must be unique; {team_names[i]!r} is repeated"))
+
+        assignments = self.matchmaking.assignments
+        here: Loc = ("matchmaking", "assignments")
+        for team, policy in assignments.items():
             if team not in team_names:
-                raise ValueError(
-                    f"matchmaking.assignments names team {team!r}, which is not in teams ({', '.join(team_names)})"
+                hint = "spec.teams is empty, so the only team is `all`" if not self.teams else (
+                    f"teams are: {', '.join(team_names)}"
                 )
+                problems.append(((*here, team), f"names team {team!r}, which is not defined; {hint}"))
             if policy not in names:
-                raise ValueError(
-                    f"matchmaking.assignments[{team}] names policy {policy!r}, which is not in policies ({', '.join(names)})"
+                problems.append(
+                    ((*here, team), f"names policy {policy!r}, which is not defined; policies are: {', '.join(names)}")
                 )
         mode = self.matchmaking.mode
         if mode is MatchmakingMode.FIXED and len(team_names) > 1:
-            missing = [t for t in team_names if t not in self.matchmaking.assignments]
+            missing = [t for t in team_names if t not in assignments]
             if missing:
-                raise ValueError(
-                    f"matchmaking.assignments: with mode fixed and several teams every team needs a policy; missing: {', '.join(missing)}"
+                problems.append(
+                    (here, f"with mode fixed and several teams every team needs a policy; missing: {', '.join(missing)}")
                 )
         if mode is MatchmakingMode.ROUND_ROBIN:
-            if self.matchmaking.assignments:
-                raise ValueError("matchmaking.assignments is only for mode fixed")
+            if assignments:
+                problems.append((here, "only for mode fixed; remove it for round-robin"))
             if len(team_names) < 2:
-                raise ValueError("matchmaking.mode round-robin needs at least 2 teams")
-            if len(names) < len(team_names):
-                raise ValueError("matchmaking.mode round-robin needs at least as many policies as teams")
-        if any(p.resources.gpu > 0 for p in self.policies) and self.cluster and self.cluster.worker_groups:
-            if not self.cluster.has_gpu_group:
-                raise ValueError(
-                    "policies with resources.gpu > 0 need a GPU worker group (cluster.workerGroups[].resources.gpu > 0)"
+                problems.append(
+                    (("teams",), f"matchmaking.mode round-robin needs at least 2 teams, got {len(team_names)}; "
+                     "define teams (e.g. red_* and blue_*) or use mode fixed")
                 )
+            elif len(names) < len(team_names):
+                problems.append(
+                    (("policies",), f"matchmaking.mode round-robin needs at least as many policies as teams "
+                     f"({len(names)} < {len(team_names)})")
+                )
+        gpu_policies = [p.name for p in self.policies if p.resources.gpu > 0]
+        if gpu_policies and self.cluster and self.cluster.worker_groups and not self.cluster.has_gpu_group:
+            problems.append(
+                (("cluster", "workerGroups"), f"policies {', '.join(gpu_policies)} ask for resources.gpu > 0 "
+                 "but no worker group has resources.gpu > 0; add a GPU worker group")
+            )
+        if problems:
+            raise SpecError(problems)
         return self

@@ -7,8 +7,9 @@ result file from a laptop and a `kubectl get -o yaml` from a cluster read the sa
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, computed_field, model_validator
 
 from swarm_arena.api.base import ApiModel
 
@@ -40,6 +41,18 @@ class Progress(ApiModel):
     episodes_completed: int = Field(default=0, ge=0, description="Episodes finished and counted.")
     episodes_total: int = Field(default=0, ge=0, description="Episodes the evaluation will play.")
     agent_steps: int = Field(default=0, ge=0, description="Agent-steps taken so far (agents x steps).")
+
+    @computed_field(description="`episodesCompleted/episodesTotal` (e.g. `7/20`), the Progress column of `kubectl get`.")
+    def summary(self) -> str:
+        return f"{self.episodes_completed}/{self.episodes_total}"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_summary(cls, data: Any) -> Any:
+        # `summary` is derived: accept it back from the API server, never trust it.
+        if isinstance(data, dict) and "summary" in data:
+            data = {k: v for k, v in data.items() if k != "summary"}
+        return data
 
 
 class LeaderboardEntry(ApiModel):
@@ -88,7 +101,7 @@ class SwarmEvaluationStatus(ApiModel):
     observed_generation: int | None = Field(default=None, description="Last spec generation acted on.")
     ray_cluster_name: str | None = Field(default=None, description="The RayCluster running the evaluation.")
     job_id: str | None = Field(default=None, description="Ray job id of the arena driver.")
-    dashboard_url: str | None = Field(default=None, description="Ray dashboard.")
+    dashboard_url: str | None = Field(default=None, alias="dashboardURL", description="Ray dashboard URL.")
     start_time: str | None = Field(default=None, description="When the run started (RFC 3339).")
     completion_time: str | None = Field(default=None, description="When the run finished (RFC 3339).")
     progress: Progress | None = Field(default=None, description="Episodes and agent-steps.")
