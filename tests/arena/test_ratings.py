@@ -1,0 +1,176 @@
+"""The leaderboard: hand-computed cases, determinism, and agreement with the openskill library."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+from openskill.models import PlackettLuce
+
+from swarm_arena.arena.ratings import (
+    ELO_INITIAL,
+    ELO_K,
+    EpisodeOutcome,
+    elo_resamples,
+    leaderboard,
+    t_quantile_975,
+)
+
+METHODS = ["mean-return", "elo", "openskill"]
+
+
+def by_policy(entries):  # type: ignore[no-untyped-def]
+    return {e.policy: e for e in entries}
+
+
+def test_t_quantiles_match_the_textbook_table() -> None:
+    assert t_quantile_975(1) == pytest.approx(12.706, abs=1e-3)
+    assert t_quantile_975(4) == pytest.approx(2.776, abs=1e-3)
+    assert t_quantile_975(30) == pytest.approx(2.042, abs=1e-3)
+    assert t_quantile_975(31) == pytest.approx(2.0395, abs=1e-4)  # first value from the expansion
+    assert t_quantile_975(120) == pytest.approx(1.980, abs=1e-3)
+    assert t_quantile_975(10**6) == pytest.approx(1.95997, abs=1e-5)
+    with pytest.raises(ValueError):
+        t_quantile_975(0)
+
+
+def test_mean_return_rating_and_student_t_interval() -> None:
+    outcomes = [EpisodeOutcome(i, {"a": r, "b": 0.0}) for i, r in enumerate([1.0, 2.0, 3.0, 4.0])]
+    a = by_policy(leaderboard("mean-return", ["a", "b"], outcomes, seed=0))["a"]
+    # mean 2.5, sample sd sqrt(5/3), se = sd/2, t(0.975, 3) = 3.182446
+    half = 3.182446 * math.sqrt(5 / 3) / 2
+    assert (a.rating, a.mean_return, a.episodes) == (2.5, 2.5, 4)
+    assert a.ci_low == pytest.approx(2.5 - half, abs=1e-6)
+    assert a.ci_high == pytest.approx(2.5 + half, abs=1e-6)
+
+
+def test_mean_return_single_episode_interval_is_the_point() -> None:
+    (a, b) = leaderboard("mean-return", ["a", "b"], [EpisodeOutcome(0, {"a": 3.0, "b": 1.0})], seed=0)
+    assert (a.policy, a.rating, a.ci_low, a.ci_high) == ("a", 3.0, 3.0, 3.0)
+    assert (b.policy, b.rating, b.ci_low, b.ci_high) == ("b", 1.0, 1.0, 1.0)
+
+
+def test_elo_two_player_wins_by_hand() -> None:
+    outcomes = [EpisodeOutcome(0, {"a": 1.0, "b": 0.0}), EpisodeOutcome(1, {"a": 5.0, "b": 2.0})]
+    entries = by_policy(leaderboard("elo", ["a", "b"], outcomes, seed=0))
+    # Episode 0: equal ratings, expectation 0.5, winner +16.
+    a, b = ELO_INITIAL + 16, ELO_INITIAL - 16
+    # Episode 1: a is expected to win with 1 / (1 + 10^((b - a) / 400)).
+    expected = 1 / (1 + 10 ** ((b - a) / 400))
+    a, b = a + ELO_K * (1 - expected), b - ELO_K * (1 - expected)
+    assert entries["a"].rating == pytest.approx(a, abs=1e-9)
+    assert entries["b"].rating == pytest.approx(b, abs=1e-9)
+    assert a == pytest.approx(1530.530, abs=1e-3)  # 10^-0.08 = 0.83176, E = 0.54592
+
+
+def test_elo_draw_between_equals_changes_nothing_even_with_float_noise() -> None:
+    outcomes = [EpisodeOutcome(0, {"a": 0.1 + 0.2, "b": 0.3})]
+    entries = leaderboard("elo", ["a", "b"], outcomes, seed=0)
+    assert [e.rating for e in entries] == [ELO_INITIAL, ELO_INITIAL]
+
+
+def test_elo_shares_k_between_opponents_of_one_episode() -> None:
+    outcomes = [EpisodeOutcome(0, {"a": 3.0, "b": 2.0, "c": 1.0})]
+    entries = by_policy(leaderboard("elo", ["a", "b", "c"], outcomes, seed=0))
+    assert entries["a"].rating == pytest.approx(ELO_INITIAL + 16)
+    assert entries["b"].rating == pytest.approx(ELO_INITIAL)
+    assert entries["c"].rating == pytest.approx(ELO_INITIAL - 16)
+
+
+def test_openskill_agrees_with_the_library_used_directly() -> None:
+    rng = random.Random(3)
+    policies = ["a", "b", "c"]
+    outcomes = []
+    for i in range(30):
+        present = rng.sample(policies, rng.choice([2, 3]))
+        outcomes.append(EpisodeOutcome(i, {p: rng.uniform(0, 10) for p in present}))
+
+    model = PlackettLuce()
+    ratings = {p: model.rating(name=p) for p in policies}
+    for outcome in outcomes:
+        names = list(outcome.returns)
+        new = model.rate([[ratings[p]] for p in names], scores=[outcome.returns[p] for p in names])
+        ratings.update({p: team[0] for p, team in zip(names, new)})
+
+    for entry in leaderboard("openskill", policies, outcomes, seed=0):
+        direct = ratings[entry.policy]
+        assert entry.rating == pytest.approx(direct.mu, abs=1e-9)
+        assert entry.ci_low == pytest.approx(direct.mu - 1.96 * direct.sigma, abs=1e-3)
+        assert entry.ci_high == pytest.approx(direct.mu + 1.96 * direct.sigma, abs=1e-3)
+
+
+def test_openskill_ties_are_ties() -> None:
+    tied = leaderboard("openskill", ["a", "b"], [EpisodeOutcome(0, {"a": 1.0, "b": 1.0})], seed=0)
+    assert tied[0].rating == pytest.approx(tied[1].rating)
+    assert [e.policy for e in tied] == ["a", "b"]  # equal ratings: by name
+
+
+def random_outcomes(n: int, seed: int) -> list[EpisodeOutcome]:
+    rng = random.Random(seed)
+    return [
+        EpisodeOutcome(i, {"weak": rng.gauss(0, 1), "mid": rng.gauss(0.5, 1), "strong": rng.gauss(3, 1)})
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_dominating_policy_ranks_first(method: str) -> None:
+    entries = leaderboard(method, ["weak", "mid", "strong"], random_outcomes(60, seed=1), seed=0)
+    assert entries[0].policy == "strong"
+    assert entries[0].ci_low > entries[-1].rating
+    assert all(e.ci_low <= e.rating <= e.ci_high for e in entries)
+    assert all(e.episodes == 60 for e in entries)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_same_inputs_same_leaderboard_whatever_the_arrival_order(method: str) -> None:
+    outcomes = random_outcomes(40, seed=2)
+    shuffled = outcomes[:]
+    random.Random(9).shuffle(shuffled)
+    policies = ["weak", "mid", "strong"]
+    assert leaderboard(method, policies, outcomes, seed=5) == leaderboard(method, policies, shuffled, seed=5)
+
+
+def test_elo_interval_depends_on_the_seed_and_only_on_it() -> None:
+    outcomes = random_outcomes(40, seed=2)
+    policies = ["weak", "mid", "strong"]
+    first = leaderboard("elo", policies, outcomes, seed=1)
+    assert first == leaderboard("elo", policies, outcomes, seed=1)
+    other = leaderboard("elo", policies, outcomes, seed=2)
+    assert [e.rating for e in first] == [e.rating for e in other]
+    assert [e.ci_low for e in first] != [e.ci_low for e in other]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_policy_that_never_played_is_last_with_finite_values(method: str) -> None:
+    outcomes = [EpisodeOutcome(i, {"a": float(i), "b": 1.0}) for i in range(5)]
+    entries = leaderboard(method, ["idle", "a", "b"], outcomes, seed=0)
+    idle = entries[-1]
+    assert (idle.policy, idle.episodes, idle.mean_return) == ("idle", 0, 0.0)
+    values = [idle.rating, idle.ci_low, idle.ci_high]
+    assert all(math.isfinite(v) for v in values)
+    # Its interval is at least as wide as any measured one: it says "unknown".
+    assert idle.ci_high - idle.ci_low >= max(e.ci_high - e.ci_low for e in entries[:-1])
+
+
+def test_no_outcomes_at_all_lists_every_policy_unplayed() -> None:
+    for method in METHODS:
+        entries = leaderboard(method, ["b", "a"], [], seed=0)
+        assert [(e.policy, e.episodes) for e in entries] == [("a", 0), ("b", 0)]
+
+
+def test_bad_outcomes_are_refused_with_the_reason() -> None:
+    with pytest.raises(ValueError, match="episode 1 is reported twice"):
+        leaderboard("mean-return", ["a"], [EpisodeOutcome(1, {"a": 1.0}), EpisodeOutcome(1, {"a": 2.0})], 0)
+    with pytest.raises(ValueError, match="returns for zed, which are not in the evaluation's policies"):
+        leaderboard("elo", ["a"], [EpisodeOutcome(0, {"a": 1.0, "zed": 2.0})], 0)
+    with pytest.raises(ValueError, match="non-finite returns for a"):
+        leaderboard("openskill", ["a"], [EpisodeOutcome(0, {"a": math.nan})], 0)
+    with pytest.raises(ValueError, match="'glicko'"):
+        leaderboard("glicko", ["a"], [], 0)
+
+
+def test_elo_resamples_shrink_only_for_huge_runs() -> None:
+    assert elo_resamples(100_000, 2) == 200
+    assert elo_resamples(100_000, 64) == 20
