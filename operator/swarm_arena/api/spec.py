@@ -287,8 +287,8 @@ class WorkerGroupSpec(ApiModel):
         default=None, ge=0, le=10_000, description="Upper bound for the autoscaler (default: replicas)."
     )
     resources: WorkerResources = Field(default_factory=WorkerResources, description="Per worker pod.")
-    node_selector: dict[str, str] = Field(default_factory=dict, description="Pod nodeSelector.")
-    tolerations: list[Toleration] = Field(default_factory=list, description="Pod tolerations.")
+    node_selector: dict[str, str] = Field(default_factory=dict, max_length=64, description="Pod nodeSelector.")
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=64, description="Pod tolerations.")
 
     @property
     def is_gpu(self) -> bool:
