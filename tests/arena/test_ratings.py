@@ -174,3 +174,11 @@ def test_bad_outcomes_are_refused_with_the_reason() -> None:
 def test_elo_resamples_shrink_only_for_huge_runs() -> None:
     assert elo_resamples(100_000, 2) == 200
     assert elo_resamples(100_000, 64) == 20
+
+
+def test_elo_pair_terms_computed_per_episode_give_the_same_leaderboard(monkeypatch: pytest.MonkeyPatch) -> None:
+    outcomes = random_outcomes(50, seed=4)
+    policies = ["weak", "mid", "strong"]
+    cached = leaderboard("elo", policies, outcomes, seed=3)
+    monkeypatch.setattr("swarm_arena.arena.ratings._ELO_PRECOMPUTE_LIMIT", 0)
+    assert leaderboard("elo", policies, outcomes, seed=3) == cached

@@ -154,8 +154,8 @@ def elo_resamples(episodes: int, players: int) -> int:
     return int(min(ELO_RESAMPLES, max(ELO_MIN_RESAMPLES, affordable)))
 
 
-_ELO_PRECOMPUTE_LIMIT = 25_000_000
-"""Episodes x policies^2 up to which the per-episode pair terms are precomputed (float64: 200 MB)."""
+_ELO_PRECOMPUTE_LIMIT = 8_000_000
+"""Episodes x policies^2 up to which the per-episode pair terms are precomputed (float64: 64 MB)."""
 
 
 class _EloPairs:
