@@ -175,3 +175,14 @@ def test_policy_that_never_plays_needs_no_shards() -> None:
 
 def test_match_is_a_value() -> None:
     assert Match(index=0, pairing={"all": ("a",)}, seed=1) == Match(index=0, pairing={"all": ("a",)}, seed=1)
+
+
+def test_large_round_robin_is_addressable_without_listing_it() -> None:
+    policies = [f"p{i:02d}" for i in range(20)]
+    teams = [{"name": f"t{i}", "agents": f"t{i}_*"} for i in range(4)]
+    spec = make_spec(policies, teams=teams, matchmaking={"mode": "round-robin"}, episodes=3)
+    assert count_matches(spec) == 20 * 19 * 18 * 17 * 3
+    last = match_at(spec, count_matches(spec) - 1)
+    assert last.pairing == {"t0": ("p19",), "t1": ("p18",), "t2": ("p17",), "t3": ("p16",)}
+    assert match_at(spec, 3).pairing == {"t0": ("p00",), "t1": ("p01",), "t2": ("p02",), "t3": ("p04",)}
+    assert next(iter_matches(spec, start=3)) == match_at(spec, 3)

@@ -100,24 +100,39 @@ def episode_seed(run_seed: int, index: int) -> int:
     return int(sequence.generate_state(1, dtype=np.uint32)[0])
 
 
+def _pairing_at(spec: SwarmEvaluationSpec, number: int) -> dict[str, tuple[str, ...]]:
+    """Pairing `number` of `pairings(spec)` without listing them (they grow as P!/(P-T)!)."""
+    if spec.matchmaking.mode is not MatchmakingMode.ROUND_ROBIN:
+        return pairings(spec)[number]
+    teams = [t.name for t in spec.effective_teams]
+    pool = list(spec.policy_names)
+    chosen = []
+    for position in range(len(teams)):
+        # Each choice at this position heads a block of perm(remaining - 1, teams left) pairings.
+        block = math.perm(len(pool) - 1, len(teams) - position - 1)
+        pick, number = divmod(number, block)
+        chosen.append(pool.pop(pick))
+    return {team: (policy,) for team, policy in zip(teams, chosen, strict=True)}
+
+
 def match_at(spec: SwarmEvaluationSpec, index: int) -> Match:
     """Episode `index` of the plan (random access, e.g. to resume from a checkpoint)."""
     total = count_matches(spec)
     if not 0 <= index < total:
         raise IndexError(f"episode {index} is outside the plan (0..{total - 1})")
-    all_pairings = pairings(spec)
-    pairing = all_pairings[index // spec.episodes]
+    pairing = _pairing_at(spec, index // spec.episodes)
     return Match(index=index, pairing=pairing, seed=episode_seed(spec.seed, index))
 
 
 def iter_matches(spec: SwarmEvaluationSpec, start: int = 0) -> Iterator[Match]:
     """The plan from episode `start` on, lazily: pairing-major, `spec.episodes` per pairing."""
-    index = 0
-    for pairing in pairings(spec):
-        for _ in range(spec.episodes):
-            if index >= start:
-                yield Match(index=index, pairing=pairing, seed=episode_seed(spec.seed, index))
-            index += 1
+    pairing_number = -1
+    pairing: dict[str, tuple[str, ...]] = {}
+    for index in range(max(0, start), count_matches(spec)):
+        if index // spec.episodes != pairing_number:
+            pairing_number = index // spec.episodes
+            pairing = _pairing_at(spec, pairing_number)
+        yield Match(index=index, pairing=pairing, seed=episode_seed(spec.seed, index))
 
 
 def plan_matches(spec: SwarmEvaluationSpec) -> list[Match]:
