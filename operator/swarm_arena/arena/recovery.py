@@ -1,0 +1,256 @@
+"""Keeping the named actors of a run alive: liveness, restarts under the same name, repair.
+
+Two ways back from a lost node, both ending in "restore from the last checkpoint":
+
+- automatic: Ray notices the node is gone (its health checks, ~15 s by default), restarts the
+  actor in place (`max_restarts`, same placement-group bundle), and the coordinator restores it
+  the moment it answers a ping again with a new incarnation id;
+- fast repair: someone who *knows* the node is gone (the operator watching Kubernetes) calls
+  `request_repair`; the coordinator kills the actors that lived there (`ray.kill(no_restart=True)`,
+  which works with the raylet already gone) and re-creates them at once under the same name,
+  outside the placement group, instead of waiting for Ray's detection.
+
+Either way a named actor is replaced at most `faultTolerance.maxActorRestarts` times; one more
+loss fails the run with an error that names the actor and the field.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from swarm_arena.arena.naming import RAY_NAMESPACE, coordinator_name
+from swarm_arena.arena.shard import ActorInfo
+
+# How long one liveness ping may take before the actor counts as not answering.
+PING_TIMEOUT_S = 1.0
+# How long a lost actor may take to come back through Ray's own restart before we re-create it.
+RAY_RESTART_WAIT_S = 90.0
+# How long a re-created actor may take to answer its first ping.
+START_TIMEOUT_S = 60.0
+
+
+class EvaluationFailed(RuntimeError):
+    """The run cannot go on; the message says why and which field to change."""
+
+
+@dataclass
+class ActorRecipe:
+    """How to (re-)create one named actor."""
+
+    name: str
+    cls: Any  # the ray.remote class
+    args: tuple[Any, ...]
+    options: dict[str, Any]
+    placement: dict[str, Any] = field(default_factory=dict)  # scheduling_strategy for the first start
+    field_path: str = ""  # the spec field that decides what this actor builds, for errors
+
+
+@dataclass
+class ActorEntry:
+    recipe: ActorRecipe
+    handle: Any
+    info: ActorInfo | None = None
+    restarts: int = 0
+
+
+def is_actor_loss(error: BaseException) -> bool:
+    """Whether `error` means an actor (or its node) was lost, as opposed to a bug in user code."""
+    from ray import exceptions as rex
+
+    lost = (rex.RayActorError, rex.ObjectLostError, rex.OwnerDiedError, rex.WorkerCrashedError, rex.NodeDiedError)
+    if isinstance(error, lost):
+        return True
+    cause = getattr(error, "cause", None)
+    return isinstance(error, rex.RayTaskError) and cause is not None and cause is not error and is_actor_loss(cause)
+
+
+class ActorTable:
+    """The named actors of one run, their handles, where they live and how often they were replaced."""
+
+    def __init__(self, max_restarts: int) -> None:
+        self.max_restarts = max_restarts
+        self._entries: dict[str, ActorEntry] = {}
+        self._lock = threading.RLock()
+
+    # ---- creation ----------------------------------------------------------------------------
+
+    def create(self, recipe: ActorRecipe) -> Any:
+        handle = self._start(recipe, recipe.placement, self.max_restarts)
+        with self._lock:
+            self._entries[recipe.name] = ActorEntry(recipe=recipe, handle=handle)
+        return handle
+
+    def _start(self, recipe: ActorRecipe, placement: dict[str, Any], max_restarts: int) -> Any:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                return recipe.cls.options(
+                    name=recipe.name,
+                    namespace=RAY_NAMESPACE,
+                    max_restarts=max_restarts,
+                    max_task_retries=0,  # a lost call must surface: the episode rolls back to its checkpoint
+                    **recipe.options,
+                    **placement,
+                ).remote(*recipe.args)
+            except ValueError as exc:  # the killed actor's name is released asynchronously
+                if "already taken" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def wait_started(self, names: Iterable[str], timeout: float = START_TIMEOUT_S) -> None:
+        """Block until every actor in `names` answers; a constructor error fails the run, naming the field."""
+        import ray
+        from ray import exceptions as rex
+
+        names = list(names)
+        refs = {name: self.handle(name).ping.remote() for name in names}
+        try:
+            infos = ray.get(list(refs.values()), timeout=timeout)
+        except rex.GetTimeoutError:
+            raise EvaluationFailed(
+                f"actors did not start within {timeout:.0f} s ({', '.join(names[:4])}...); the cluster "
+                "lacks the resources they ask for (spec.policies[].resources) or is still scaling up"
+            ) from None
+        except rex.RayActorError as exc:
+            failed = next((n for n, r in refs.items() if _failed(r)), names[0])
+            path = self._entries[failed].recipe.field_path
+            raise EvaluationFailed(f"{path}: actor {failed} could not start: {_root_message(exc)}") from None
+        with self._lock:
+            for name, info in zip(names, infos, strict=True):
+                self._entries[name].info = info
+
+    # ---- queries -----------------------------------------------------------------------------
+
+    def handle(self, name: str) -> Any:
+        with self._lock:
+            return self._entries[name].handle
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return list(self._entries)
+
+    def restarts(self, name: str) -> int:
+        with self._lock:
+            return self._entries[name].restarts
+
+    def on_nodes(self, node_ids: Iterable[str]) -> list[str]:
+        lost = set(node_ids)
+        with self._lock:
+            return [n for n, e in self._entries.items() if e.info is not None and e.info.node_id in lost]
+
+    def ping(self, names: Iterable[str], timeout: float = PING_TIMEOUT_S) -> dict[str, tuple[Any, ActorInfo | BaseException]]:
+        """Each actor's (handle pinged, answer), the answer being the error / timeout when it did not."""
+        import ray
+        from ray import exceptions as rex
+
+        handles = {name: self.handle(name) for name in names}
+        refs = {name: handle.ping.remote() for name, handle in handles.items()}
+        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout)
+        done = set(ready)
+        out: dict[str, tuple[Any, ActorInfo | BaseException]] = {}
+        for name, ref in refs.items():
+            if ref not in done:
+                out[name] = (handles[name], rex.GetTimeoutError(f"{name} did not answer a ping within {timeout} s"))
+                continue
+            try:
+                out[name] = (handles[name], ray.get(ref))
+            except Exception as exc:  # noqa: BLE001 - reported to the caller as "not alive"
+                out[name] = (handles[name], exc)
+        return out
+
+    # ---- restarts ----------------------------------------------------------------------------
+
+    def note_incarnation(self, name: str, info: ActorInfo) -> bool:
+        """Record a ping answer; True when it comes from a new incarnation (Ray restarted it)."""
+        with self._lock:
+            entry = self._entries[name]
+            restarted = entry.info is not None and entry.info.instance != info.instance
+            if restarted:
+                self._count(entry)
+            entry.info = info
+            return restarted
+
+    def replace(self, names: Iterable[str], expected: dict[str, Any] | None = None) -> list[str]:
+        """Kill each of `names` for good and start it again now, under the same name, outside the
+        placement group. Skips a name whose handle is no longer `expected[name]` (someone else
+        replaced it already). Returns the names replaced, once they answer."""
+        import ray
+
+        replaced = []
+        with self._lock:
+            for name in names:
+                entry = self._entries[name]
+                if expected is not None and entry.handle is not expected.get(name):
+                    continue
+                self._count(entry)
+                try:
+                    ray.kill(entry.handle, no_restart=True)
+                except Exception:  # noqa: BLE001 - already dead is fine
+                    pass
+                left = max(self.max_restarts - entry.restarts, 0)
+                entry.handle = self._start(entry.recipe, {}, left)
+                entry.info = None
+                replaced.append(name)
+        if replaced:
+            self.wait_started(replaced)
+        return replaced
+
+    def _count(self, entry: ActorEntry) -> None:
+        entry.restarts += 1
+        if entry.restarts > self.max_restarts:
+            raise EvaluationFailed(
+                f"actor {entry.recipe.name} was lost {entry.restarts} times, more than "
+                f"spec.faultTolerance.maxActorRestarts={self.max_restarts}; raise it or fix what keeps "
+                "killing its node"
+            )
+
+    def kill_all(self) -> None:
+        import ray
+
+        with self._lock:
+            for entry in self._entries.values():
+                try:
+                    ray.kill(entry.handle, no_restart=True)
+                except Exception:  # noqa: BLE001 - best effort at teardown
+                    pass
+
+
+def _failed(ref: Any) -> bool:
+    import ray
+
+    try:
+        ray.get(ref, timeout=0)
+    except Exception:  # noqa: BLE001
+        return True
+    return False
+
+
+def _root_message(error: BaseException) -> str:
+    cause = getattr(error, "cause", None) or getattr(error, "error_msg", None)
+    text = str(cause if isinstance(cause, BaseException) else error)
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
+def request_repair(
+    evaluation: str,
+    lost_node_ids: list[str] | None = None,
+    ray_address: str | None = None,
+    timeout: float = 120.0,
+) -> list[str]:
+    """Ask the coordinator of `evaluation` (`<namespace>/<name>`) to replace, now, every named actor
+    that lived on `lost_node_ids` (or, with None, every actor that fails a short ping).
+
+    Returns the names replaced. Idempotent: a second call while a repair is running waits for it
+    and replaces nothing twice. Connects to `ray_address` when this process is not connected yet.
+    """
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=ray_address or "auto", namespace=RAY_NAMESPACE, log_to_driver=False)
+    coordinator = ray.get_actor(coordinator_name(evaluation), namespace=RAY_NAMESPACE)
+    return ray.get(coordinator.repair.remote(lost_node_ids), timeout=timeout)

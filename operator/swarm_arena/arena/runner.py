@@ -1,0 +1,201 @@
+"""`run_evaluation`: one SwarmEvaluation, start to leaderboard, on an embedded or existing Ray.
+
+The driver is thin on purpose: it checks what can be checked before Ray starts (factories
+resolve, the environment builds), starts the named coordinator next to itself, and then only
+relays — progress to `on_progress`, step statistics to the Prometheus metrics — until the
+coordinator hands back the episodes and the leaderboard. Everything that must survive a lost
+worker node lives in the coordinator (see coordinator.py, recovery.py, docs/runtime.md).
+
+Ray addresses: `auto`, `ray://host:10001` (Ray Client) or a GCS `host:6379`. A dashboard URL
+(`http://host:8265`, what `cluster.address` holds) is for job submission, which the operator
+does; the arena job it submits then runs here with `auto`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+
+from swarm_arena.api.report import EpisodeRecord, RunReport
+from swarm_arena.api.resource import SwarmEvaluation
+from swarm_arena.api.status import Progress, Recovery, Results, StepLatency
+from swarm_arena.arena.coordinator import ENV_ACTOR_CPUS, Coordinator
+from swarm_arena.arena.metrics import ArenaMetrics
+from swarm_arena.arena.naming import RAY_NAMESPACE, coordinator_name
+from swarm_arena.arena.recovery import EvaluationFailed
+from swarm_arena.arena.registry import FactoryError, load_environment_factory, load_policy_factory
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL_S = 0.25
+# The coordinator answers poll/repair while `run` drives the episodes.
+COORDINATOR_CONCURRENCY = 8
+
+__all__ = ["EvaluationFailed", "run_evaluation", "required_cpus"]
+
+
+def check_factories(evaluation: SwarmEvaluation) -> None:
+    """Fail before starting Ray when a factory string names nothing, naming the field."""
+    spec = evaluation.spec
+    try:
+        load_environment_factory(spec.environment.factory)
+    except FactoryError as exc:
+        raise EvaluationFailed(f"spec.environment.factory: {exc}") from None
+    for i, policy in enumerate(spec.policies):
+        try:
+            load_policy_factory(policy.factory)
+        except FactoryError as exc:
+            raise EvaluationFailed(f"spec.policies[{i}].factory: {exc}") from None
+
+
+def required_cpus(evaluation: SwarmEvaluation) -> float:
+    """Logical CPUs the plan asks Ray for: every shard of every parallel episode, plus env actors."""
+    from swarm_arena.arena.array_env import make_array_env
+    from swarm_arena.arena.matchmaking import count_matches, max_shards_per_policy
+
+    spec = evaluation.spec
+    try:
+        probe = make_array_env(spec.environment.factory, spec.environment.params, spec.environment.max_steps)
+    except Exception as exc:
+        raise EvaluationFailed(f"spec.environment.factory {spec.environment.factory!r}: {exc}") from None
+    agents = list(probe.possible_agents)
+    probe.close()
+    try:
+        shards = max_shards_per_policy(spec, agents)
+    except ValueError as exc:
+        raise EvaluationFailed(f"spec.teams: {exc}") from None
+    slots = min(spec.execution.parallel_episodes, count_matches(spec))
+    per_slot = sum(shards[p.name] * p.resources.cpu for p in spec.policies)
+    return slots * (per_slot + ENV_ACTOR_CPUS)
+
+
+def _connect(evaluation: SwarmEvaluation, ray_address: str | None) -> bool:
+    """Connect or start Ray; True when this call started it (and must shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if ray_address:
+        if ray_address.startswith(("http://", "https://")):
+            raise EvaluationFailed(
+                f"ray address {ray_address!r} is a dashboard URL (for job submission); run_evaluation "
+                "needs `auto`, `ray://host:10001` or a GCS `host:6379`"
+            )
+        ray.init(address=ray_address, namespace=RAY_NAMESPACE, logging_level=logging.WARNING)
+        return True
+    needed = required_cpus(evaluation)
+    cpus = max(os.cpu_count() or 1, math.ceil(needed) + 1)
+    log.info(
+        "starting an embedded Ray with %d logical CPUs (the plan's shards and environments ask for %.1f; "
+        "this machine has %d cores, so actors share them)",
+        cpus, needed, os.cpu_count() or 1,
+    )  # fmt: skip
+    ray.init(
+        num_cpus=cpus,
+        namespace=RAY_NAMESPACE,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        log_to_driver=False,
+        configure_logging=True,
+    )
+    return True
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, EvaluationFailed):
+        return EvaluationFailed(str(cause))
+    return exc
+
+
+def run_evaluation(
+    evaluation: SwarmEvaluation,
+    *,
+    ray_address: str | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    metrics_port: int | None = None,
+) -> RunReport:
+    """Run every episode of `evaluation` and return the report (raises EvaluationFailed)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    check_factories(evaluation)
+    started = time.monotonic()
+    started_ray = _connect(evaluation, ray_address)
+    metrics = ArenaMetrics(evaluation.qualified_name)
+    coordinator = None
+    try:
+        if metrics_port is not None:
+            log.info("metrics of %s on http://127.0.0.1:%d/metrics", evaluation.qualified_name, metrics.serve(metrics_port))
+        coordinator = (
+            ray.remote(Coordinator)
+            .options(
+                name=coordinator_name(evaluation.qualified_name),
+                namespace=RAY_NAMESPACE,
+                num_cpus=0,
+                max_concurrency=COORDINATOR_CONCURRENCY,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(
+                    node_id=ray.get_runtime_context().get_node_id(), soft=True
+                ),
+            )
+            .remote(evaluation.model_dump(by_alias=True, mode="json"))
+        )
+        ray.get(coordinator.setup.remote())
+        run_ref = coordinator.run.remote()
+        while True:
+            ready, _ = ray.wait([run_ref], timeout=POLL_INTERVAL_S)
+            _relay(ray.get(coordinator.poll.remote()), metrics, on_progress)
+            if ready:
+                break
+        outcome = ray.get(run_ref)
+    except ray.exceptions.RayTaskError as exc:
+        raise _unwrap(exc) from None
+    finally:
+        if coordinator is not None:
+            try:
+                ray.get(coordinator.shutdown.remote(), timeout=30)
+            except Exception:  # noqa: BLE001 - teardown is best effort; the kill below frees the rest
+                log.warning("could not shut the run's actors down cleanly", exc_info=True)
+            ray.kill(coordinator, no_restart=True)
+        metrics.close()
+        if started_ray:
+            ray.shutdown()
+    return _report(evaluation, outcome, time.monotonic() - started)
+
+
+def _relay(polled: dict, metrics: ArenaMetrics, on_progress: Callable[[Progress], None] | None) -> None:
+    metrics.observe_steps(polled["latencies_s"], polled["agent_steps"])
+    for returns in polled["episode_returns"]:
+        metrics.episode_completed(returns)
+    for name in polled["restarted"]:
+        metrics.actor_restarted(name)
+    for _ in range(polled["recoveries"]):
+        metrics.recovery()
+    metrics.set_actors_alive(polled["actors"])
+    if on_progress is not None:
+        for progress in polled["progress"]:
+            on_progress(Progress.model_validate(progress))
+
+
+def _report(evaluation: SwarmEvaluation, outcome: dict, wall_seconds: float) -> RunReport:
+    latency = outcome["step_latency_ms"]
+    return RunReport(
+        evaluation=evaluation.qualified_name,
+        seed=evaluation.spec.seed,
+        progress=Progress(
+            episodes_completed=len(outcome["episodes"]),
+            episodes_total=outcome["episodes_total"],
+            agent_steps=outcome["agent_steps"],
+        ),
+        results=Results(
+            leaderboard=outcome["leaderboard"],
+            step_latency_ms=StepLatency(**latency) if latency else None,
+            agent_steps_per_second=outcome["agent_steps_per_second"],
+        ),
+        recoveries=[Recovery.model_validate(r) for r in outcome["recoveries"]],
+        episodes=[EpisodeRecord.model_validate(r) for r in outcome["episodes"]],
+        wall_seconds=round(wall_seconds, 3),
+    )

@@ -1,0 +1,129 @@
+"""The policy shard actor: one policy instance serving many agents with one call per step.
+
+A shard is created once per evaluation (named `<ns>/<eval>/shard-<policy>-<i>`) and kept across
+episodes; what changes per episode (the agents it serves, the seed) is set by `begin_episode`,
+so a step's call carries only the stacked observations and which of those agents are alive.
+Its whole checkpointable state is the policy's own `get_state()`.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium
+import numpy as np
+
+from swarm_arena.api.spec import PolicyResources
+from swarm_arena.arena.policies.base import check_actions, make_policy
+
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][0-9]+)?$")
+_FACTORS = {
+    None: 1, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+}  # fmt: skip
+
+
+def quantity_bytes(quantity: str) -> int:
+    """A Kubernetes quantity (`512Mi`, `2G`, `1e9`) in bytes."""
+    match = _QUANTITY.match(quantity.strip())
+    if not match:
+        raise ValueError(f"{quantity!r} is not a Kubernetes quantity (e.g. 512Mi, 2Gi)")
+    number, suffix = match.groups()
+    if suffix and suffix[0] in "eE":
+        return int(float(number) * 10 ** int(suffix[1:]))
+    return int(float(number) * _FACTORS[suffix])
+
+
+def actor_resources(resources: PolicyResources) -> dict[str, Any]:
+    """`policies[].resources` as Ray actor options (`num_cpus`, `num_gpus`, `memory`)."""
+    options: dict[str, Any] = {"num_cpus": resources.cpu, "num_gpus": resources.gpu}
+    if resources.memory:
+        options["memory"] = quantity_bytes(resources.memory)
+    return options
+
+
+def bundle(resources: PolicyResources) -> dict[str, float]:
+    """The placement-group bundle of one shard (Ray refuses empty bundles: a token CPU then)."""
+    out: dict[str, float] = {}
+    if resources.cpu:
+        out["CPU"] = resources.cpu
+    if resources.gpu:
+        out["GPU"] = resources.gpu
+    if resources.memory:
+        out["memory"] = float(quantity_bytes(resources.memory))
+    return out or {"CPU": 0.001}
+
+
+@dataclass(frozen=True)
+class ActorInfo:
+    """What a liveness ping returns: where the actor runs and which incarnation it is."""
+
+    name: str
+    node_id: str
+    instance: str
+    """A fresh id per constructor run: a different one means the actor was restarted."""
+
+
+def actor_info(name: str) -> ActorInfo:
+    import ray
+
+    return ActorInfo(name=name, node_id=ray.get_runtime_context().get_node_id(), instance=uuid.uuid4().hex)
+
+
+class PolicyShard:
+    """Serves the agents of one (policy, shard) slot; wrapped with `ray.remote` by the coordinator."""
+
+    def __init__(
+        self,
+        name: str,
+        factory: str,
+        params: dict[str, Any],
+        seed: int,
+        observation_space: gymnasium.Space,
+        action_space: gymnasium.Space,
+    ) -> None:
+        self._info = actor_info(name)
+        self._factory, self._params = factory, params
+        self._spaces = (observation_space, action_space)
+        # Built eagerly so a bad factory or params fails the run at start, not mid-episode.
+        self._policy = make_policy(factory, params, observation_space, action_space, seed)
+        self._agent_ids: tuple[str, ...] = ()
+
+    def ping(self) -> ActorInfo:
+        return self._info
+
+    def begin_episode(
+        self,
+        seed: int,
+        agent_ids: Sequence[str],
+        observation_space: gymnasium.Space,
+        action_space: gymnasium.Space,
+    ) -> None:
+        """Serve `agent_ids` from now on, reseeded: the episode alone decides what the policy does."""
+        self._agent_ids = tuple(agent_ids)
+        reset = getattr(self._policy, "reset", None)
+        if (observation_space, action_space) != self._spaces or not callable(reset):
+            self._spaces = (observation_space, action_space)
+            self._policy = make_policy(self._factory, self._params, observation_space, action_space, seed)
+        else:
+            reset(seed)
+
+    def act(self, observations: np.ndarray, live: np.ndarray | None = None) -> np.ndarray:
+        """Actions of the agents at positions `live` of this episode's agents (None: all of them)."""
+        ids = self._agent_ids if live is None else [self._agent_ids[i] for i in live.tolist()]
+        actions = self._policy.act(observations, ids)
+        return check_actions(actions, self._spaces[1], len(observations))
+
+    def get_state(self) -> Any:
+        get_state = getattr(self._policy, "get_state", None)
+        return {"policy": get_state() if callable(get_state) else None, "agents": self._agent_ids}
+
+    def set_state(self, state: Any) -> None:
+        self._agent_ids = tuple(state["agents"])
+        set_state = getattr(self._policy, "set_state", None)
+        if state["policy"] is not None and callable(set_state):
+            set_state(state["policy"])
