@@ -1,0 +1,61 @@
+"""Ray for the arena tests: a small local Ray per module, or a multi-node `Cluster` per test.
+
+The machine is small and shared, so the local Ray is started once per module with a few logical
+CPUs, and every fixture shuts Ray down after itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+from swarm_arena.api.resource import SwarmEvaluation
+from swarm_arena.arena.naming import RAY_NAMESPACE
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=8, include_dashboard=False, namespace=RAY_NAMESPACE, logging_level=logging.WARNING)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def ray_cluster() -> Iterator[Cluster]:
+    """A head with one CPU (the coordinator and the environment actor live there); tests add workers."""
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster = Cluster(
+        initialize_head=True,
+        connect=True,
+        head_node_args={"num_cpus": 1, "include_dashboard": False},
+    )
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def foraging_evaluation(name: str, **spec: Any) -> SwarmEvaluation:
+    """A small foraging evaluation; `spec` keys (wire names) override the defaults."""
+    base: dict[str, Any] = {
+        "environment": {"factory": "foraging", "params": {"agents": 200}, "maxSteps": 30},
+        "policies": [
+            {"name": p, "factory": p, "resources": {"cpu": 0.25}} for p in ("greedy", "random", "noop")
+        ],
+        "episodes": 4,
+        "seed": 7,
+        "execution": {"agentsPerShard": 50},
+        "checkpoint": {"intervalSteps": 10},
+        "cluster": {"workerGroups": [{"name": "cpu"}]},
+    }
+    base.update(spec)
+    return SwarmEvaluation.model_validate(
+        {"apiVersion": "arena.swarm.dev/v1alpha1", "kind": "SwarmEvaluation", "metadata": {"name": name}, "spec": base}
+    )

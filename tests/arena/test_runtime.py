@@ -1,0 +1,113 @@
+"""The arena on a real local Ray: named actors, exact counts, round-robin, parallel episodes,
+determinism, and errors that name the field."""
+
+from __future__ import annotations
+
+import pytest
+import ray
+
+from swarm_arena.api.status import Progress
+from swarm_arena.arena.naming import RAY_NAMESPACE, coordinator_name, env_name, shard_name
+from swarm_arena.arena.recovery import EvaluationFailed
+from swarm_arena.arena.runner import run_evaluation
+from tests.arena.conftest import foraging_evaluation
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
+
+
+def _named(name: str) -> bool:
+    try:
+        ray.get_actor(name, namespace=RAY_NAMESPACE)
+    except ValueError:
+        return False
+    return True
+
+
+def test_foraging_run_counts_everything_and_ranks_greedy_first(local_ray) -> None:
+    evaluation = foraging_evaluation("rt-basic")
+    qualified = evaluation.qualified_name
+    names = [coordinator_name(qualified), env_name(qualified, 0)] + [
+        shard_name(qualified, p, i) for p in ("greedy", "random", "noop") for i in range(2)
+    ]
+    seen: list[Progress] = []
+    alive_during: dict[str, bool] = {}
+
+    def on_progress(progress: Progress) -> None:
+        seen.append(progress)
+        if not alive_during and progress.agent_steps > 0:
+            alive_during.update({n: _named(n) for n in names})
+
+    report = run_evaluation(evaluation, on_progress=on_progress)
+
+    assert alive_during == {n: True for n in names}
+    assert not any(_named(n) for n in names)
+    assert report.progress.episodes_completed == report.progress.episodes_total == 4
+    # 200 agents, nobody terminates in foraging, 30 steps each.
+    assert [e.episode for e in report.episodes] == [0, 1, 2, 3]
+    assert all(e.steps == 30 and e.agent_steps == 200 * 30 for e in report.episodes)
+    assert report.progress.agent_steps == 4 * 200 * 30
+    assert [e.agents for e in report.episodes] == [{"greedy": 67, "random": 67, "noop": 66}] * 4
+    board = report.results.leaderboard
+    assert sorted(e.policy for e in board) == ["greedy", "noop", "random"]
+    assert board[0].policy == "greedy" and all(e.episodes == 4 for e in board)
+    latency = report.results.step_latency_ms
+    assert latency is not None and 0 < latency.p50 <= latency.p99
+    assert report.results.agent_steps_per_second and report.results.agent_steps_per_second > 0
+    # Progress after every checkpoint and every episode, ending complete.
+    assert seen[-1].episodes_completed == 4 and seen[-1].agent_steps == 4 * 200 * 30
+    assert [p.episodes_completed for p in seen] == sorted(p.episodes_completed for p in seen)
+    assert len(seen) >= 4 * 3  # 3 chunks of 10 steps per episode
+
+
+def test_round_robin_plays_every_ordered_pairing(local_ray) -> None:
+    evaluation = foraging_evaluation(
+        "rt-rr",
+        environment={"factory": "foraging", "params": {"agents": 20}, "maxSteps": 12},
+        policies=[{"name": p, "factory": p, "resources": {"cpu": 0.25}} for p in ("greedy", "random")],
+        teams=[{"name": "red", "agents": "agent_?"}, {"name": "blue", "agents": "agent_1?"}],
+        matchmaking={"mode": "round-robin"},
+        episodes=2,
+        checkpoint={"intervalSteps": 5},
+    )
+    report = run_evaluation(evaluation)
+    assert report.progress.episodes_completed == report.progress.episodes_total == 4
+    pairings = [e.pairing for e in report.episodes]
+    assert pairings == [{"red": "greedy", "blue": "random"}] * 2 + [{"red": "random", "blue": "greedy"}] * 2
+    assert all(e.agents == {"greedy": 10, "random": 10} for e in report.episodes)
+    assert report.progress.agent_steps == 4 * 20 * 12
+
+
+def test_same_seed_same_results_with_parallel_episodes(local_ray) -> None:
+    spec = {"episodes": 4, "rating": {"method": "elo"}, "seed": 11}
+    one = run_evaluation(foraging_evaluation("rt-det", **spec))
+    two = run_evaluation(foraging_evaluation("rt-det", execution={"agentsPerShard": 50, "parallelEpisodes": 2}, **spec))
+    assert two.progress.episodes_completed == 4
+    assert [e.model_dump() for e in one.episodes] == [e.model_dump() for e in two.episodes]
+    assert [e.model_dump() for e in one.results.leaderboard] == [e.model_dump() for e in two.results.leaderboard]
+    other = run_evaluation(foraging_evaluation("rt-det", **{**spec, "seed": 12, "episodes": 1}))
+    assert other.episodes[0].returns != one.episodes[0].returns
+
+
+def test_unresolvable_policy_factory_names_the_field() -> None:
+    evaluation = foraging_evaluation(
+        "rt-bad",
+        policies=[
+            {"name": "greedy", "factory": "greedy"},
+            {"name": "mine", "factory": "no_such_module_xyz:policy"},
+        ],
+    )
+    with pytest.raises(EvaluationFailed, match=r"spec\.policies\[1\]\.factory"):
+        run_evaluation(evaluation)
+
+
+def test_policy_that_fails_to_build_names_the_field(local_ray) -> None:
+    evaluation = foraging_evaluation(
+        "rt-bad-params",
+        policies=[
+            {"name": "greedy", "factory": "greedy", "resources": {"cpu": 0.25}},
+            {"name": "rand", "factory": "random", "params": {"no_such_param": 1}, "resources": {"cpu": 0.25}},
+        ],
+    )
+    with pytest.raises(EvaluationFailed, match=r"spec\.policies\[1\]\.factory.*no_such_param"):
+        run_evaluation(evaluation)
+    assert not _named(coordinator_name(evaluation.qualified_name))
