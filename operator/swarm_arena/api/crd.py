@@ -158,7 +158,8 @@ def openapi_schema() -> dict[str, Any]:
                 "description": "Versioned schema of this object: `arena.swarm.dev/v1alpha1`.",
             },
             "kind": {"type": "string", "description": "`SwarmEvaluation`."},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            # The API server owns metadata: nothing but name/generateName may be specified here.
+            "metadata": {"type": "object"},
             "spec": spec,
             "status": status,
         },
