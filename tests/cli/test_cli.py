@@ -1,0 +1,111 @@
+"""The `swarm-arena` command as a user types it: a real subprocess, a real embedded Ray."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from swarm_arena.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((ROOT / "manifests" / "examples").glob("*.yaml"))
+
+SMALL = {
+    "apiVersion": "arena.swarm.dev/v1alpha1",
+    "kind": "SwarmEvaluation",
+    "metadata": {"name": "cli-small"},
+    "spec": {
+        "environment": {"factory": "foraging", "params": {"agents": 120}, "maxSteps": 30},
+        "policies": [
+            {"name": "greedy", "factory": "greedy", "resources": {"cpu": 0.5}},
+            {"name": "random", "factory": "random", "resources": {"cpu": 0.5}},
+        ],
+        "episodes": 3,
+        "seed": 5,
+        "rating": {"method": "mean-return"},
+        "execution": {"agentsPerShard": 60},
+        "checkpoint": {"intervalSteps": 10},
+        "cluster": {"workerGroups": [{"name": "cpu"}]},
+    },
+}
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "swarm_arena.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_validates(example: Path, capsys) -> None:
+    assert main(["validate", str(example)]) == 0
+    assert f"{example}: valid" in capsys.readouterr().out
+
+
+def test_readme_manifest_validates(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)
+    assert blocks, "README has no yaml example"
+    for i, block in enumerate(blocks):
+        path = tmp_path / f"readme-{i}.yaml"
+        path.write_text(block)
+        assert main(["validate", str(path)]) == 0
+
+
+def test_validate_refuses_and_names_the_field(tmp_path: Path, capsys) -> None:
+    bad = json.loads(json.dumps(SMALL))
+    bad["spec"]["policies"][1]["name"] = "Random_Policy"
+    bad["spec"]["episodes"] = 0
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    assert main(["validate", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "spec.policies[1].name" in err
+    assert "spec.episodes" in err
+
+
+def test_run_refuses_a_bad_manifest_before_starting_ray(tmp_path: Path) -> None:
+    bad = json.loads(json.dumps(SMALL))
+    bad["spec"]["environment"]["factory"] = "no_such_module_xyz:parallel_env"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    proc = _cli("run", str(path), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "spec.environment.factory" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_run_writes_results_and_plot(tmp_path: Path) -> None:
+    manifest = tmp_path / "eval.yaml"
+    manifest.write_text(yaml.safe_dump(SMALL))
+    proc = _cli("run", str(manifest), "--output", "out.json", "--plot", "board.png", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert report["progress"]["episodesCompleted"] == 3
+    assert report["progress"]["episodesTotal"] == 3
+    assert report["progress"]["agentSteps"] == 3 * 30 * 120
+    board = report["results"]["leaderboard"]
+    assert [row["policy"] for row in board][0] == "greedy"
+    assert {row["policy"] for row in board} == {"greedy", "random"}
+    for row in board:
+        assert row["ciLow"] <= row["rating"] <= row["ciHigh"]
+        assert row["episodes"] == 3
+    assert 0 < report["results"]["stepLatencyMs"]["p50"] <= report["results"]["stepLatencyMs"]["p99"]
+    assert report["results"]["agentStepsPerSecond"] > 0
+    assert sorted(e["episode"] for e in report["episodes"]) == [0, 1, 2]
+
+    png = (tmp_path / "board.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000
+    # The leaderboard table is printed for people.
+    assert "greedy" in proc.stdout and "random" in proc.stdout
