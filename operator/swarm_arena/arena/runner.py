@@ -94,6 +94,8 @@ def _connect(evaluation: SwarmEvaluation, ray_address: str | None) -> bool:
         cpus, needed, os.cpu_count() or 1,
     )  # fmt: skip
     ray.init(
+        # "local": always a fresh embedded Ray, never whatever `ray start` left running here.
+        address="local",
         num_cpus=cpus,
         namespace=RAY_NAMESPACE,
         include_dashboard=False,
@@ -138,7 +140,7 @@ def run_evaluation(
                 num_cpus=0,
                 max_concurrency=COORDINATOR_CONCURRENCY,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(
-                    node_id=ray.get_runtime_context().get_node_id(), soft=True
+                    node_id=ray.get_runtime_context().get_node_id(), soft=False
                 ),
             )
             .remote(evaluation.model_dump(by_alias=True, mode="json"))
