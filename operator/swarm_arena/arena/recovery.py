@@ -195,8 +195,6 @@ class ActorTable:
                 entry.handle = self._start(entry.recipe, {}, left)
                 entry.info = None
                 replaced.append(name)
-        if replaced:
-            self.wait_started(replaced)
         return replaced
 
     def _count(self, entry: ActorEntry) -> None:
