@@ -328,6 +328,23 @@ def _install_into(go: str, part: str, pkg: str, version: str, out: Path, name: s
         os.replace(out / f".{name}.tmp", out / name)
 
 
+def _build_in_module_cache(go: str, part: str, module: str, version: str, pkg: str, out: Path, name: str) -> None:
+    """Build a main package inside the downloaded module, with the module's own go.mod/go.sum.
+
+    Equivalent to ``go install module/pkg@version``, for modules whose ``@v/list`` the proxy
+    refuses (``go install pkg@version`` looks up deprecations through it and fails)."""
+    env = go_env(go)
+    dl = subprocess.run([go, "mod", "download", "-json", f"{module}@{version}"], cwd=out, env=env,
+                        capture_output=True, text=True)
+    if dl.returncode != 0:
+        raise BuildError(f"{part}: go mod download {module}@{version} failed:\n{dl.stdout}{dl.stderr}")
+    moddir = Path(json.loads(dl.stdout)["Dir"])
+    with tempfile.TemporaryDirectory(prefix=f"swarm-arena-{part}-", dir=out.parent) as tmp:
+        argv = [go, "build", "-v", "-p", "2", "-ldflags", "-s -w", "-o", f"{tmp}/{name}", pkg]
+        run_go(part, argv, cwd=moddir, env=env)
+        os.replace(Path(tmp) / name, out / name)
+
+
 def build_kube(go: str, versions: dict[str, str], bindir: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="swarm-arena-kube-", dir=bindir.parent) as tmp:
         argv = [go, "build", "-v", "-p", "2", "-ldflags", kube_ldflags(go, versions), "-o", tmp + "/"]
@@ -349,7 +366,10 @@ def build_kwok(go: str, versions: dict[str, str], bindir: Path) -> None:
 
 
 def build_ray_operator(go: str, versions: dict[str, str], bindir: Path) -> None:
-    _install_into(go, "ray-operator", KUBERAY_MODULE, versions["KUBERAY_VERSION"], bindir, "ray-operator")
+    # `go install github.com/ray-project/kuberay/ray-operator@v...` fails here: the proxy answers
+    # 403 for the module's @v/list, which go install reads for deprecation notices.
+    _build_in_module_cache(go, "ray-operator", KUBERAY_MODULE, versions["KUBERAY_VERSION"], ".", bindir,
+                           "ray-operator")
 
 
 def build_helm(go: str, versions: dict[str, str], bindir: Path) -> None:

@@ -39,6 +39,9 @@ def test_version_is_pinned(control_plane):
     assert client_version["clientVersion"]["gitVersion"] == want
     etcd = subprocess.run([control_plane.bin("etcd"), "--version"], capture_output=True, text=True, check=True)
     assert control_plane.versions["ETCD_VERSION"].lstrip("v") in etcd.stdout
+    helm = subprocess.run([control_plane.bin("helm"), "version", "--template", "{{.Version}}"],
+                          capture_output=True, text=True, check=True)
+    assert helm.stdout.strip() == control_plane.versions["HELM_VERSION"]
 
 
 def test_rbac_is_enforced(control_plane, namespace):
