@@ -111,3 +111,16 @@ def test_policy_that_fails_to_build_names_the_field(local_ray) -> None:
     with pytest.raises(EvaluationFailed, match=r"spec\.policies\[1\]\.factory.*no_such_param"):
         run_evaluation(evaluation)
     assert not _named(coordinator_name(evaluation.qualified_name))
+
+
+def test_durable_checkpoints_let_a_resubmitted_run_resume(local_ray, tmp_path) -> None:
+    spec = {"episodes": 2, "checkpoint": {"intervalSteps": 10, "storageURI": f"file://{tmp_path}"}}
+    first = run_evaluation(foraging_evaluation("rt-durable", **spec))
+    stored = sorted(p.name for p in tmp_path.rglob("episodes/*.json"))
+    assert stored == ["000000.json", "000001.json"]
+    assert not list(tmp_path.rglob("inflight/*.pkl"))  # finished episodes keep no checkpoint
+
+    seen: list[Progress] = []
+    again = run_evaluation(foraging_evaluation("rt-durable", **spec), on_progress=seen.append)
+    assert seen[0].episodes_completed == 2  # nothing was played twice
+    assert [e.model_dump() for e in again.episodes] == [e.model_dump() for e in first.episodes]
