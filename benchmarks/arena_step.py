@@ -72,8 +72,6 @@ def _summary(mode: str, agents: int, shards: int, latencies: list[float], second
 
 def plain_loop(agents: int, shards: int, policy: str, steps: int, warmup: int, seed: int) -> Run:
     """The same env + policies in this process; called in a fresh subprocess (peak RSS is its own)."""
-    import resource
-
     from swarm_arena.arena.array_env import make_array_env
     from swarm_arena.arena.policies import make_policy
 
@@ -97,8 +95,9 @@ def plain_loop(agents: int, shards: int, policy: str, steps: int, warmup: int, s
         if env.steps > warmup:
             latencies.append(time.perf_counter() - started)
     seconds = time.perf_counter() - began
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-    return _summary("plain", agents, shards, latencies, seconds, peak)
+    # Not getrusage's ru_maxrss: Linux carries it across exec, so a spawned child would report
+    # its parent's peak.
+    return _summary("plain", agents, shards, latencies, seconds, _peak_rss(os.getpid()))
 
 
 def plain_in_subprocess(*args: Any) -> Run:
@@ -139,7 +138,7 @@ def ray_loop(agents: int, shards: int, policy: str, steps: int, warmup: int, see
     env_actor = (
         ray.remote(EnvironmentWorker)
         .options(name=env_name(evaluation, 0), namespace=RAY_NAMESPACE, num_cpus=0)
-        .remote(env_name(evaluation, 0), "foraging", _env_params(agents, total), total)
+        .remote(name=env_name(evaluation, 0), factory="foraging", params=_env_params(agents, total), max_steps=total)
     )
     probe = make_array_env("foraging", {"agents": 1}, 1)  # the shards' spaces
     obs_space, act_space = probe.observation_space(0), probe.action_space(0)
@@ -149,7 +148,7 @@ def ray_loop(agents: int, shards: int, policy: str, steps: int, warmup: int, see
         handle = (
             ray.remote(PolicyShard)
             .options(name=name, namespace=RAY_NAMESPACE, num_cpus=0)
-            .remote(name, policy, {}, seed + i, obs_space, act_space)
+            .remote(name=name, factory=policy, params={}, seed=seed + i, spaces=(obs_space, act_space))
         )
         parts.append(ShardPart(name=name, handle=handle, policy=policy, agent_indices=tuple(indices.tolist()), seed=seed + i))
     actors = [env_actor, *(part.handle for part in parts)]
@@ -193,7 +192,11 @@ def compiled_loop(agents: int, shards: int, policy: str, steps: int, warmup: int
     actors = []
     for i, indices in enumerate(parts):
         actor = ray.remote(PolicyShard).options(num_cpus=0).remote(
-            f"bench/compiled/shard-{i}", policy, {}, seed + i, env.observation_space(0), env.action_space(0)
+            name=f"bench/compiled/shard-{i}",
+            factory=policy,
+            params={},
+            seed=seed + i,
+            spaces=(env.observation_space(0), env.action_space(0)),
         )
         ray.get(actor.begin_episode.remote(seed + i, [env.possible_agents[j] for j in indices], env.observation_space(0), env.action_space(0)))
         actors.append(actor)
@@ -241,7 +244,7 @@ def breakdown(agents: int, policy: str, samples: int, seed: int) -> dict[str, An
     env.reset(seed)
     env_ms, act_ms, call_ms = [], [], []
     actor = ray.remote(PolicyShard).options(num_cpus=0).remote(
-        "bench/breakdown", policy, {}, seed, env.observation_space(0), env.action_space(0)
+        name="bench/breakdown", factory=policy, params={}, seed=seed, spaces=(env.observation_space(0), env.action_space(0))
     )
     ray.get(actor.begin_episode.remote(seed, env.possible_agents, env.observation_space(0), env.action_space(0)))
     for _ in range(samples):
@@ -359,6 +362,13 @@ def main(argv: list[str] | None = None) -> int:
         "--modes", default="plain,ray,ray-compiled", help="which of plain, ray, ray-compiled to run (comma-separated)"
     )
     parser.add_argument(
+        "--inline-bytes",
+        type=int,
+        default=None,
+        help="Ray's max_direct_call_object_size for the local Ray (arguments up to this size travel "
+        "inline with the call instead of through the object store; Ray's default is 100 KiB)",
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="also break one step down: env, policy, Ray round trip"
     )
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
@@ -374,7 +384,15 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     # address="local": always a fresh private Ray, never a cluster someone else started here.
-    ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    system_config = {} if args.inline_bytes is None else {"max_direct_call_object_size": args.inline_bytes}
+    ray.init(
+        address="local",
+        num_cpus=args.num_cpus,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        _system_config=system_config,
+    )
     runs: list[Run] = []
     profile: list[dict[str, Any]] = []
     load_before = os.getloadavg()
@@ -392,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         ray.shutdown()
     rows = median_rows(runs)
     # Other load on the machine shows up in p99 first; say how busy it was.
-    load = {"before": load_before, "after": os.getloadavg(), "cpus": os.cpu_count()}
+    load = {"before": load_before, "after": os.getloadavg(), "cpus": os.cpu_count(), "inline_bytes": args.inline_bytes}
     if args.json:
         print(json.dumps({"rows": rows, "runs": [asdict(run) for run in runs], "profile": profile, "load": load}, indent=2))
     else:
