@@ -131,4 +131,4 @@ def test_fast_repair_does_not_wait_for_ray_detection(ray_cluster, record_propert
     record_property("fast_repair_resumed_after_loss_s", timing["resumed_s"])
     print(f"\nfast repair: {seconds:.2f} s recorded, stepping resumed {timing['resumed_s']:.2f} s after the loss")
     # Ray's own detection of a silently lost node takes ~15 s (health checks); repair must beat it.
-    assert timing["resumed_s"] < 10
+    assert timing["resumed_s"] < 12

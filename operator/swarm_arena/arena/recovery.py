@@ -218,10 +218,14 @@ class ActorTable:
 
 
 def _failed(ref: Any) -> bool:
+    """Whether a ping failed (waits for it: the one that failed first may not be the first listed)."""
     import ray
+    from ray import exceptions as rex
 
     try:
-        ray.get(ref, timeout=0)
+        ray.get(ref, timeout=START_TIMEOUT_S)
+    except rex.GetTimeoutError:
+        return False
     except Exception:  # noqa: BLE001
         return True
     return False

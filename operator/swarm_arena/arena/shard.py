@@ -83,10 +83,10 @@ class PolicyShard:
         factory: str,
         params: dict[str, Any],
         seed: int,
-        observation_space: gymnasium.Space,
-        action_space: gymnasium.Space,
+        spaces: tuple[gymnasium.Space, gymnasium.Space],
     ) -> None:
         self._info = actor_info(name)
+        observation_space, action_space = spaces
         self._factory, self._params = factory, params
         self._spaces = (observation_space, action_space)
         # Built eagerly so a bad factory or params fails the run at start, not mid-episode.
