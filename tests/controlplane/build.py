@@ -401,6 +401,27 @@ def copy_crds(go: str, versions: dict[str, str], crddir: Path) -> None:
     log(f"crds: copied {sorted(p.name for p in crddir.iterdir())} from {src}")
 
 
+KWOK_STAGE_DIRS = ("node/fast", "node/heartbeat-with-lease", "pod/fast")  # kwok's "fast" stage set
+
+
+def copy_kwok_stages(go: str, versions: dict[str, str], dest: Path) -> None:
+    """kwok (out of cluster) needs Stage configs; take kwok's own "fast" set from the same
+    module version in the Go module cache and concatenate it into one --config file."""
+    modcache = Path(go_env_value(go, "GOMODCACHE"))
+    root = modcache / "sigs.k8s.io" / f"kwok@{versions['KWOK_VERSION']}" / "kustomize" / "stage"
+    docs = []
+    for rel in KWOK_STAGE_DIRS:
+        files = sorted(f for f in (root / rel).glob("*.yaml") if f.name != "kustomization.yaml")
+        if not files:
+            raise BuildError(f"no kwok stages under {root / rel}")
+        docs += [f"# from sigs.k8s.io/kwok@{versions['KWOK_VERSION']}/kustomize/stage/{rel}/{f.name}\n"
+                 + f.read_text().strip() + "\n" for f in files]
+    tmp = dest.with_name(dest.name + ".tmp")
+    tmp.write_text("---\n".join(docs))
+    os.replace(tmp, dest)
+    log(f"kwok-stages: wrote {dest} from {root}")
+
+
 PARTS = {
     # name: (builder, outputs relative to bin/)
     "etcd": (build_etcd, ("etcd",)),
@@ -421,10 +442,12 @@ def build(parts: list[str] | None = None, force: bool = False) -> Path:
     wanted = parts or list(PARTS)
     missing = [p for p in wanted if force or not all((bindir / b).exists() for b in PARTS[p][1])]
     need_crds = "ray-operator" in wanted and (force or not list(crddir.glob("*.yaml")))
-    if not missing and not need_crds:
+    stages = out / "kwok-stages.yaml"
+    need_stages = "kwok" in wanted and (force or not stages.exists())
+    if not missing and not need_crds and not need_stages:
         log(f"up to date: {out}")
         return out
-    log(f"building {missing + (['crds'] if need_crds else [])} with {gover} into {out}")
+    log(f"building {missing + (['crds'] if need_crds else []) + (['kwok-stages'] if need_stages else [])} with {gover} into {out}")
     log("versions: " + ", ".join(f"{k}={v}" for k, v in versions.items()))
     verify_wrappers(go, versions)
     bindir.mkdir(parents=True, exist_ok=True)
@@ -433,6 +456,8 @@ def build(parts: list[str] | None = None, force: bool = False) -> Path:
         PARTS[p][0](go, versions, bindir)
     if need_crds:
         copy_crds(go, versions, crddir)
+    if need_stages:
+        copy_kwok_stages(go, versions, stages)
     (out / "versions.json").write_text(json.dumps({"go": gover, **versions}, indent=2) + "\n")
     log(f"all done in {time.monotonic() - t0:.0f}s: {out}")
     return out
@@ -444,7 +469,8 @@ def find_build() -> Path | None:
         out = build_dir()
     except (BuildError, subprocess.CalledProcessError, OSError):
         return None
-    ok = all((out / "bin" / b).exists() for b in BINARIES) and list((out / "crds").glob("*.yaml"))
+    ok = (all((out / "bin" / b).exists() for b in BINARIES) and list((out / "crds").glob("*.yaml"))
+          and (out / "kwok-stages.yaml").exists())
     return out if ok else None
 
 

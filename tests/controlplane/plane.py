@@ -49,6 +49,10 @@ class ControlPlaneError(RuntimeError):
     pass
 
 
+class ComponentExited(ControlPlaneError):
+    """A component process died: waiting any longer is pointless."""
+
+
 # --------------------------------------------------------------------------------------------
 # helpers
 
@@ -86,6 +90,8 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: floa
             result = check()
             if result:
                 return result
+        except ComponentExited:
+            raise
         except Exception as exc:  # noqa: BLE001 - polling
             last_exc = exc
         if time.monotonic() > deadline:
@@ -244,7 +250,7 @@ class Component:
 
     def check_alive(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
-            raise ControlPlaneError(
+            raise ComponentExited(
                 f"{self.name} exited with code {self.proc.returncode}; log {self.log}:\n{log_tail(self.log)}")
 
     def stop(self, grace: float = 10.0) -> None:
@@ -288,6 +294,8 @@ class ControlPlane:
         self.server = ""
         self.versions: dict[str, str] = cpbuild.load_versions()
         self.started_in: float | None = None
+        self.timings: dict[str, float] = {}
+        self._crd_names: list[str] | None = None  # seconds spent in each wait during start()
         self._pki: _Pki | None = None
         self._ssl: ssl.SSLContext | None = None
         self._lock = threading.Lock()
@@ -395,20 +403,22 @@ class ControlPlane:
         return run
 
     def _wait(self, what: str, names: tuple[str, ...], check: Callable[[], Any], timeout: float | None = None) -> Any:
+        t0 = time.monotonic()
         try:
             return wait_for(what, self._alive_and(names, check), timeout or self.timeout,
                             on_timeout=self._tails(*names))
-        except ControlPlaneError as exc:
-            # a component that died gives its own message; add the tails anyway
-            if "exited with code" in str(exc):
-                raise ControlPlaneError(f"while waiting for {what}: {exc}") from None
-            raise
+        except ComponentExited as exc:
+            raise ComponentExited(f"while waiting for {what}: {exc}") from None
+        finally:
+            self.timings[what] = round(time.monotonic() - t0, 2)
 
     def _start(self) -> None:
         wd = self.workdir
         wd.mkdir(parents=True, exist_ok=True)
         bindir = self.bindir
-        missing = [b for b in cpbuild.BINARIES if not (bindir / b).exists()]
+        needed = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubectl",
+                  *(("ray-operator",) if self.kuberay else ()))
+        missing = [b for b in needed if not (bindir / b).exists()]
         if missing:
             raise ControlPlaneError(f"missing binaries {missing} in {bindir}; run `python -m tests.controlplane build`")
         self._pki = pki = make_pki(wd / "pki")
@@ -487,6 +497,7 @@ class ControlPlane:
         self._component("kwok", [
             self.bin("kwok"),
             f"--kubeconfig={kcfg['kwok']}",
+            f"--config={self.build_dir / 'kwok-stages.yaml'}",
             "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
             "--manage-nodes-with-label-selector=",
@@ -494,10 +505,14 @@ class ControlPlane:
             f"--server-address=127.0.0.1:{self.ports['kwok']}",
             "--node-lease-duration-seconds=40",
         ])
+        t = time.monotonic()
         core = self._core()
         self._create_nodes(core)
+        self.timings["create nodes"] = round(time.monotonic() - t, 2)
         if self.kuberay:
+            t = time.monotonic()
             self._apply_crds()
+            self.timings["create KubeRay CRDs"] = round(time.monotonic() - t, 2)
 
         self._wait_https_health("kube-controller-manager", self.ports["controller-manager"])
         self._wait_https_health("kube-scheduler", self.ports["scheduler"])
@@ -506,7 +521,8 @@ class ControlPlane:
                    lambda: core.read_namespaced_service_account("default", "default"), timeout=60)
 
         if self.kuberay:
-            self._wait("KubeRay CRDs Established", ("kube-apiserver",), self._crds_established, timeout=60)
+            self._wait("KubeRay CRDs served", ("kube-apiserver",), self._crds_served, timeout=60)
+            self._wait("KubeRay CRDs Established", ("kube-apiserver",), self._crds_established, timeout=30)
             env = dict(os.environ, KUBECONFIG=str(kcfg["ray-operator"]))
             self._component("ray-operator", [
                 self.bin("ray-operator"),  # reads KUBECONFIG (controller-runtime)
@@ -554,9 +570,7 @@ class ControlPlane:
             "metadata": {"name": name, "labels": labels,
                          "annotations": {KWOK_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"}},
             "spec": {"taints": taints} if taints else {},
-            "status": {"capacity": capacity, "allocatable": dict(capacity),
-                       "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux",
-                                    "kubeletVersion": "fake", "kubeProxyVersion": "fake"}},
+            "status": {"capacity": capacity, "allocatable": dict(capacity)},  # kwok fills in the rest
         }
 
     def _create_nodes(self, core) -> None:
@@ -578,29 +592,37 @@ class ControlPlane:
     # -- KubeRay ----------------------------------------------------------------------------
 
     def crd_names(self) -> list[str]:
-        names = []
-        for f in sorted(self.crd_dir.glob("*.yaml")):
-            for doc in yaml.safe_load_all(f.read_text()):
-                if doc and doc.get("kind") == "CustomResourceDefinition":
-                    names.append(doc["metadata"]["name"])
-        return names
+        if self._crd_names is None:
+            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the CRDs are megabytes of YAML
+            names = []
+            for f in sorted(self.crd_dir.glob("*.yaml")):
+                for doc in yaml.load_all(f.read_text(), Loader=loader):
+                    if doc and doc.get("kind") == "CustomResourceDefinition":
+                        names.append(doc["metadata"]["name"])
+            self._crd_names = names
+        return self._crd_names
 
     def _apply_crds(self) -> None:
-        from kubernetes import client
+        # kubectl: fast for megabyte-sized objects (the Python client validates every field)
+        self.kubectl("create", "-f", str(self.crd_dir), timeout=120)
 
-        ext = client.ApiextensionsV1Api(self.api_client())
-        for f in sorted(self.crd_dir.glob("*.yaml")):
-            for doc in yaml.safe_load_all(f.read_text()):
-                if doc and doc.get("kind") == "CustomResourceDefinition":
-                    ext.create_custom_resource_definition(doc)
+    def _crds_served(self) -> bool:
+        """Cheap poll: discovery lists a CRD's resource only once it is Established (GETting the
+        megabyte-sized CRDs in a tight loop would starve the API server of CPU)."""
+        served: set[str] = set()
+        for group_version in {f"{n.split('.', 1)[1]}" for n in self.crd_names()}:
+            status, body = self.get(f"/apis/{group_version}/v1")
+            if status != 200:
+                return False
+            served |= {f"{r['name']}.{group_version}" for r in json.loads(body)["resources"]}
+        return set(self.crd_names()) <= served
 
     def _crds_established(self) -> bool:
-        from kubernetes import client
-
-        ext = client.ApiextensionsV1Api(self.api_client())
         for name in self.crd_names():
-            crd = ext.read_custom_resource_definition(name)
-            conds = {c.type: c.status for c in (crd.status.conditions or [])}
+            status, body = self.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+            if status != 200:
+                return False
+            conds = {c["type"]: c["status"] for c in json.loads(body).get("status", {}).get("conditions", [])}
             if conds.get("Established") != "True":
                 return False
         return True
