@@ -90,7 +90,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"  {problem}", file=sys.stderr)
         return 1
 
-    report = _run_with_progress(evaluation, args)
+    from swarm_arena.arena.runner import EvaluationFailed
+
+    try:
+        report = _run_with_progress(evaluation, args)
+    except EvaluationFailed as exc:
+        print(f"{args.file}: evaluation failed: {exc}", file=sys.stderr)
+        return 1
     method = evaluation.spec.rating.method.value
     console.print(leaderboard_table(report, rating_method=method))
     if args.output:
