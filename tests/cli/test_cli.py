@@ -109,3 +109,16 @@ def test_run_writes_results_and_plot(tmp_path: Path) -> None:
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000
     # The leaderboard table is printed for people.
     assert "greedy" in proc.stdout and "random" in proc.stdout
+
+
+def test_run_reports_a_failed_evaluation_without_traceback(tmp_path: Path) -> None:
+    # Valid for the schema and importable, but the factory refuses the params: only the run knows.
+    bad = json.loads(json.dumps(SMALL))
+    bad["spec"]["policies"][1]["params"] = {"no_such_argument": 1}
+    path = tmp_path / "bad-params.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    proc = _cli("run", str(path), "--quiet", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "evaluation failed" in proc.stderr
+    assert "spec.policies[1]" in proc.stderr
+    assert "Traceback" not in proc.stderr
