@@ -481,7 +481,7 @@ class ControlPlane:
             f"--root-ca-file={pki.path('ca.crt')}",
             f"--cluster-signing-cert-file={pki.path('ca.crt')}",
             f"--cluster-signing-key-file={pki.path('ca.key')}",
-            "--use-service-account-credentials=false",
+            "--use-service-account-credentials=true",  # each controller with its own RBAC role, as kubeadm does
             "--concurrent-gc-syncs=10",
             "--profiling=false", "--v=1",
         ])
@@ -516,7 +516,8 @@ class ControlPlane:
 
         self._wait_https_health("kube-controller-manager", self.ports["controller-manager"])
         self._wait_https_health("kube-scheduler", self.ports["scheduler"])
-        self._wait("all fake nodes Ready (kwok)", ("kwok",), lambda: self._nodes_ready(core), timeout=60)
+        self._wait("all fake nodes Ready and untainted (kwok, node lifecycle controller)",
+                   ("kwok", "kube-controller-manager"), lambda: self._nodes_ready(core), timeout=90)
         self._wait("ServiceAccount default/default (controller-manager)", ("kube-controller-manager",),
                    lambda: core.read_namespaced_service_account("default", "default"), timeout=60)
 
@@ -586,6 +587,9 @@ class ControlPlane:
         for n in nodes:
             conds = {c.type: c.status for c in (n.status.conditions or [])}
             if conds.get("Ready") != "True":
+                return False
+            # the node lifecycle controller lifts node.kubernetes.io/not-ready once it saw Ready
+            if any(t.key.startswith("node.kubernetes.io/") for t in (n.spec.taints or [])):
                 return False
         return True
 
