@@ -340,7 +340,7 @@ def plot(rows: list[dict[str, Any]], path: str) -> None:
         axis.set_title(title)
         axis.grid(True, which="both", alpha=0.3)
     latency.legend(fontsize=7)
-    fig.suptitle(f"swarm-arena foraging step, {os.cpu_count()} CPUs, {platform.python_version()}")
+    fig.suptitle(f"swarm-arena foraging step: {os.cpu_count()} CPUs, Python {platform.python_version()}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
