@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from swarm_arena.arena.runner import INLINE_ARG_BYTES
+
 
 @dataclass(frozen=True)
 class Run:
@@ -364,9 +366,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--inline-bytes",
         type=int,
-        default=None,
+        default=INLINE_ARG_BYTES,
         help="Ray's max_direct_call_object_size for the local Ray (arguments up to this size travel "
-        "inline with the call instead of through the object store; Ray's default is 100 KiB)",
+        "inline with the call instead of through the object store); default: what `swarm-arena run` "
+        f"uses ({INLINE_ARG_BYTES} bytes); Ray's own default is 100 KiB (pass 102400 to compare)",
     )
     parser.add_argument(
         "--profile", action="store_true", help="also break one step down: env, policy, Ray round trip"

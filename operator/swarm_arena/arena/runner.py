@@ -72,6 +72,13 @@ def required_cpus(evaluation: SwarmEvaluation) -> float:
     return slots * (per_slot + ENV_ACTOR_CPUS)
 
 
+# A shard's stacked observations (~300 kB at 1,000 foraging agents) travel inline with the call
+# instead of through the object store: that halves a step's p99 (docs/performance.md). On a
+# cluster the operator sets the same through `RAY_max_direct_call_object_size` on the pods.
+INLINE_ARG_BYTES = 1 << 20
+EMBEDDED_RAY_SYSTEM_CONFIG = {"max_direct_call_object_size": INLINE_ARG_BYTES}
+
+
 def _connect(evaluation: SwarmEvaluation, ray_address: str | None) -> bool:
     """Connect or start Ray; True when this call started it (and must shut it down)."""
     import ray
@@ -97,6 +104,7 @@ def _connect(evaluation: SwarmEvaluation, ray_address: str | None) -> bool:
         # "local": always a fresh embedded Ray, never whatever `ray start` left running here.
         address="local",
         num_cpus=cpus,
+        _system_config=EMBEDDED_RAY_SYSTEM_CONFIG,
         namespace=RAY_NAMESPACE,
         include_dashboard=False,
         logging_level=logging.WARNING,
