@@ -10,8 +10,8 @@ Enable with ``pytest_plugins = ["tests.controlplane.pytest_plugin"]`` in the roo
 * ``wait_until`` (session): ``wait_until(what, check, timeout=60)`` polls with a deadline and, on
   timeout, fails with the control-plane components' log tails.
 
-Tests using ``control_plane`` (directly or through the others) are marked ``controlplane``.
-Set ``SWARM_ARENA_CONTROLPLANE=skip`` to skip them instead of building/starting the plane.
+Tests using ``control_plane`` (directly or through the others) are marked ``controlplane``;
+for a quick loop without the plane, deselect them: ``pytest -m "not controlplane"``.
 """
 
 from __future__ import annotations
@@ -42,8 +42,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
-    if os.environ.get("SWARM_ARENA_CONTROLPLANE") == "skip":
-        pytest.skip("SWARM_ARENA_CONTROLPLANE=skip")
     try:
         out = cpbuild.build()
     except cpbuild.BuildError as exc:
