@@ -276,6 +276,10 @@ class Coordinator:
             self._latencies.extend(result.latencies_s)
             if len(self._latencies) > MAX_LATENCY_SAMPLES:
                 self._latencies = self._latencies[::2]
+        # Actors of this slot replaced by a repair while this chunk ran on the old ones: the chunk
+        # is good, but the replacements hold no state yet.
+        with self._lock:
+            repaired = {n: self._repaired.pop(n) for n in (slot.env, *slot.shards.values()) if n in self._repaired}
         if result.done:
             assert result.record is not None
             if result.episode not in self._store.records():  # exactly once, whatever was replayed
@@ -285,12 +289,17 @@ class Coordinator:
             self._store.drop_checkpoint(result.episode)
             self._inflight_steps.pop(slot.index, None)
             slot.task = None
+            if repaired:  # the next episode begins every actor afresh
+                self._record_recovery(set(repaired), repaired, min(repaired.values()), task.episode, None)
         else:
             assert result.checkpoint is not None
             self._store.save_checkpoint(result.checkpoint)
             self._inflight_steps[slot.index] = result.checkpoint.agent_steps
-            next_task = self._task(slot, self._matches[task.episode], result.step)
-            self._dispatch(slot, next_task)
+            if repaired:
+                self._restore(slot, task.episode, result.checkpoint)
+                self._record_recovery(set(repaired), repaired, min(repaired.values()), task.episode, result.checkpoint)
+            else:
+                self._dispatch(slot, self._task(slot, self._matches[task.episode], result.step))
         self._emit_progress()
 
     # ---- recovery ----------------------------------------------------------------------------
@@ -336,21 +345,31 @@ class Coordinator:
                 raise
             self._recover(slot, task, exc)
         if restarted:
-            recovery = Recovery(
-                time=now_rfc3339(),
-                reason="NodeLost" if repaired else "ActorDied",
-                actors_restarted=sorted(restarted),
-                seconds=round(time.monotonic() - start, 3),
-            )
-            with self._lock:
-                self._recoveries.append(recovery)
-                self._pending.recoveries += 1
-                self._pending.restarted.extend(sorted(restarted))
-            log.warning(
-                "%s: recovered %s in %.2f s; episode %d resumes from step %d",
-                self.evaluation, ", ".join(sorted(restarted)), recovery.seconds, task.episode,
-                checkpoint.step if checkpoint else 0,
-            )  # fmt: skip
+            self._record_recovery(restarted, repaired, start, task.episode, checkpoint)
+
+    def _record_recovery(
+        self,
+        restarted: set[str],
+        repaired: dict[str, float],
+        start: float,
+        episode: int,
+        checkpoint: EpisodeCheckpoint | None,
+    ) -> None:
+        recovery = Recovery(
+            time=now_rfc3339(),
+            reason="NodeLost" if repaired else "ActorDied",
+            actors_restarted=sorted(restarted),
+            seconds=round(time.monotonic() - start, 3),
+        )
+        with self._lock:
+            self._recoveries.append(recovery)
+            self._pending.recoveries += 1
+            self._pending.restarted.extend(sorted(restarted))
+        log.warning(
+            "%s: recovered %s in %.2f s; episode %d resumes from step %d",
+            self.evaluation, ", ".join(sorted(restarted)), recovery.seconds, episode,
+            checkpoint.step if checkpoint else 0,
+        )  # fmt: skip
 
     def repair(self, lost_node_ids: list[str] | None = None) -> list[str]:
         """Replace now every actor on `lost_node_ids` (None: every actor failing a short ping).
