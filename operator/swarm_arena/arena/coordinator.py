@@ -296,7 +296,12 @@ class Coordinator:
             self._store.save_checkpoint(result.checkpoint)
             self._inflight_steps[slot.index] = result.checkpoint.agent_steps
             if repaired:
-                self._restore(slot, task.episode, result.checkpoint)
+                try:
+                    self._restore(slot, task.episode, result.checkpoint)
+                except Exception as exc:  # noqa: BLE001 - lost again while restoring
+                    if not is_actor_loss(exc):
+                        raise
+                    self._recover(slot, task, exc)
                 self._record_recovery(set(repaired), repaired, min(repaired.values()), task.episode, result.checkpoint)
             else:
                 self._dispatch(slot, self._task(slot, self._matches[task.episode], result.step))
