@@ -113,7 +113,7 @@ def test_node_loss_is_recovered_by_ray_restart(ray_cluster, record_property) -> 
     print(f"\nautomatic recovery: {seconds:.2f} s recorded, stepping resumed {timing['resumed_s']:.2f} s after the loss")
 
     # The interrupted episode resumed from its checkpoint: same numbers as an uninterrupted run.
-    reference = run_evaluation(_evaluation("ft-auto"))
+    reference = run_evaluation(_evaluation("ft-auto-reference"))  # fresh names: nothing left over can clash
     assert [e.model_dump() for e in report.episodes] == [e.model_dump() for e in reference.episodes]
     assert [e.model_dump() for e in report.results.leaderboard] == [
         e.model_dump() for e in reference.results.leaderboard
@@ -135,5 +135,5 @@ def test_fast_repair_does_not_wait_for_ray_detection(ray_cluster, record_propert
 
     # Whether the repair caught a chunk mid-flight or between chunks, the replacements were
     # restored from the checkpoint: same numbers as an uninterrupted run.
-    reference = run_evaluation(_evaluation("ft-fast"))
+    reference = run_evaluation(_evaluation("ft-fast-reference"))
     assert [e.model_dump() for e in report.episodes] == [e.model_dump() for e in reference.episodes]
