@@ -18,6 +18,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from swarm_arena.api.report import EpisodeRecord, RunReport
 from swarm_arena.api.resource import SwarmEvaluation
@@ -34,7 +35,7 @@ POLL_INTERVAL_S = 0.25
 # The coordinator answers poll/repair while `run` drives the episodes.
 COORDINATOR_CONCURRENCY = 8
 
-__all__ = ["EvaluationFailed", "run_evaluation", "required_cpus"]
+__all__ = ["EvaluationFailed", "PlanDemand", "plan_demand", "required_cpus", "run_evaluation"]
 
 
 def check_factories(evaluation: SwarmEvaluation) -> None:
@@ -51,8 +52,21 @@ def check_factories(evaluation: SwarmEvaluation) -> None:
             raise EvaluationFailed(f"spec.policies[{i}].factory: {exc}") from None
 
 
-def required_cpus(evaluation: SwarmEvaluation) -> float:
-    """Logical CPUs the plan asks Ray for: every shard of every parallel episode, plus env actors."""
+@dataclass(frozen=True)
+class PlanDemand:
+    """What the plan asks Ray for: every shard of every parallel episode, plus the env actors."""
+
+    cpus: float
+    gpus_by_policy: dict[int, float]
+    """Index in spec.policies -> GPUs of all that policy's shards (policies without GPUs left out)."""
+
+    @property
+    def gpus(self) -> float:
+        return sum(self.gpus_by_policy.values())
+
+
+def plan_demand(evaluation: SwarmEvaluation) -> PlanDemand:
+    """The logical CPUs and GPUs the run's actors ask for, from the spec and the environment's agents."""
     from swarm_arena.arena.array_env import make_array_env
     from swarm_arena.arena.matchmaking import count_matches, max_shards_per_policy
 
@@ -69,7 +83,30 @@ def required_cpus(evaluation: SwarmEvaluation) -> float:
         raise EvaluationFailed(f"spec.teams: {exc}") from None
     slots = min(spec.execution.parallel_episodes, count_matches(spec))
     per_slot = sum(shards[p.name] * p.resources.cpu for p in spec.policies)
-    return slots * (per_slot + ENV_ACTOR_CPUS)
+    gpus = {
+        i: slots * shards[p.name] * p.resources.gpu for i, p in enumerate(spec.policies) if p.resources.gpu > 0
+    }
+    return PlanDemand(cpus=slots * (per_slot + ENV_ACTOR_CPUS), gpus_by_policy=gpus)
+
+
+def required_cpus(evaluation: SwarmEvaluation) -> float:
+    """Logical CPUs the plan asks Ray for (see plan_demand)."""
+    return plan_demand(evaluation).cpus
+
+
+def _check_gpus(evaluation: SwarmEvaluation, demand: PlanDemand, available: float) -> None:
+    """An embedded Ray cannot grow: fail now, naming the field, when the plan needs more GPUs than it has."""
+    if demand.gpus <= available + 1e-9:
+        return
+    first = min(demand.gpus_by_policy)
+    policies = evaluation.spec.policies
+    wanted = ", ".join(f"{policies[i].name}: {g:g}" for i, g in sorted(demand.gpus_by_policy.items()))
+    raise EvaluationFailed(
+        f"spec.policies[{first}].resources.gpu: the plan's policy shards need {demand.gpus:g} GPUs ({wanted}; "
+        f"shards x parallelEpisodes x resources.gpu) but the local Ray has {available:g}; run it where "
+        "there are GPUs (`kubectl apply` with a GPU worker group, or --ray-address), lower resources.gpu "
+        "(fractions share a GPU) or raise execution.agentsPerShard, or set resources.gpu to 0 to run on CPU"
+    )
 
 
 # A shard's stacked observations (~300 kB at 1,000 foraging agents) travel inline with the call
@@ -93,7 +130,8 @@ def _connect(evaluation: SwarmEvaluation, ray_address: str | None) -> bool:
             )
         ray.init(address=ray_address, namespace=RAY_NAMESPACE, logging_level=logging.WARNING)
         return True
-    needed = required_cpus(evaluation)
+    demand = plan_demand(evaluation)
+    needed = demand.cpus
     cpus = max(os.cpu_count() or 1, math.ceil(needed) + 1)
     log.info(
         "starting an embedded Ray with %d logical CPUs (the plan's shards and environments ask for %.1f; "
@@ -111,6 +149,11 @@ def _connect(evaluation: SwarmEvaluation, ray_address: str | None) -> bool:
         log_to_driver=False,
         configure_logging=True,
     )
+    try:
+        _check_gpus(evaluation, demand, ray.cluster_resources().get("GPU", 0.0))
+    except EvaluationFailed:
+        ray.shutdown()
+        raise
     return True
 
 

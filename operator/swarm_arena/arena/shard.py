@@ -66,12 +66,19 @@ class ActorInfo:
     node_id: str
     instance: str
     """A fresh id per constructor run: a different one means the actor was restarted."""
+    gpu_ids: tuple[str, ...] = ()
+    """The GPUs Ray assigned to this actor (it also sets `CUDA_VISIBLE_DEVICES` to them)."""
 
 
 def actor_info(name: str) -> ActorInfo:
     import ray
 
-    return ActorInfo(name=name, node_id=ray.get_runtime_context().get_node_id(), instance=uuid.uuid4().hex)
+    return ActorInfo(
+        name=name,
+        node_id=ray.get_runtime_context().get_node_id(),
+        instance=uuid.uuid4().hex,
+        gpu_ids=tuple(str(i) for i in ray.get_gpu_ids()),
+    )
 
 
 class PolicyShard:
