@@ -18,13 +18,24 @@ from swarm_arena.api.resource import SwarmEvaluation
 from swarm_arena.arena.naming import RAY_NAMESPACE
 
 
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
+def fresh_local_ray(**resources: Any) -> Iterator[None]:
+    """A new local Ray with these logical resources (`num_cpus=`, `num_gpus=`) for the fixture's scope."""
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=8, include_dashboard=False, namespace=RAY_NAMESPACE, logging_level=logging.WARNING)
+    ray.init(include_dashboard=False, namespace=RAY_NAMESPACE, logging_level=logging.WARNING, **resources)
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    yield from fresh_local_ray(num_cpus=8)
+
+
+@pytest.fixture(scope="module")
+def local_ray_with_one_gpu() -> Iterator[None]:
+    """One *logical* GPU: Ray schedules and assigns it exactly as a physical one (CUDA_VISIBLE_DEVICES)."""
+    yield from fresh_local_ray(num_cpus=16, num_gpus=1)
 
 
 @pytest.fixture

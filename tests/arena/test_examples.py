@@ -8,15 +8,11 @@ Ray that has one logical GPU so the GPU example's fractional-GPU shards can be p
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import ray
 
 from swarm_arena.api.validation import load_and_validate
-from swarm_arena.arena.naming import RAY_NAMESPACE
 from swarm_arena.arena.runner import run_evaluation
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
@@ -24,17 +20,8 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "manifests" / "examples").glob("*.yaml"))
 
 
-@pytest.fixture(scope="module")
-def ray_with_one_gpu() -> Iterator[None]:
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=16, num_gpus=1, include_dashboard=False, namespace=RAY_NAMESPACE, logging_level=logging.WARNING)
-    yield
-    ray.shutdown()
-
-
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
-def test_example_runs(example: Path, ray_with_one_gpu, tmp_path: Path) -> None:
+def test_example_runs(example: Path, local_ray_with_one_gpu, tmp_path: Path) -> None:
     evaluation = load_and_validate(example, check_imports=True)
     spec = evaluation.spec
     spec.episodes = 1

@@ -8,7 +8,6 @@ what the arena relies on. Whether a user's policy then computes on the device is
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 
 import pytest
@@ -18,7 +17,7 @@ from swarm_arena.api.status import Progress
 from swarm_arena.arena.naming import RAY_NAMESPACE, shard_name
 from swarm_arena.arena.recovery import EvaluationFailed
 from swarm_arena.arena.runner import plan_demand, run_evaluation
-from tests.arena.conftest import foraging_evaluation
+from tests.arena.conftest import foraging_evaluation, fresh_local_ray
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
 
@@ -27,11 +26,8 @@ GPU_GROUP = {"workerGroups": [{"name": "cpu"}, {"name": "gpu", "resources": {"cp
 
 @pytest.fixture
 def ray_with_one_gpu() -> Iterator[None]:
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=6, num_gpus=1, include_dashboard=False, namespace=RAY_NAMESPACE, logging_level=logging.WARNING)
-    yield
-    ray.shutdown()
+    # Per test: the last test needs no Ray running, so that run_evaluation starts its own.
+    yield from fresh_local_ray(num_cpus=6, num_gpus=1)
 
 
 def _quarter_gpu_evaluation(name: str, gpu: float = 0.25):
