@@ -89,7 +89,7 @@ class Coordinator:
         self._table = ActorTable(self.spec.fault_tolerance.max_actor_restarts)
         self._store = open_store(self.spec, self.evaluation)
         self._lock = threading.Lock()
-        self._repair_lock = threading.Lock()
+        self._repair_lock = threading.RLock()  # held by repair() and while (re)dispatching a slot
         self._pending = _Pending()
         self._repaired: dict[str, float] = {}  # name -> monotonic time its repair began, until a slot reports it
         self._failure: BaseException | None = None
@@ -277,7 +277,14 @@ class Coordinator:
             if len(self._latencies) > MAX_LATENCY_SAMPLES:
                 self._latencies = self._latencies[::2]
         # Actors of this slot replaced by a repair while this chunk ran on the old ones: the chunk
-        # is good, but the replacements hold no state yet.
+        # is good, but the replacements hold no state yet. Holding the repair lock until the next
+        # chunk is dispatched means that chunk either uses the old handles (and fails into
+        # _recover) or sees the repair here, never unrestored replacements.
+        with self._repair_lock:
+            self._finish_good_chunk(slot, task, result)
+        self._emit_progress()
+
+    def _finish_good_chunk(self, slot: Slot, task: EpisodeTask, result: ChunkResult) -> None:
         with self._lock:
             repaired = {n: self._repaired.pop(n) for n in (slot.env, *slot.shards.values()) if n in self._repaired}
         if result.done:
@@ -305,7 +312,6 @@ class Coordinator:
                 self._record_recovery(set(repaired), repaired, min(repaired.values()), task.episode, result.checkpoint)
             else:
                 self._dispatch(slot, self._task(slot, self._matches[task.episode], result.step))
-        self._emit_progress()
 
     # ---- recovery ----------------------------------------------------------------------------
 
@@ -338,17 +344,20 @@ class Coordinator:
             if self._failure is not None:
                 raise self._failure
             time.sleep(0.1)
-        with self._lock:
-            repaired = {n: self._repaired.pop(n) for n in names if n in self._repaired}
-        restarted.update(repaired)
-        start = min([detected, *repaired.values()])
-        checkpoint = self._store.checkpoints().get(task.episode)
-        try:
-            self._restore(slot, task.episode, checkpoint)
-        except Exception as exc:  # noqa: BLE001 - lost again while restoring: go round once more
-            if not is_actor_loss(exc):
-                raise
-            self._recover(slot, task, exc)
+        # Under the repair lock: a repair either finished before (its replacements are restored
+        # here) or starts after (it kills what was restored, and the chunk fails back into here).
+        with self._repair_lock:
+            with self._lock:
+                repaired = {n: self._repaired.pop(n) for n in names if n in self._repaired}
+            restarted.update(repaired)
+            start = min([detected, *repaired.values()])
+            checkpoint = self._store.checkpoints().get(task.episode)
+            try:
+                self._restore(slot, task.episode, checkpoint)
+            except Exception as exc:  # noqa: BLE001 - lost again while restoring: go round once more
+                if not is_actor_loss(exc):
+                    raise
+                self._recover(slot, task, exc)
         if restarted:
             self._record_recovery(restarted, repaired, start, task.episode, checkpoint)
 
