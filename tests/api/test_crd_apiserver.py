@@ -24,9 +24,9 @@ CRD_NAME = "swarmevaluations.arena.swarm.dev"
 
 
 @pytest.fixture(scope="module")
-def crd_installed(control_plane) -> None:
+def crd_installed(control_plane, wait_until) -> None:
     control_plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
-    control_plane.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+    wait_until(f"CRD {CRD_NAME} Established", lambda: control_plane.crds_established(CRD_NAME), timeout=60)
 
 
 def _create(control_plane, namespace: str, doc: dict[str, Any]):

@@ -364,8 +364,13 @@ class ControlPlane:
 
     def kubectl(self, *args: str, check: bool = True, input: str | None = None,
                 timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([self.bin("kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
-                              input=input, capture_output=True, text=True, check=check, timeout=timeout)
+        """Run kubectl as admin; with ``check``, a non-zero exit raises ControlPlaneError with its stderr."""
+        result = subprocess.run([self.bin("kubectl"), "--kubeconfig", str(self.kubeconfig), *args],
+                                input=input, capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise ControlPlaneError(
+                f"kubectl {' '.join(args)} exited {result.returncode}: {result.stderr.strip() or result.stdout.strip()}")
+        return result
 
     def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
         """GET a raw API path as admin; returns (status, body)."""
@@ -622,7 +627,11 @@ class ControlPlane:
         return set(self.crd_names()) <= served
 
     def _crds_established(self) -> bool:
-        for name in self.crd_names():
+        return self.crds_established(*self.crd_names())
+
+    def crds_established(self, *names: str) -> bool:
+        """Whether every named CRD has the condition Established=True (one GET each)."""
+        for name in names:
             status, body = self.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
             if status != 200:
                 return False
