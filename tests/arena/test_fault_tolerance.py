@@ -86,6 +86,10 @@ def _lose_worker_mid_run(ray_cluster, name: str, repair: bool) -> tuple[RunRepor
         assert request_repair(evaluation.qualified_name, [worker_a.node_id]) == []  # idempotent
     report = run.result()
     assert report.recoveries, "no recovery was recorded"
+    # What was lost: the node, with the episode in flight resuming from a checkpoint.
+    assert {node for r in report.recoveries for node in r.nodes_lost} == {worker_a.node_id}
+    in_flight = [r for r in report.recoveries if r.episode is not None]
+    assert in_flight and all(r.resumed_from_step is not None and r.resumed_from_step % 5 == 0 for r in in_flight)
     # Recovery.time is when stepping resumed (RFC 3339, milliseconds).
     resumed = datetime.fromisoformat(report.recoveries[-1].time.replace("Z", "+00:00")).timestamp()
     return report, {"resumed_s": resumed - lost, "repaired": repaired}

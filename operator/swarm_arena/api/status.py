@@ -79,6 +79,13 @@ class Recovery(ApiModel):
     time: str = Field(description="RFC 3339 time the recovery finished.")
     reason: str = Field(description="What was lost, e.g. `NodeLost` or `ActorDied`.")
     actors_restarted: list[str] = Field(default_factory=list, description="Named actors restarted.")
+    nodes_lost: list[str] = Field(
+        default_factory=list, description="Ray node ids the restarted actors were lost with."
+    )
+    episode: int | None = Field(default=None, ge=0, description="The episode that was in flight.")
+    resumed_from_step: int | None = Field(
+        default=None, ge=0, description="The checkpointed step that episode resumed from (0: its start)."
+    )
     seconds: float = Field(ge=0, description="From detection to resumed stepping.")
 
 

@@ -297,7 +297,7 @@ class Coordinator:
             self._inflight_steps.pop(slot.index, None)
             slot.task = None
             if repaired:  # the next episode begins every actor afresh
-                self._record_recovery(set(repaired), repaired, min(repaired.values()), task.episode, None)
+                self._record_recovery(set(repaired), repaired, min(repaired.values()), None, None)
         else:
             assert result.checkpoint is not None
             self._store.save_checkpoint(result.checkpoint)
@@ -366,13 +366,17 @@ class Coordinator:
         restarted: set[str],
         repaired: dict[str, float],
         start: float,
-        episode: int,
+        episode: int | None,
         checkpoint: EpisodeCheckpoint | None,
     ) -> None:
+        """`episode`: the one that was in flight and resumes from `checkpoint` (None: between episodes)."""
         recovery = Recovery(
             time=now_rfc3339(),
             reason="NodeLost" if repaired else "ActorDied",
             actors_restarted=sorted(restarted),
+            nodes_lost=sorted({node for name in restarted if (node := self._table.lost_on(name))}),
+            episode=episode,
+            resumed_from_step=None if episode is None else (checkpoint.step if checkpoint else 0),
             seconds=round(time.monotonic() - start, 3),
         )
         with self._lock:
@@ -380,9 +384,9 @@ class Coordinator:
             self._pending.recoveries += 1
             self._pending.restarted.extend(sorted(restarted))
         log.warning(
-            "%s: recovered %s in %.2f s; episode %d resumes from step %d",
-            self.evaluation, ", ".join(sorted(restarted)), recovery.seconds, episode,
-            checkpoint.step if checkpoint else 0,
+            "%s: recovered %s (lost with node %s) in %.2f s; %s",
+            self.evaluation, ", ".join(sorted(restarted)), ", ".join(recovery.nodes_lost) or "?", recovery.seconds,
+            "between episodes" if episode is None else f"episode {episode} resumes from step {recovery.resumed_from_step}",
         )  # fmt: skip
 
     def repair(self, lost_node_ids: list[str] | None = None) -> list[str]:

@@ -55,6 +55,7 @@ class ActorEntry:
     handle: Any
     info: ActorInfo | None = None
     restarts: int = 0
+    lost_on: str | None = None  # the node its last lost incarnation lived on
 
 
 def is_actor_loss(error: BaseException) -> bool:
@@ -197,7 +198,14 @@ class ActorTable:
                 replaced.append(name)
         return replaced
 
+    def lost_on(self, name: str) -> str | None:
+        """The node id the actor's previous incarnation lived on, once it was replaced or restarted."""
+        with self._lock:
+            return self._entries[name].lost_on
+
     def _count(self, entry: ActorEntry) -> None:
+        if entry.info is not None:
+            entry.lost_on = entry.info.node_id
         entry.restarts += 1
         if entry.restarts > self.max_restarts:
             raise EvaluationFailed(
