@@ -27,7 +27,8 @@ controlplane: setup
 	$(BIN)/python -m tests.controlplane up
 
 bench: setup
-	$(BIN)/python benchmarks/arena_step.py --plot docs/arena_step.png
+	$(BIN)/python benchmarks/arena_step.py --agents 100,1000,10000 --shards 1,2,4 --steps 200 --repeats 3 \
+		--profile --plot docs/performance-arena-step.png
 
 crd: setup
 	$(BIN)/swarm-arena crd > crds/arena.swarm.dev_swarmevaluations.yaml
