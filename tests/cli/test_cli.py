@@ -122,3 +122,30 @@ def test_run_reports_a_failed_evaluation_without_traceback(tmp_path: Path) -> No
     assert "evaluation failed" in proc.stderr
     assert "spec.policies[1]" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.ray
+def test_run_on_an_existing_ray_cluster(tmp_path: Path) -> None:
+    from ray.cluster_utils import Cluster
+
+    manifest = tmp_path / "eval.yaml"
+    manifest.write_text(yaml.safe_dump(SMALL))
+    cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 4, "include_dashboard": False})
+    try:
+        proc = _cli("run", str(manifest), "--ray-address", cluster.address, "--output", "out.json", "--quiet",
+                    cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        report = json.loads((tmp_path / "out.json").read_text())
+        assert report["progress"]["episodesCompleted"] == report["progress"]["episodesTotal"] == 3
+        # The run connected to the cluster and left it running: it neither started nor stopped a Ray.
+        assert cluster.head_node.remaining_processes_alive()
+    finally:
+        cluster.shutdown()
+
+
+def test_run_refuses_a_dashboard_url_as_ray_address(tmp_path: Path) -> None:
+    manifest = tmp_path / "eval.yaml"
+    manifest.write_text(yaml.safe_dump(SMALL))
+    proc = _cli("run", str(manifest), "--ray-address", "http://127.0.0.1:8265", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "dashboard URL" in proc.stderr and "Traceback" not in proc.stderr
