@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from swarm_arena.arena.connection import join_cluster
 from swarm_arena.arena.naming import RAY_NAMESPACE, coordinator_name
 from swarm_arena.arena.shard import ActorInfo
 
@@ -261,6 +262,6 @@ def request_repair(
     import ray
 
     if not ray.is_initialized():
-        ray.init(address=ray_address or "auto", namespace=RAY_NAMESPACE, log_to_driver=False)
+        join_cluster(ray_address or "auto", log_to_driver=False)
     coordinator = ray.get_actor(coordinator_name(evaluation), namespace=RAY_NAMESPACE)
     return ray.get(coordinator.repair.remote(lost_node_ids), timeout=timeout)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from swarm_arena.api.report import EpisodeRecord, RunReport
 from swarm_arena.api.resource import SwarmEvaluation
 from swarm_arena.api.status import Progress, Recovery, Results, StepLatency
+from swarm_arena.arena.connection import join_cluster
 from swarm_arena.arena.coordinator import ENV_ACTOR_CPUS, Coordinator
 from swarm_arena.arena.metrics import ArenaMetrics
 from swarm_arena.arena.naming import RAY_NAMESPACE, coordinator_name
@@ -128,7 +129,13 @@ def _connect(evaluation: SwarmEvaluation, ray_address: str | None) -> bool:
                 f"ray address {ray_address!r} is a dashboard URL (for job submission); run_evaluation "
                 "needs `auto`, `ray://host:10001` or a GCS `host:6379`"
             )
-        ray.init(address=ray_address, namespace=RAY_NAMESPACE, logging_level=logging.WARNING)
+        try:
+            join_cluster(ray_address)
+        except ConnectionError as exc:
+            raise EvaluationFailed(
+                f"cannot reach a Ray cluster at {ray_address!r} ({exc}); start one (`ray start --head`), "
+                "pass its address, or leave --ray-address out to run on an embedded Ray"
+            ) from None
         return True
     demand = plan_demand(evaluation)
     needed = demand.cpus
