@@ -108,6 +108,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_repair(args: argparse.Namespace) -> int:
+    from swarm_arena.arena.recovery import EvaluationFailed, request_repair
+
+    evaluation = args.evaluation if "/" in args.evaluation else f"default/{args.evaluation}"
+    try:
+        replaced = request_repair(evaluation, args.node_id or None, ray_address=args.ray_address)
+    except ValueError:
+        print(
+            f"no running evaluation {evaluation} on the Ray cluster at {args.ray_address}: it has finished, "
+            "has not started, or runs elsewhere (check --ray-address and NAMESPACE/NAME)",
+            file=sys.stderr,
+        )
+        return 1
+    except ConnectionError as exc:
+        print(f"cannot reach a Ray cluster at {args.ray_address}: {exc}", file=sys.stderr)
+        return 1
+    except EvaluationFailed as exc:
+        print(f"{evaluation}: repair failed: {exc}", file=sys.stderr)
+        return 1
+    if replaced:
+        print("\n".join(replaced))
+    else:
+        print(f"{evaluation}: nothing to repair", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="swarm-arena",
@@ -134,6 +160,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-imports", action="store_true", help="skip resolving environment and policy factories"
     )
     validate.set_defaults(func=_cmd_validate)
+
+    repair = sub.add_parser(
+        "repair",
+        help="restart, now, the named actors a running evaluation lost (instead of waiting for Ray's node-death detection)",
+    )
+    repair.add_argument("evaluation", help="NAMESPACE/NAME of the running evaluation (NAME alone: namespace default)")
+    repair.add_argument(
+        "--node-id",
+        action="append",
+        default=[],
+        help="Ray node id known to be lost (repeatable); without it, every actor failing a 1 s ping is replaced",
+    )
+    repair.add_argument("--ray-address", default="auto", help="the Ray cluster running it (default: auto)")
+    repair.set_defaults(func=_cmd_repair)
 
     crd = sub.add_parser("crd", help="print the CustomResourceDefinition generated from the models")
     crd.set_defaults(func=_cmd_crd)

@@ -8,8 +8,11 @@ counted exactly once and the same numbers as an uninterrupted run, and record th
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -70,7 +73,26 @@ class _Run:
         return self.report
 
 
-def _lose_worker_mid_run(ray_cluster, name: str, repair: bool) -> tuple[RunReport, dict[str, Any]]:
+def _repair_in_process(ray_cluster, evaluation: str, node_id: str) -> list[str]:
+    repaired = request_repair(evaluation, [node_id])
+    assert request_repair(evaluation, [node_id]) == []  # idempotent
+    return repaired
+
+
+def _repair_from_the_command_line(ray_cluster, evaluation: str, node_id: str) -> list[str]:
+    """What an outside caller (the operator, a person) does: another process, another Ray driver."""
+    argv = [sys.executable, "-m", "swarm_arena.cli", "repair", evaluation, "--node-id", node_id,
+            "--ray-address", ray_cluster.address]
+    first = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and again.stdout == "" and "nothing to repair" in again.stderr, again
+    return first.stdout.split()
+
+
+def _lose_worker_mid_run(
+    ray_cluster, name: str, repair: Callable[[Any, str, str], list[str]] | None
+) -> tuple[RunReport, dict[str, Any]]:
     worker_a = ray_cluster.add_node(num_cpus=4)
     ray_cluster.wait_for_nodes()
     evaluation = _evaluation(name)
@@ -80,10 +102,7 @@ def _lose_worker_mid_run(ray_cluster, name: str, repair: bool) -> tuple[RunRepor
     ray_cluster.add_node(num_cpus=8)
     lost = time.time()
     ray_cluster.remove_node(worker_a, allow_graceful=False)
-    repaired: list[str] = []
-    if repair:
-        repaired = request_repair(evaluation.qualified_name, [worker_a.node_id])
-        assert request_repair(evaluation.qualified_name, [worker_a.node_id]) == []  # idempotent
+    repaired = repair(ray_cluster, evaluation.qualified_name, worker_a.node_id) if repair else []
     report = run.result()
     assert report.recoveries, "no recovery was recorded"
     # What was lost: the node, with the episode in flight resuming from a checkpoint.
@@ -106,7 +125,7 @@ def _shards(evaluation) -> set[str]:
 
 
 def test_node_loss_is_recovered_by_ray_restart(ray_cluster, record_property) -> None:
-    report, timing = _lose_worker_mid_run(ray_cluster, "ft-auto", repair=False)
+    report, timing = _lose_worker_mid_run(ray_cluster, "ft-auto", repair=None)
     _check_exactly_once(report)
     assert report.recoveries, "no recovery was recorded"
     restarted = set().union(*(r.actors_restarted for r in report.recoveries))
@@ -125,7 +144,7 @@ def test_node_loss_is_recovered_by_ray_restart(ray_cluster, record_property) -> 
 
 
 def test_fast_repair_does_not_wait_for_ray_detection(ray_cluster, record_property) -> None:
-    report, timing = _lose_worker_mid_run(ray_cluster, "ft-fast", repair=True)
+    report, timing = _lose_worker_mid_run(ray_cluster, "ft-fast", repair=_repair_in_process)
     _check_exactly_once(report)
     assert set(timing["repaired"]) == _shards(_evaluation("ft-fast"))
     assert report.recoveries and report.recoveries[0].reason == "NodeLost"
@@ -141,3 +160,11 @@ def test_fast_repair_does_not_wait_for_ray_detection(ray_cluster, record_propert
     # restored from the checkpoint: same numbers as an uninterrupted run.
     reference = run_evaluation(_evaluation("ft-fast-reference"))
     assert [e.model_dump() for e in report.episodes] == [e.model_dump() for e in reference.episodes]
+
+
+def test_repair_requested_from_another_process(ray_cluster) -> None:
+    report, timing = _lose_worker_mid_run(ray_cluster, "ft-cli", repair=_repair_from_the_command_line)
+    _check_exactly_once(report)
+    assert set(timing["repaired"]) == _shards(_evaluation("ft-cli"))
+    assert report.recoveries[0].reason == "NodeLost"
+    print(f"\nrepair from the command line: stepping resumed {timing['resumed_s']:.2f} s after the loss")

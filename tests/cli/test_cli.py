@@ -139,8 +139,23 @@ def test_run_on_an_existing_ray_cluster(tmp_path: Path) -> None:
         assert report["progress"]["episodesCompleted"] == report["progress"]["episodesTotal"] == 3
         # The run connected to the cluster and left it running: it neither started nor stopped a Ray.
         assert cluster.head_node.remaining_processes_alive()
+
+        # Nothing runs there any more: repair says so instead of failing with a traceback.
+        proc = _cli("repair", "default/cli-small", "--ray-address", cluster.address, cwd=tmp_path)
+        assert proc.returncode == 1
+        assert "no running evaluation default/cli-small" in proc.stderr and "Traceback" not in proc.stderr
     finally:
         cluster.shutdown()
+
+
+@pytest.mark.parametrize("command", ["run", "repair"])
+def test_an_unreachable_ray_cluster_is_reported_without_traceback(command: str, tmp_path: Path) -> None:
+    manifest = tmp_path / "eval.yaml"
+    manifest.write_text(yaml.safe_dump(SMALL))
+    target = str(manifest) if command == "run" else "default/cli-small"
+    proc = _cli(command, target, "--ray-address", "127.0.0.1:1", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "cannot reach a Ray cluster at" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_run_refuses_a_dashboard_url_as_ray_address(tmp_path: Path) -> None:
