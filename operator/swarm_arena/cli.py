@@ -109,20 +109,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_repair(args: argparse.Namespace) -> int:
-    from swarm_arena.arena.recovery import EvaluationFailed, request_repair
+    from swarm_arena.arena.recovery import EvaluationFailed, EvaluationNotRunning, request_repair
 
     evaluation = args.evaluation if "/" in args.evaluation else f"default/{args.evaluation}"
     try:
         replaced = request_repair(evaluation, args.node_id or None, ray_address=args.ray_address)
-    except ValueError:
-        print(
-            f"no running evaluation {evaluation} on the Ray cluster at {args.ray_address}: it has finished, "
-            "has not started, or runs elsewhere (check --ray-address and NAMESPACE/NAME)",
-            file=sys.stderr,
-        )
-        return 1
-    except ConnectionError as exc:
-        print(f"cannot reach a Ray cluster at {args.ray_address}: {exc}", file=sys.stderr)
+    except (EvaluationNotRunning, ConnectionError) as exc:
+        print(exc, file=sys.stderr)
         return 1
     except EvaluationFailed as exc:
         print(f"{evaluation}: repair failed: {exc}", file=sys.stderr)

@@ -32,8 +32,16 @@ def check_reachable(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:
 
 
 def join_cluster(address: str, **init_kwargs) -> None:
-    """`ray.init` against an existing cluster in the arena's namespace, after a fast reachability check."""
+    """`ray.init` against an existing cluster in the arena's namespace, after a fast reachability check.
+
+    Raises ConnectionError saying where it looked and what to do when there is no cluster there.
+    """
     import ray
 
-    check_reachable(address)
-    ray.init(address=address, namespace=RAY_NAMESPACE, **{"logging_level": logging.WARNING, **init_kwargs})
+    try:
+        check_reachable(address)
+        ray.init(address=address, namespace=RAY_NAMESPACE, **{"logging_level": logging.WARNING, **init_kwargs})
+    except ConnectionError as exc:
+        raise ConnectionError(
+            f"cannot reach a Ray cluster at {address!r} ({exc}); start one (`ray start --head`) or pass its address"
+        ) from None

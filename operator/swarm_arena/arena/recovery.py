@@ -38,6 +38,10 @@ class EvaluationFailed(RuntimeError):
     """The run cannot go on; the message says why and which field to change."""
 
 
+class EvaluationNotRunning(LookupError):
+    """No coordinator of that evaluation on the cluster: it finished, has not started, or runs elsewhere."""
+
+
 @dataclass
 class ActorRecipe:
     """How to (re-)create one named actor."""
@@ -256,12 +260,18 @@ def request_repair(
     """Ask the coordinator of `evaluation` (`<namespace>/<name>`) to replace, now, every named actor
     that lived on `lost_node_ids` (or, with None, every actor that fails a short ping).
 
-    Returns the names replaced. Idempotent: a second call while a repair is running waits for it
+    Returns the names replaced; raises EvaluationNotRunning or ConnectionError. Idempotent: a second call while a repair is running waits for it
     and replaces nothing twice. Connects to `ray_address` when this process is not connected yet.
     """
     import ray
 
     if not ray.is_initialized():
         join_cluster(ray_address or "auto", log_to_driver=False)
-    coordinator = ray.get_actor(coordinator_name(evaluation), namespace=RAY_NAMESPACE)
+    try:
+        coordinator = ray.get_actor(coordinator_name(evaluation), namespace=RAY_NAMESPACE)
+    except ValueError:  # Ray's answer for "no actor by that name"
+        raise EvaluationNotRunning(
+            f"no running evaluation {evaluation} on this Ray cluster: it has finished, has not started, "
+            "or runs elsewhere (check the Ray address and NAMESPACE/NAME)"
+        ) from None
     return ray.get(coordinator.repair.remote(lost_node_ids), timeout=timeout)

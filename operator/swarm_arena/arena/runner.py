@@ -36,7 +36,7 @@ POLL_INTERVAL_S = 0.25
 # The coordinator answers poll/repair while `run` drives the episodes.
 COORDINATOR_CONCURRENCY = 8
 
-__all__ = ["EvaluationFailed", "PlanDemand", "plan_demand", "required_cpus", "run_evaluation"]
+__all__ = ["EvaluationFailed", "PlanDemand", "plan_demand", "run_evaluation"]
 
 
 def check_factories(evaluation: SwarmEvaluation) -> None:
@@ -90,11 +90,6 @@ def plan_demand(evaluation: SwarmEvaluation) -> PlanDemand:
     return PlanDemand(cpus=slots * (per_slot + ENV_ACTOR_CPUS), gpus_by_policy=gpus)
 
 
-def required_cpus(evaluation: SwarmEvaluation) -> float:
-    """Logical CPUs the plan asks Ray for (see plan_demand)."""
-    return plan_demand(evaluation).cpus
-
-
 def _check_gpus(evaluation: SwarmEvaluation, demand: PlanDemand, available: float) -> None:
     """An embedded Ray cannot grow: fail now, naming the field, when the plan needs more GPUs than it has."""
     if demand.gpus <= available + 1e-9:
@@ -132,18 +127,14 @@ def _connect(evaluation: SwarmEvaluation, ray_address: str | None) -> bool:
         try:
             join_cluster(ray_address)
         except ConnectionError as exc:
-            raise EvaluationFailed(
-                f"cannot reach a Ray cluster at {ray_address!r} ({exc}); start one (`ray start --head`), "
-                "pass its address, or leave --ray-address out to run on an embedded Ray"
-            ) from None
+            raise EvaluationFailed(f"{exc}, or leave --ray-address out to run on an embedded Ray") from None
         return True
     demand = plan_demand(evaluation)
-    needed = demand.cpus
-    cpus = max(os.cpu_count() or 1, math.ceil(needed) + 1)
+    cpus = max(os.cpu_count() or 1, math.ceil(demand.cpus) + 1)
     log.info(
         "starting an embedded Ray with %d logical CPUs (the plan's shards and environments ask for %.1f; "
         "this machine has %d cores, so actors share them)",
-        cpus, needed, os.cpu_count() or 1,
+        cpus, demand.cpus, os.cpu_count() or 1,
     )  # fmt: skip
     ray.init(
         # "local": always a fresh embedded Ray, never whatever `ray start` left running here.
