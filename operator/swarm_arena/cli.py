@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -112,6 +113,7 @@ def _cmd_repair(args: argparse.Namespace) -> int:
     from swarm_arena.arena.recovery import EvaluationFailed, EvaluationNotRunning, request_repair
 
     evaluation = args.evaluation if "/" in args.evaluation else f"default/{args.evaluation}"
+    began = time.monotonic()
     try:
         replaced = request_repair(evaluation, args.node_id or None, ray_address=args.ray_address)
     except (EvaluationNotRunning, ConnectionError) as exc:
@@ -120,7 +122,9 @@ def _cmd_repair(args: argparse.Namespace) -> int:
     except EvaluationFailed as exc:
         print(f"{evaluation}: repair failed: {exc}", file=sys.stderr)
         return 1
-    if replaced:
+    if args.json:  # for the operator, which submits this as a Ray job and reads its log
+        print(json.dumps({"replaced": replaced, "seconds": round(time.monotonic() - began, 3)}))
+    elif replaced:
         print("\n".join(replaced))
     else:
         print(f"{evaluation}: nothing to repair", file=sys.stderr)
@@ -166,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="Ray node id known to be lost (repeatable); without it, every actor failing a 1 s ping is replaced",
     )
     repair.add_argument("--ray-address", default="auto", help="the Ray cluster running it (default: auto)")
+    repair.add_argument(
+        "--json", action="store_true", help='print one JSON line {"replaced": [names], "seconds": s} (for programs)'
+    )
     repair.set_defaults(func=_cmd_repair)
 
     crd = sub.add_parser("crd", help="print the CustomResourceDefinition generated from the models")
