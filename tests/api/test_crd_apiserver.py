@@ -67,3 +67,48 @@ def test_printer_columns_show_phase_progress_and_leader(control_plane, crd_insta
     assert table[1].split()[:4] == ["table", "Running", "7/20", "greedy"]
     stored = yaml.safe_load(control_plane.kubectl("get", "sweval", "table", "-n", namespace, "-o", "yaml").stdout)
     assert SwarmEvaluationStatus.model_validate(stored["status"]).progress.summary == "7/20"
+
+
+def _started(control_plane, namespace: str) -> None:
+    control_plane.kubectl(
+        "patch", "swe", GOOD["metadata"]["name"], "-n", namespace, "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": {"phase": "Running", "startTime": "2026-11-23T10:00:00Z"}}),
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "patch"),
+    [
+        ("spec.episodes", {"episodes": 9}),
+        ("spec.environment", {"environment": {"params": {"agents": 41}}}),
+        ("spec.policies", {"policies": [{"name": "greedy", "factory": "greedy"}]}),
+        ("spec.cluster", {"cluster": {"workerGroups": [{"name": "cpu", "replicas": 3}]}}),
+        ("spec.runtimeEnv", {"runtimeEnv": {"pip": ["numpy"]}}),
+        ("spec.checkpoint", {"checkpoint": None}),
+    ],
+)
+def test_a_started_evaluation_refuses_spec_edits_naming_the_field(
+    control_plane, crd_installed, namespace, field, patch
+) -> None:
+    assert _create(control_plane, namespace, GOOD).returncode == 0
+    _started(control_plane, namespace)
+    result = control_plane.kubectl(
+        "patch", "swe", GOOD["metadata"]["name"], "-n", namespace, "--type=merge",
+        "-p", json.dumps({"spec": patch}), check=False,
+    )
+    assert result.returncode != 0, f"edit of {field} accepted after start"
+    assert f"{field}: Invalid value" in result.stderr and "cannot change once the evaluation has started" in result.stderr
+
+
+def test_a_started_evaluation_still_takes_suspend_deadline_and_ttl(control_plane, crd_installed, namespace) -> None:
+    assert _create(control_plane, namespace, GOOD).returncode == 0
+    _started(control_plane, namespace)
+    patch = {"spec": {"suspend": True, "activeDeadlineSeconds": 600, "ttlSecondsAfterFinished": 30}}
+    control_plane.kubectl("patch", "swe", GOOD["metadata"]["name"], "-n", namespace, "--type=merge",
+                          "-p", json.dumps(patch))
+
+
+def test_a_pending_evaluation_can_still_be_edited(control_plane, crd_installed, namespace) -> None:
+    assert _create(control_plane, namespace, GOOD).returncode == 0
+    control_plane.kubectl("patch", "swe", GOOD["metadata"]["name"], "-n", namespace, "--type=merge",
+                          "-p", json.dumps({"spec": {"episodes": 9}}))

@@ -94,3 +94,23 @@ def test_format_path_writes_indices_in_brackets() -> None:
     assert format_path(("spec", "policies", 1, "name")) == "spec.policies[1].name"
     assert format_path(("spec", "matchmaking", "assignments", "red")) == "spec.matchmaking.assignments.red"
     assert format_path(()) == ""
+
+
+def test_default_ray_version_is_the_installed_ray() -> None:
+    """The default cluster.rayVersion is the release this package is tested with."""
+    import ray
+
+    from swarm_arena.api.spec import RAY_VERSION
+
+    assert ray.__version__ == RAY_VERSION
+
+
+def test_runtime_env_keeps_rays_own_keys() -> None:
+    from swarm_arena.api.spec import RuntimeEnvSpec
+
+    env = RuntimeEnvSpec.model_validate(
+        {"pip": ["magent2==0.3.4"], "working_dir": "s3://b/code.zip", "py_modules": ["s3://b/m.zip"],
+         "env_vars": {"OMP_NUM_THREADS": "1"}}
+    )
+    assert env.to_ray() == {"pip": ["magent2==0.3.4"], "working_dir": "s3://b/code.zip",
+                            "py_modules": ["s3://b/m.zip"], "env_vars": {"OMP_NUM_THREADS": "1"}}

@@ -168,9 +168,41 @@ def openapi_schema() -> dict[str, Any]:
                 "rule": f"self.metadata.name.size() <= 63 && self.metadata.name.matches('{DNS1123_LABEL}')",
                 "message": "metadata.name must be a DNS-1123 label of at most 63 characters "
                 "(the Ray cluster and its pods are named after it)",
-            }
+            },
+            *immutability_rules(),
         ],
     }
+
+
+# What may change after an evaluation started; everything else in spec is frozen then, because
+# a changed evaluation is a new evaluation (its counted episodes would no longer mean anything).
+MUTABLE_AFTER_START = ("suspend", "activeDeadlineSeconds", "ttlSecondsAfterFinished")
+
+
+def immutability_rules() -> list[dict[str, str]]:
+    """CEL transition rules, one per frozen spec field, so the API server names the field it refuses.
+
+    "Started" is `status.startTime` set by the operator. They sit at the root because only there
+    can a rule see both the spec and the stored status.
+    """
+    started = "has(oldSelf.status) && has(oldSelf.status.startTime)"
+    rules = []
+    for name, field in SwarmEvaluationSpec.model_fields.items():
+        wire = field.alias or name
+        if wire in MUTABLE_AFTER_START:
+            continue
+        new, old = f"self.spec.{wire}", f"oldSelf.spec.{wire}"
+        if field.is_required():
+            same = f"{new} == {old}"
+        else:
+            same = f"has({new}) == has({old}) && (!has({new}) || {new} == {old})"
+        rules.append({
+            "rule": f"!({started}) || ({same})",
+            "message": f"spec.{wire} cannot change once the evaluation has started (status.startTime is set); "
+            f"only {', '.join('spec.' + m for m in MUTABLE_AFTER_START)} can. Create a new evaluation instead",
+            "fieldPath": f".spec.{wire}",
+        })
+    return rules
 
 
 def build_crd() -> dict[str, Any]:
@@ -300,6 +332,16 @@ def api_reference_markdown() -> str:
                 expression = rule["rule"].replace("|", "\\|")
                 out.append(f"| `{target}` | `{expression}` | {rule['message']} |")
             out.append("")
+    out.append("## Immutability after start (CEL transition rules)\n")
+    out.append(
+        "Once the operator has started an evaluation (`status.startTime` is set), the API server refuses "
+        f"any change to spec except {', '.join(f'`spec.{m}`' for m in MUTABLE_AFTER_START)}, naming the field:\n"
+    )
+    out.append("| field | message |")
+    out.append("|---|---|")
+    for rule in immutability_rules():
+        out.append(f"| `{rule['fieldPath'][1:]}` | {rule['message']} |")
+    out.append("")
     out.append("## Printer columns (`kubectl get swe`)\n")
     out.append("| column | from |")
     out.append("|---|---|")

@@ -25,6 +25,13 @@ FACTORY_PATTERN = r"^([A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(([KMGTPE]i)|[numkMGTPE]|([eE][0-9]+))?$"
 STORAGE_URI_PATTERN = r"^(file|s3|gs)://.+$"
 RAY_ADDRESS_PATTERN = r"^(https?|ray)://[^\s]+$"
+# The Ray release this package is built and tested with (pyproject pins it; a test checks the
+# installed Ray is this one). The default `cluster.rayVersion` and the default image follow it.
+RAY_VERSION = "2.60.0"
+# The project's Ray image: the swarm-arena package on the matching Ray release (helm/../images).
+RAY_IMAGE_REPOSITORY = "ghcr.io/swarm-arena/swarm-arena-ray"
+# Environment variables the operator sets on the arena job; users' runtimeEnv may not set them.
+RESERVED_ENV_PREFIX = "SWARM_ARENA_"
 
 # Bounds on names and free strings keep the API server's estimated CEL cost under its budget.
 NAME_MAX_LENGTH = 63
@@ -335,12 +342,18 @@ class ClusterSpec(ApiModel):
         description="An existing Ray cluster (dashboard URL, e.g. `http://ray-head:8265`); no RayCluster is created.",
     )
     ray_version: str = Field(
-        default="2.40.0", pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$", description="Ray version of the RayCluster."
+        default=RAY_VERSION,
+        pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$",
+        description=f"Ray version of the RayCluster (default: {RAY_VERSION}, the release swarm-arena is tested with).",
     )
     image: str | None = Field(
         default=None,
         min_length=1,
-        description="Container image of the Ray pods (default: the swarm-arena image for rayVersion).",
+        max_length=512,
+        description=(
+            f"Container image of the Ray pods (default: `{RAY_IMAGE_REPOSITORY}:<package version>-ray<rayVersion>`, "
+            "the swarm-arena package on that Ray release). A custom image needs swarm-arena installed."
+        ),
     )
     head: HeadSpec = Field(default_factory=HeadSpec, description="The head group.")
     worker_groups: list[WorkerGroupSpec] = Field(
@@ -375,6 +388,62 @@ class ClusterSpec(ApiModel):
     @property
     def has_gpu_group(self) -> bool:
         return any(g.is_gpu for g in self.worker_groups)
+
+
+class RuntimeEnvSpec(ApiModel):
+    """A Ray runtime_env for the arena job: how users' own environment and policy code gets there.
+
+    Keys are Ray's own (`pip`, `py_modules`, `working_dir`, `env_vars`), as in a RayJob's
+    `runtimeEnvYAML`, so a snippet from Ray's docs pastes in unchanged.
+    """
+
+    model_config = {
+        **ApiModel.model_config,
+        "json_schema_extra": _validations(
+            cel(
+                "!has(self.env_vars) || self.env_vars.all(k, !k.startsWith('SWARM_ARENA_'))",
+                "runtimeEnv.env_vars: names starting with SWARM_ARENA_ are set by the operator; rename them",
+                ".env_vars",
+            ),
+        ),
+    }
+
+    pip: list[Annotated[str, Field(min_length=1, max_length=256)]] | None = Field(
+        default=None, max_length=128, description="pip requirements installed for the job (e.g. `magent2==0.3.4`)."
+    )
+    py_modules: list[Annotated[str, Field(min_length=1, max_length=1024)]] | None = Field(
+        default=None,
+        alias="py_modules",
+        max_length=32,
+        description="URIs of Python modules (zip packages, e.g. `s3://bucket/mypolicies.zip`) importable by the job.",
+    )
+    working_dir: str | None = Field(
+        default=None,
+        alias="working_dir",
+        min_length=1,
+        max_length=1024,
+        description="URI of a zip with the job's working directory (its modules are importable).",
+    )
+    env_vars: dict[str, Annotated[str, Field(max_length=4096)]] | None = Field(
+        default=None,
+        alias="env_vars",
+        max_length=128,
+        description="Environment variables of the job and its actors.",
+    )
+
+    @model_validator(mode="after")
+    def _reserved(self) -> RuntimeEnvSpec:
+        reserved = sorted(k for k in (self.env_vars or {}) if k.startswith(RESERVED_ENV_PREFIX))
+        if reserved:
+            raise SpecError([
+                (("env_vars", k), f"names starting with {RESERVED_ENV_PREFIX} are set by the operator; rename it")
+                for k in reserved
+            ])
+        return self
+
+    def to_ray(self) -> dict[str, Any]:
+        """The runtime_env dict Ray takes (unset keys left out)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
 class SwarmEvaluationSpec(ApiModel):
@@ -469,6 +538,13 @@ class SwarmEvaluationSpec(ApiModel):
     )
     ttl_seconds_after_finished: int | None = Field(
         default=None, ge=0, description="Delete the Ray cluster (not the evaluation) this long after it finished."
+    )
+    runtime_env: RuntimeEnvSpec | None = Field(
+        default=None,
+        description=(
+            "A Ray runtime_env for the job (`pip`, `py_modules`, `working_dir`, `env_vars`): users' own "
+            "environment and policy code. Used by the operator; `swarm-arena run` uses the local Python."
+        ),
     )
 
     # ---- derived views -------------------------------------------------------------------

@@ -43,7 +43,7 @@ _PATTERN_ADVICE = {
     QUANTITY_PATTERN: "must be a Kubernetes quantity such as `512Mi`, `2Gi` or `1.5G`",
     STORAGE_URI_PATTERN: "must be a URI starting with `file://`, `s3://` or `gs://`",
     RAY_ADDRESS_PATTERN: "must be a URL such as `http://ray-head:8265` or `ray://ray-head:10001`",
-    r"^[0-9]+\.[0-9]+\.[0-9]+$": "must be a version such as `2.40.0`",
+    r"^[0-9]+\.[0-9]+\.[0-9]+$": "must be a version such as `2.60.0`",
 }
 
 
