@@ -131,6 +131,41 @@ def _cmd_repair(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_render(args: argparse.Namespace) -> int:
+    import yaml
+
+    from swarm_arena.api.validation import ManifestError, load_and_validate
+    from swarm_arena.controller.render import render_children
+
+    try:
+        evaluation = load_and_validate(args.file, check_imports=False)
+    except ManifestError as exc:
+        print(f"{args.file}: invalid; fix these and run again:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    for title, doc in render_children(evaluation):
+        sys.stdout.write(f"---\n# {title}\n")
+        sys.stdout.write(yaml.safe_dump(doc, sort_keys=False, width=120))
+    return 0
+
+
+def _cmd_operator(args: argparse.Namespace) -> int:
+    from swarm_arena.controller.main import run
+
+    return run(
+        namespaces=[] if args.all_namespaces else args.namespace,
+        liveness_port=args.liveness_port or None,
+        metrics_port=args.metrics_port or None,
+        log_format=args.log_format,
+        dashboard_via=args.dashboard_via,
+        poll_s=args.poll_seconds,
+        ray_auth_key_file=args.ray_auth_key_file,
+        ray_tokens_dir=args.ray_tokens_dir,
+        verbose=args.verbose,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="swarm-arena",
@@ -174,6 +209,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help='print one JSON line {"replaced": [names], "seconds": s} (for programs)'
     )
     repair.set_defaults(func=_cmd_repair)
+
+    render = sub.add_parser(
+        "render", help="print the children the operator would create for a manifest (RayCluster, job submission, ...)"
+    )
+    render.add_argument("file", help="SwarmEvaluation manifest (YAML)")
+    render.set_defaults(func=_cmd_render)
+
+    op = sub.add_parser("operator", help="run the Kubernetes operator (kopf) for SwarmEvaluations")
+    scope = op.add_mutually_exclusive_group()
+    scope.add_argument("--namespace", "-n", action="append", default=[], help="watch this namespace (repeatable)")
+    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace (the default)")
+    op.add_argument("--liveness-port", type=int, default=8080, help="serve GET /healthz here (0: off)")
+    op.add_argument("--metrics-port", type=int, default=9090, help="serve Prometheus /metrics here (0: off)")
+    op.add_argument("--log-format", choices=("json", "text"), default="json", help="log line format")
+    op.add_argument(
+        "--dashboard-via", choices=("service", "pod-ip"), default="service",
+        help="reach Ray dashboards by the head Service's DNS name (in the cluster) or the head pod's IP "
+        "(an operator outside the cluster on a network that reaches pods)",
+    )
+    op.add_argument("--poll-seconds", type=float, default=2.0, help="how often a running job is polled")
+    op.add_argument(
+        "--ray-auth-key-file", default=None,
+        help="key the per-cluster Ray tokens are derived from (default: $SWARM_ARENA_RAY_AUTH_KEY, else random)",
+    )
+    op.add_argument(
+        "--ray-tokens-dir", default=None,
+        help="tokens of existing Ray clusters (cluster.address): a file named HOST_PORT, HOST or `default`",
+    )
+    op.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    op.set_defaults(func=_cmd_operator)
 
     crd = sub.add_parser("crd", help="print the CustomResourceDefinition generated from the models")
     crd.set_defaults(func=_cmd_crd)

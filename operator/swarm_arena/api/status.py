@@ -107,7 +107,19 @@ class SwarmEvaluationStatus(ApiModel):
     conditions: list[Condition] = Field(default_factory=list, description="Detailed state.")
     observed_generation: int | None = Field(default=None, description="Last spec generation acted on.")
     ray_cluster_name: str | None = Field(default=None, description="The RayCluster running the evaluation.")
-    job_id: str | None = Field(default=None, description="Ray job id of the arena driver.")
+    job_id: str | None = Field(
+        default=None,
+        description="Ray job submission id of the current attempt; recorded before the job is submitted.",
+    )
+    attempts: int | None = Field(
+        default=None, ge=0, description="Job submissions so far (every attempt, head-loss re-submissions included)."
+    )
+    failures: int | None = Field(
+        default=None, ge=0, description="Attempts that failed and count against spec.backoffLimit."
+    )
+    head_restarts: int | None = Field(
+        default=None, ge=0, description="Re-submissions after the Ray head was lost (not counted against backoffLimit)."
+    )
     dashboard_url: str | None = Field(default=None, alias="dashboardURL", description="Ray dashboard URL.")
     start_time: str | None = Field(default=None, description="When the run started (RFC 3339).")
     completion_time: str | None = Field(default=None, description="When the run finished (RFC 3339).")

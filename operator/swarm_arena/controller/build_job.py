@@ -1,0 +1,68 @@
+"""The Ray job submission for one attempt of an evaluation: a pure builder.
+
+The body is what `POST /api/jobs/` of the Ray dashboard takes. The evaluation travels in the
+submission itself (`runtime_env.env_vars`), so the job needs nothing but its cluster; episodes
+that earlier attempts counted travel the same way (SWARM_ARENA_RESUME), so they are not played
+again even when there is no `checkpoint.storageURI` to resume from.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from swarm_arena.api import job_channel
+from swarm_arena.api.resource import SwarmEvaluation
+from swarm_arena.api.spec import RAY_VERSION
+
+# One environment string may hold at most 128 KiB on Linux (MAX_ARG_STRLEN); keep a margin.
+MAX_ENV_VALUE_BYTES = 120 * 1024
+
+
+class ResumeTooLarge(ValueError):
+    """The counted episodes do not fit into the submission; only a durable checkpoint store can carry them."""
+
+
+def evaluation_payload(evaluation: SwarmEvaluation) -> dict[str, Any]:
+    return {
+        "apiVersion": evaluation.api_version,
+        "kind": evaluation.kind,
+        "metadata": {"name": evaluation.metadata.name, "namespace": evaluation.metadata.namespace},
+        "spec": evaluation.spec.to_wire(),
+    }
+
+
+def build_submission(
+    evaluation: SwarmEvaluation,
+    submission_id: str,
+    attempt: int,
+    resume: job_channel.ResumePayload | None = None,
+) -> dict[str, Any]:
+    """The JSON body of `POST /api/jobs/` for this attempt."""
+    spec = evaluation.spec
+    runtime_env = spec.runtime_env.to_ray() if spec.runtime_env else {}
+    env_vars = dict(runtime_env.get("env_vars", {}))
+    env_vars[job_channel.EVALUATION_ENV] = job_channel.encode_payload(evaluation_payload(evaluation))
+    env_vars[job_channel.SUBMISSION_ID_ENV] = submission_id
+    env_vars[job_channel.ATTEMPT_ENV] = str(attempt)
+    if resume is not None and (resume.episodes or resume.recoveries):
+        packed = job_channel.encode_payload(resume.model_dump(by_alias=True, mode="json"))
+        if len(packed) > MAX_ENV_VALUE_BYTES:
+            raise ResumeTooLarge(
+                f"{len(resume.episodes)} counted episodes take {len(packed) // 1024} KiB, more than a job "
+                f"submission can carry ({MAX_ENV_VALUE_BYTES // 1024} KiB); set spec.checkpoint.storageURI "
+                "so the job resumes from the durable store"
+            )
+        env_vars[job_channel.RESUME_ENV] = packed
+    runtime_env["env_vars"] = env_vars
+    return {
+        "entrypoint": job_channel.ENTRYPOINT,
+        "submission_id": submission_id,
+        "runtime_env": runtime_env,
+        # The driver only waits on the coordinator; it must not take a CPU a shard needs.
+        "entrypoint_num_cpus": 0,
+        "metadata": {
+            "arena.swarm.dev/evaluation": f"{evaluation.metadata.namespace}/{evaluation.metadata.name}",
+            "arena.swarm.dev/attempt": str(attempt),
+            "arena.swarm.dev/ray-version": RAY_VERSION,
+        },
+    }

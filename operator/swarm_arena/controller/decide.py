@@ -1,0 +1,352 @@
+"""The lifecycle of one evaluation as a pure function: what is observed -> status and actions.
+
+Level-based: `decide` looks only at the evaluation (spec, the status it wrote before) and what
+the world shows now (the RayCluster, the job on the dashboard, the job's last status line), never
+at which event woke it. So a missed event, a conflict on a status write or an operator restart
+changes nothing: the next pass decides the same. The reconciler applies what it returns; every
+action is idempotent (create-if-absent, a deterministic submission id Ray answers "already
+exists" to, stop and delete of what may be gone).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from swarm_arena.api.job_channel import FailureReason, JobStatusRecord
+from swarm_arena.api.spec import SwarmEvaluationSpec
+from swarm_arena.api.status import Phase, Results, SwarmEvaluationStatus
+from swarm_arena.controller import conditions as cond
+from swarm_arena.controller import names
+
+# A job the dashboard no longer knows although it ran (the head was replaced) is re-submitted as a
+# new attempt; one the dashboard cannot be asked about for this long is treated the same way.
+HEAD_LOSS_GRACE_S = 30.0
+# How many leaderboard rows status carries; the results ConfigMap has all of them.
+STATUS_LEADERBOARD_ROWS = 10
+
+JobStatus = Literal["PENDING", "RUNNING", "STOPPED", "SUCCEEDED", "FAILED"]
+ACTIVE_JOB: tuple[str, ...] = ("PENDING", "RUNNING")
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """The RayCluster as KubeRay reports it (from the operator's index)."""
+
+    exists: bool
+    owned: bool = True
+    ready: bool = False
+    state: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class JobView:
+    """The current submission as the dashboard reports it."""
+
+    submission_id: str
+    found: bool
+    status: JobStatus | None = None
+    message: str | None = None
+    record: JobStatusRecord | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    now: datetime
+    uid: str
+    generation: int
+    spec: SwarmEvaluationSpec | None
+    """None when the stored object does not validate (the error is in `invalid`)."""
+    status: SwarmEvaluationStatus
+    cluster: ClusterView | None
+    """None for `cluster.address` (no RayCluster of ours)."""
+    dashboard_reachable: bool
+    dashboard_error: str | None = None
+    job: JobView | None = None
+    invalid: str | None = None
+    unreachable_since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Submit:
+    attempt: int
+    submission_id: str
+
+
+@dataclass(frozen=True)
+class StopJob:
+    submission_id: str
+
+
+@dataclass(frozen=True)
+class EnsureCluster:
+    pass
+
+
+@dataclass(frozen=True)
+class DeleteCluster:
+    why: str
+
+
+@dataclass(frozen=True)
+class WriteResults:
+    final: bool
+
+
+Action = Submit | StopJob | EnsureCluster | DeleteCluster | WriteResults
+
+
+@dataclass
+class Decision:
+    status: SwarmEvaluationStatus
+    actions: list[Action] = field(default_factory=list)
+    event: tuple[str, str, str] | None = None
+    """(type Normal|Warning, reason, message) when the phase changed."""
+    requeue_s: float | None = None
+
+
+def _rfc3339(t: datetime) -> str:
+    return t.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _parse(t: str | None) -> datetime | None:
+    return datetime.fromisoformat(t.replace("Z", "+00:00")) if t else None
+
+
+class _Status:
+    """A working copy of status with the condition helpers bound to now and generation."""
+
+    def __init__(self, obs: Observation) -> None:
+        self.s = obs.status.model_copy(deep=True)
+        self.now = _rfc3339(obs.now)
+        self.generation = obs.generation
+        self.s.observed_generation = obs.generation
+
+    def set(self, type_: str, status: bool | None, reason: str, message: str) -> None:
+        self.s.conditions = cond.set_condition(
+            self.s.conditions, type_, status, reason, message, now=self.now, generation=self.generation
+        )
+
+    def phase(self, phase: Phase, reason: str, message: str) -> None:
+        self.s.phase = phase
+        done = phase in (Phase.SUCCEEDED, Phase.FAILED)
+        self.set(cond.READY, phase is Phase.SUCCEEDED, reason, message)
+        self.set(cond.COMPLETE, phase is Phase.SUCCEEDED, reason if phase is Phase.SUCCEEDED else "NotComplete",
+                 message if phase is Phase.SUCCEEDED else f"phase {phase.value}")
+        self.set(cond.FAILED, phase is Phase.FAILED, reason if phase is Phase.FAILED else "NotFailed",
+                 message if phase is Phase.FAILED else f"phase {phase.value}")
+        self.set(cond.STALLED, phase is Phase.FAILED, reason if phase is Phase.FAILED else "NotStalled",
+                 message if phase is Phase.FAILED else f"phase {phase.value}")
+        if done and self.s.completion_time is None:
+            self.s.completion_time = self.now
+
+
+def _fold_record(st: _Status, record: JobStatusRecord | None, configmap: str | None) -> None:
+    """What the job reported -> progress, recoveries and the head of the leaderboard."""
+    if record is None:
+        return
+    st.s.progress = record.progress
+    st.s.recoveries = record.recoveries
+    if record.last_recovery is not None:
+        st.s.last_recovery = record.last_recovery
+    if record.results is not None:
+        results = record.results.model_copy(deep=True)
+        results.leaderboard = results.leaderboard[:STATUS_LEADERBOARD_ROWS]
+        results.results_config_map = configmap
+        st.s.results = results
+    elif configmap and st.s.results is None:
+        st.s.results = Results(results_config_map=configmap)
+
+
+def _job_active(obs: Observation) -> bool:
+    return obs.job is not None and obs.job.found and obs.job.status in ACTIVE_JOB
+
+
+def decide(obs: Observation) -> Decision:
+    before = obs.status.phase
+    st = _Status(obs)
+    decision = Decision(status=st.s)
+    _decide(obs, st, decision)
+    after = st.s.phase
+    if after is not before and after is not None:
+        ready = cond.get(st.s.conditions, cond.READY)
+        kind = "Warning" if after in (Phase.FAILED, Phase.RECOVERING) else "Normal"
+        decision.event = (kind, after.value, ready.message if ready and ready.message else after.value)
+    return decision
+
+
+def _decide(obs: Observation, st: _Status, d: Decision) -> None:  # noqa: C901 - one state machine, read top-down
+    s = st.s
+    name_cm = None
+    if obs.invalid is not None:
+        st.phase(Phase.FAILED, "InvalidSpec", obs.invalid)
+        return
+    spec = obs.spec
+    assert spec is not None
+    now = obs.now
+    if s.start_time is None:
+        s.start_time = st.now
+    if s.results is not None:
+        name_cm = s.results.results_config_map
+
+    # -- finished: only the TTL is left to act on ------------------------------------------------
+    if s.phase in (Phase.SUCCEEDED, Phase.FAILED):
+        if _job_active(obs):
+            d.actions.append(StopJob(obs.job.submission_id))  # e.g. the deadline fired while it ran
+        if spec.ttl_seconds_after_finished is not None and obs.cluster is not None and obs.cluster.exists:
+            done = _parse(s.completion_time) or now
+            due = done + timedelta(seconds=spec.ttl_seconds_after_finished)
+            if now >= due:
+                d.actions.append(DeleteCluster("ttlSecondsAfterFinished"))
+                st.set(cond.CLUSTER_READY, False, "DeletedAfterTTL",
+                       f"RayCluster deleted {spec.ttl_seconds_after_finished}s after the evaluation finished")
+            else:
+                d.requeue_s = (due - now).total_seconds()
+        return
+
+    # -- deadline ----------------------------------------------------------------------------------
+    if spec.active_deadline_seconds is not None:
+        started = _parse(s.start_time) or now
+        due = started + timedelta(seconds=spec.active_deadline_seconds)
+        if now >= due:
+            if _job_active(obs):
+                d.actions.append(StopJob(obs.job.submission_id))
+            _fold_record(st, obs.job.record if obs.job else None, name_cm)
+            st.set(cond.JOB_RUNNING, False, "DeadlineExceeded", "stopped at spec.activeDeadlineSeconds")
+            st.phase(Phase.FAILED, "DeadlineExceeded",
+                     f"ran longer than spec.activeDeadlineSeconds ({spec.active_deadline_seconds}s); the job was stopped "
+                     "and what was counted is kept in status and the results ConfigMap")
+            d.actions.append(WriteResults(final=False))
+            return
+        d.requeue_s = (due - now).total_seconds()
+
+    # -- suspend: stop the job, keep what was counted, tear the cluster down ----------------------
+    if spec.suspend:
+        if obs.job is not None:
+            _fold_record(st, obs.job.record, name_cm)
+        if _job_active(obs):
+            d.actions.append(StopJob(obs.job.submission_id))
+            d.actions.append(WriteResults(final=False))
+            st.set(cond.JOB_RUNNING, False, "Suspending", "stopping the job; counted episodes are kept")
+            st.phase(Phase.SUSPENDED, "Suspending", "spec.suspend is set: stopping the job")
+            return
+        if obs.job is not None and obs.job.found:
+            d.actions.append(WriteResults(final=False))  # the episodes counted up to the stop
+        if obs.cluster is not None and obs.cluster.exists:
+            d.actions.append(DeleteCluster("suspend"))
+        st.set(cond.JOB_RUNNING, False, "Suspended", "spec.suspend is set")
+        st.set(cond.CLUSTER_READY, False, "Suspended", "the Ray cluster is torn down while suspended")
+        if s.job_id is not None and obs.job is not None and obs.job.found:
+            # the next attempt resumes from what was counted; the stopped one is done with
+            s.job_id = None
+        st.phase(Phase.SUSPENDED, "Suspended", "spec.suspend is set; unset it to resume from what was counted")
+        return
+
+    # -- the Ray cluster ---------------------------------------------------------------------------
+    if obs.cluster is not None:
+        c = obs.cluster
+        if not c.exists:
+            d.actions.append(EnsureCluster())
+            st.set(cond.CLUSTER_READY, False, "Creating", "creating the RayCluster")
+            if s.phase in (None, Phase.PENDING, Phase.SUSPENDED, Phase.PROVISIONING):
+                st.phase(Phase.PROVISIONING, "Provisioning", "creating the RayCluster")
+            return
+        if not c.owned:
+            st.set(cond.CLUSTER_READY, False, "NameConflict",
+                   "a RayCluster with this evaluation's name exists and is not owned by it")
+            st.phase(Phase.FAILED, "ClusterConflict",
+                     "a RayCluster with this evaluation's name already exists and belongs to something else; "
+                     "delete it or give the evaluation another name")
+            return
+        if not c.ready:
+            st.set(cond.CLUSTER_READY, False, c.reason or "Provisioning",
+                   f"RayCluster state {c.state or 'unknown'}; waiting for the head and workers to be ready")
+            if s.phase in (None, Phase.PENDING, Phase.SUSPENDED, Phase.PROVISIONING):
+                st.phase(Phase.PROVISIONING, "Provisioning", "waiting for the Ray cluster")
+            if s.job_id is None:
+                return
+        else:
+            st.set(cond.CLUSTER_READY, True, "Ready", "the RayCluster is ready")
+    if not obs.dashboard_reachable:
+        msg = f"the Ray dashboard does not answer: {obs.dashboard_error or 'unreachable'}"
+        if obs.cluster is None:
+            st.set(cond.CLUSTER_READY, False, "Unreachable", msg + "; check spec.cluster.address")
+        if s.phase in (None, Phase.PENDING, Phase.SUSPENDED, Phase.PROVISIONING):
+            st.phase(Phase.PROVISIONING, "WaitingForDashboard", msg)
+        elif s.phase is Phase.RUNNING and obs.unreachable_since is not None and (
+            (now - obs.unreachable_since).total_seconds() >= HEAD_LOSS_GRACE_S
+        ):
+            # Never sit in Running with no job behind it: say so, and act once the head is back.
+            st.set(cond.JOB_RUNNING, None, "HeadUnreachable", msg)
+            st.set(cond.DEGRADED, True, "HeadUnreachable", msg)
+            st.phase(Phase.RECOVERING, "HeadUnreachable", msg)
+        d.requeue_s = min(d.requeue_s or 5.0, 5.0)
+        return
+    if obs.cluster is None:
+        st.set(cond.CLUSTER_READY, True, "Reachable", "the Ray cluster at spec.cluster.address answers")
+
+    # -- the job -------------------------------------------------------------------------------------
+    attempts = s.attempts or 0
+    job = obs.job
+    if s.job_id is None or job is None:
+        _submit(st, d, obs, attempts + 1, "Submitting", "submitting the arena job")
+        return
+    if not job.found:
+        if s.phase in (Phase.RUNNING, Phase.RECOVERING):
+            # It ran, and the dashboard no longer knows it: the head was replaced. New attempt,
+            # not counted against backoffLimit; it resumes from what was counted.
+            s.head_restarts = (s.head_restarts or 0) + 1
+            st.set(cond.DEGRADED, True, "HeadLost", f"job {s.job_id} vanished with the Ray head; re-submitting")
+            _submit(st, d, obs, attempts + 1, "HeadLost", "the Ray head was lost; re-submitting the job to resume")
+        else:
+            # Recorded but never submitted (the operator stopped in between): submit the same id.
+            d.actions.append(Submit(attempts or 1, s.job_id))
+            st.set(cond.JOB_RUNNING, None, "Submitting", f"submitting job {s.job_id}")
+        return
+
+    _fold_record(st, job.record, name_cm)
+    record = job.record
+    if job.status in ACTIVE_JOB:
+        st.set(cond.JOB_RUNNING, True, "Running", f"job {job.submission_id} is {job.status}")
+        st.set(cond.DEGRADED, False, "Healthy", "no loss being repaired")
+        p = s.progress
+        st.phase(Phase.RUNNING, "Running",
+                 f"{p.episodes_completed}/{p.episodes_total} episodes" if p else f"job {job.submission_id} running")
+        return
+    if job.status == "SUCCEEDED" and record is not None and record.state.value == "succeeded":
+        d.actions.append(WriteResults(final=True))
+        st.set(cond.JOB_RUNNING, False, "Succeeded", f"job {job.submission_id} finished")
+        st.set(cond.DEGRADED, False, "Healthy", "finished")
+        leader = s.results.leaderboard[0].policy if s.results and s.results.leaderboard else "?"
+        st.phase(Phase.SUCCEEDED, "Succeeded", f"all episodes counted; leader {leader}")
+        return
+    # FAILED, STOPPED (not by us) or SUCCEEDED without a final record: the run failed.
+    why = (record.message if record and record.message else None) or job.message or f"job {job.status}"
+    st.set(cond.JOB_RUNNING, False, "JobFailed", why)
+    if record is not None and record.reason is FailureReason.INVALID_SPEC:
+        st.phase(Phase.FAILED, "InvalidSpec", why)
+        return
+    failures = (s.failures or 0) + 1
+    s.failures = failures
+    if failures > spec.backoff_limit:
+        st.phase(Phase.FAILED, "BackoffLimitExceeded",
+                 f"{failures} failed runs, more than spec.backoffLimit ({spec.backoff_limit}); last: {why}")
+        d.actions.append(WriteResults(final=False))
+        return
+    d.actions.append(WriteResults(final=False))
+    _submit(st, d, obs, attempts + 1, "Resubmitting",
+            f"run {failures} of at most {spec.backoff_limit + 1} failed ({why}); re-submitting, resuming from what was counted")
+
+
+def _submit(st: _Status, d: Decision, obs: Observation, attempt: int, reason: str, message: str) -> None:
+    sid = names.submission_id(obs.uid, attempt)
+    st.s.job_id = sid
+    st.s.attempts = attempt
+    d.actions.append(Submit(attempt, sid))
+    st.set(cond.JOB_RUNNING, None, reason, f"{message} ({sid})")
+    if st.s.phase in (None, Phase.PENDING, Phase.PROVISIONING, Phase.SUSPENDED):
+        # Running only once the dashboard shows the job: "it ran" is what tells a lost head apart
+        # from a submission the operator recorded and never sent.
+        st.phase(Phase.PROVISIONING, reason, message)

@@ -1,0 +1,111 @@
+"""SwarmEvaluations: one daemon each runs the reconcile loop; events and deletion poke or end it."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+
+import kopf
+
+from swarm_arena.api.resource import GROUP, PLURAL, VERSION
+from swarm_arena.api.status import SwarmEvaluationStatus
+from swarm_arena.controller import metrics, names
+from swarm_arena.controller.dashboard import Dashboard, DashboardError
+from swarm_arena.controller.reconciler import Memory
+
+log = logging.getLogger(__name__)
+MAX_BACKOFF_S = 60.0
+STOP_ON_DELETE_TIMEOUT_S = 5.0
+
+
+def poke(memo: kopf.Memo, namespace: str, name: str) -> None:
+    """Wake the evaluation's loop now (its next pass sees what changed)."""
+    event = getattr(memo, "pokes", {}).get((namespace, name))
+    if event is not None:
+        event.set()
+
+
+def _plain(body: kopf.Body) -> dict:
+    return copy.deepcopy({k: (dict(v) if hasattr(v, "keys") else v) for k, v in body.items()})
+
+
+async def _nap(stopped: kopf.DaemonStopped, wake: asyncio.Event, seconds: float) -> None:
+    waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stopped.wait(seconds))]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
+async def evaluation_loop(
+    stopped: kopf.DaemonStopped, body: kopf.Body, namespace: str, name: str, uid: str,
+    memo: kopf.Memo, rayclusters: kopf.Index, **_,
+) -> None:
+    key = (namespace, name)
+    wake = memo.pokes.setdefault(key, asyncio.Event())
+    memory = memo.memories.setdefault(uid, Memory())
+    backoff = 1.0
+    try:
+        while not stopped:
+            wake.clear()
+            try:
+                wait = await memo.reconciler.reconcile(_plain(body), list(rayclusters.get(key, [])), memory)
+                backoff = 1.0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one evaluation's trouble never stops the others
+                log.warning("%s/%s: reconcile failed, retrying in %.0fs: %s: %s",
+                            namespace, name, backoff, type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+                wait, backoff = backoff, min(backoff * 2, MAX_BACKOFF_S)
+            await _nap(stopped, wake, wait)
+    finally:
+        memo.pokes.pop(key, None)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def evaluation_changed(namespace: str, name: str, memo: kopf.Memo, **_) -> None:
+    poke(memo, namespace, name)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def evaluation_deleted(
+    body: kopf.Body, namespace: str, name: str, uid: str, memo: kopf.Memo, rayclusters: kopf.Index, **_
+) -> None:
+    """Stop the job (an existing cluster keeps running without us); children go by owner references.
+
+    Bounded: a cluster that no longer answers costs at most STOP_ON_DELETE_TIMEOUT_S, then the
+    finalizer is released anyway.
+    """
+    memo.memories.pop(uid, None)
+    metrics.set_phase(uid, None)
+    status = SwarmEvaluationStatus.model_validate(body.get("status") or {})
+    if not status.job_id or status.phase is not None and status.phase.value in ("Succeeded", "Failed"):
+        return
+    spec = body.get("spec") or {}
+    address = (spec.get("cluster") or {}).get("address")
+    reconciler = memo.reconciler
+    settings = reconciler.settings
+    if address:
+        from swarm_arena.controller.settings import token_for_address
+
+        dashboard = Dashboard(memo.session, address, token_for_address(settings, address),
+                              timeout_s=STOP_ON_DELETE_TIMEOUT_S)
+    else:
+        summaries = list(rayclusters.get((namespace, name), []))
+        token = names.ray_auth_token(settings.ray_auth_key, namespace, name, uid)
+        if settings.dashboard_via == "pod-ip":
+            ip = summaries[0].get("head_ip") if summaries else None
+            if not ip:
+                return
+            url = f"http://{ip}:8265"
+        else:
+            url = f"http://{names.head_service_name(names.ray_cluster_name(name))}.{namespace}.svc:8265"
+        dashboard = Dashboard(memo.session, url, token, timeout_s=STOP_ON_DELETE_TIMEOUT_S)
+    try:
+        await asyncio.wait_for(dashboard.stop(status.job_id), STOP_ON_DELETE_TIMEOUT_S)
+    except (DashboardError, asyncio.TimeoutError) as exc:
+        log.info("%s/%s: job %s not stopped on delete (%s); its cluster goes with the evaluation",
+                 namespace, name, status.job_id, exc)

@@ -1,0 +1,98 @@
+"""The operator's Kubernetes writes, async from the handlers' point of view.
+
+The official client is synchronous, so every call runs in a thread of a bounded pool: kopf's
+event loop never waits on a socket. kopf itself does the watching (and posts Events).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from swarm_arena.api.resource import GROUP, PLURAL, VERSION
+from swarm_arena.controller.names import FIELD_MANAGER
+
+RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayclusters"
+
+
+def load_client() -> client.ApiClient:
+    """In a pod: its ServiceAccount; elsewhere: KUBECONFIG / ~/.kube/config."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient, threads: int = 8) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube")
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    async def _run(self, fn, *args, **kwargs):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- children ---------------------------------------------------------------------------------
+
+    async def create_if_absent(self, obj: dict[str, Any]) -> bool:
+        """Create `obj` (RayCluster, Secret or ConfigMap); False when it already existed."""
+        ns = obj["metadata"]["namespace"]
+        try:
+            if obj["kind"] == "RayCluster":
+                await self._run(self.custom.create_namespaced_custom_object, RAY_GROUP, RAY_VERSION, ns, RAY_PLURAL,
+                                obj, field_manager=FIELD_MANAGER)
+            elif obj["kind"] == "Secret":
+                await self._run(self.core.create_namespaced_secret, ns, obj, field_manager=FIELD_MANAGER)
+            elif obj["kind"] == "ConfigMap":
+                await self._run(self.core.create_namespaced_config_map, ns, obj, field_manager=FIELD_MANAGER)
+            else:
+                raise ValueError(f"cannot create {obj['kind']}")
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    async def apply_configmap(self, obj: dict[str, Any]) -> None:
+        """Server-side apply with the operator's field manager (the results ConfigMap changes as the run goes)."""
+        meta = obj["metadata"]
+        await self._run(
+            self.core.patch_namespaced_config_map, meta["name"], meta["namespace"], obj,
+            field_manager=FIELD_MANAGER, force=True, _content_type="application/apply-patch+yaml",
+        )
+
+    async def read_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            cm = await self._run(self.core.read_namespaced_config_map, name, namespace, _preload_content=False)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return json.loads(cm.data)
+
+    async def delete_ray_cluster(self, namespace: str, name: str) -> None:
+        try:
+            await self._run(self.custom.delete_namespaced_custom_object, RAY_GROUP, RAY_VERSION, namespace,
+                            RAY_PLURAL, name, propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    # -- the evaluation's status ----------------------------------------------------------------
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Merge-patch `status` (keys set to None are removed)."""
+        await self._run(
+            self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, PLURAL, name,
+            {"status": status},
+        )

@@ -1,0 +1,321 @@
+"""One evaluation's reconcile pass: observe, `decide`, act. Called by its kopf daemon.
+
+Observing costs bounded work however long the run: the RayCluster comes from kopf's index (no
+API call), the job from one dashboard GET, its progress from the last line of its status file,
+and counted episodes from the lines added since the last pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import aiohttp
+from pydantic import ValidationError
+
+from swarm_arena.api import job_channel
+from swarm_arena.api.report import EpisodeRecord
+from swarm_arena.api.resource import SwarmEvaluation
+from swarm_arena.api.status import Phase, Recovery, Results, SwarmEvaluationStatus
+from swarm_arena.api.validation import ManifestError, validate_manifest
+from swarm_arena.controller import build_cluster, build_job, build_results, events, metrics, names
+from swarm_arena.controller.dashboard import Dashboard, DashboardError, JobInfo
+from swarm_arena.controller.decide import (
+    ClusterView,
+    DeleteCluster,
+    EnsureCluster,
+    JobView,
+    Observation,
+    StopJob,
+    Submit,
+    WriteResults,
+    decide,
+)
+from swarm_arena.controller.kube import Kube
+from swarm_arena.controller.settings import OperatorSettings, token_for_address
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Counted:
+    """What the operator knows was counted for one evaluation (mirrors its results ConfigMap)."""
+
+    loaded: bool = False
+    episodes: dict[int, EpisodeRecord] = field(default_factory=dict)
+    recoveries: list[Recovery] = field(default_factory=list)
+    cursor: dict[str, int] = field(default_factory=dict)
+    """submission id -> lines of its episodes file already read."""
+    dirty: bool = False
+
+
+@dataclass
+class Memory:
+    """Per-evaluation state that only saves work: losing it (a restart) changes no decision."""
+
+    counted: Counted = field(default_factory=Counted)
+    unreachable_since: datetime | None = None
+    last_status: dict[str, Any] | None = None
+
+
+def cluster_view(summaries: list[dict[str, Any]], uid: str) -> ClusterView:
+    if not summaries:
+        return ClusterView(exists=False)
+    s = summaries[0]
+    return ClusterView(exists=True, owned=uid in s["owners"], ready=s["ready"], state=s["state"], reason=s["reason"])
+
+
+def summarize_ray_cluster(body: dict[str, Any]) -> dict[str, Any]:
+    """What the operator's index keeps of a RayCluster (small: 1,000 of them stay cheap)."""
+    status = body.get("status") or {}
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    provisioned = conditions.get("RayClusterProvisioned", {}).get("status") == "True"
+    head_ready = conditions.get("HeadPodReady", {}).get("status", "True") == "True"
+    state = status.get("state")
+    ready = (state == "ready" or provisioned) and head_ready
+    reason = None
+    for c in conditions.values():
+        if c.get("status") == "False" and c.get("reason"):
+            reason = c["reason"]
+            break
+    return {
+        "owners": [o.get("uid") for o in body.get("metadata", {}).get("ownerReferences") or []],
+        "state": state,
+        "ready": ready,
+        "reason": reason,
+        "head_ip": (status.get("head") or {}).get("podIP"),
+        "created": body.get("metadata", {}).get("creationTimestamp"),
+    }
+
+
+class Reconciler:
+    def __init__(self, settings: OperatorSettings, kube: Kube, session: aiohttp.ClientSession) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.session = session
+
+    # -- observe -------------------------------------------------------------------------------------
+
+    def _dashboard(self, evaluation: SwarmEvaluation, uid: str, summary: dict[str, Any] | None) -> Dashboard | None:
+        ns, name = evaluation.metadata.namespace, evaluation.metadata.name
+        cluster = evaluation.spec.cluster
+        if cluster is not None and cluster.address:
+            return Dashboard(self.session, cluster.address, token_for_address(self.settings, cluster.address))
+        token = names.ray_auth_token(self.settings.ray_auth_key, ns, name, uid)
+        if self.settings.dashboard_via == "pod-ip":
+            ip = summary.get("head_ip") if summary else None
+            if not ip:
+                return None
+            url = f"http://{ip}:8265"
+        else:
+            url = f"http://{names.head_service_name(names.ray_cluster_name(name))}.{ns}.svc:8265"
+        return Dashboard(self.session, url, token)
+
+    async def _job_view(self, dashboard: Dashboard, sid: str) -> tuple[JobView, JobInfo | None]:
+        info = await dashboard.job(sid)
+        if info is None:
+            return JobView(submission_id=sid, found=False), None
+        record = None
+        if info.driver_node_id:
+            text = await dashboard.tail_file(info.driver_node_id, job_channel.status_file_name(sid), 1)
+            record = job_channel.last_status(text if text.endswith("\n") else text + "\n")
+        return JobView(sid, True, info.status, info.message, record), info  # type: ignore[arg-type]
+
+    async def _load_counted(self, memory: Memory, ns: str, name: str) -> None:
+        counted = memory.counted
+        if counted.loaded:
+            return
+        cm = await self.kube.read_configmap(ns, names.results_configmap_name(name))
+        counted.episodes = {r.episode: r for r in build_results.episodes_from_configmap(cm)}
+        if cm:
+            import json
+
+            doc = json.loads((cm.get("data") or {}).get(build_results.RESULTS_KEY, "{}") or "{}")
+            counted.recoveries = [Recovery.model_validate(r) for r in doc.get("recoveries") or []]
+        counted.loaded = True
+
+    async def _sync_episodes(self, memory: Memory, dashboard: Dashboard, job: JobView, info: JobInfo | None) -> None:
+        """Read the episode lines the job added since the last pass (all of them after a restart)."""
+        counted = memory.counted
+        record = job.record
+        if record is None or info is None or not info.driver_node_id:
+            return
+        if record.last_recovery is not None and record.last_recovery not in counted.recoveries:
+            counted.recoveries.append(record.last_recovery)
+            counted.dirty = True
+            metrics.RECOVERIES.inc()
+        total = record.episodes_this_attempt
+        seen = counted.cursor.get(job.submission_id, 0)
+        if total <= seen:
+            return
+        # Two lines more than needed: a line being written may sit at the end; the union dedups.
+        text = await dashboard.tail_file(info.driver_node_id, job_channel.episodes_file_name(job.submission_id),
+                                         total - seen + 2)
+        for r in job_channel.episode_records(text):
+            if r.episode not in counted.episodes:
+                counted.episodes[r.episode] = r
+                counted.dirty = True
+        counted.cursor[job.submission_id] = total
+
+    # -- the pass -----------------------------------------------------------------------------------
+
+    async def reconcile(self, body: dict[str, Any], summaries: list[dict[str, Any]], memory: Memory) -> float:
+        """One pass; returns seconds until the next one is due (pokes come sooner)."""
+        started = time.monotonic()
+        try:
+            wait = await self._reconcile(body, summaries, memory)
+        except Exception:
+            metrics.RECONCILES.labels(outcome="error").inc()
+            raise
+        finally:
+            metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+        metrics.RECONCILES.labels(outcome="ok").inc()
+        return wait
+
+    async def _reconcile(self, body: dict[str, Any], summaries: list[dict[str, Any]], memory: Memory) -> float:
+        meta = body["metadata"]
+        ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
+        now = datetime.now(timezone.utc)
+        try:
+            status = SwarmEvaluationStatus.model_validate(body.get("status") or {})
+        except ValidationError:
+            status = SwarmEvaluationStatus()
+        doc = {"apiVersion": body["apiVersion"], "kind": body["kind"],
+               "metadata": {"name": name, "namespace": ns}, "spec": body.get("spec") or {}}
+        try:
+            evaluation = validate_manifest(doc, check_imports=False)
+        except ManifestError as exc:
+            invalid = "; ".join(exc.problems)
+            decision = decide(Observation(now, uid, meta.get("generation", 1), None, status, None, True,
+                                          invalid=invalid))
+            await self._write_status(ns, name, uid, status, decision, memory)
+            return 3600.0
+
+        spec = evaluation.spec
+        address_mode = spec.cluster is not None and spec.cluster.address is not None
+        summary = summaries[0] if summaries else None
+        cluster = None if address_mode else cluster_view(summaries, uid)
+        dashboard = None
+        reachable, error, job, info = False, None, None, None
+        if address_mode or (cluster is not None and cluster.exists and cluster.owned):
+            dashboard = self._dashboard(evaluation, uid, summary)
+        if dashboard is not None and status.phase not in (Phase.SUCCEEDED, Phase.FAILED):
+            try:
+                if status.job_id:
+                    job, info = await self._job_view(dashboard, status.job_id)
+                else:
+                    await dashboard.version()
+                reachable = True
+                memory.unreachable_since = None
+            except DashboardError as exc:
+                error = str(exc)
+                memory.unreachable_since = memory.unreachable_since or now
+        elif dashboard is None and cluster is not None and cluster.exists and status.job_id:
+            memory.unreachable_since = memory.unreachable_since or now
+            error = "the head pod has no IP yet"
+
+        if job is not None and job.found and dashboard is not None:
+            await self._load_counted(memory, ns, name)
+            try:
+                await self._sync_episodes(memory, dashboard, job, info)
+            except DashboardError as exc:
+                log.warning("%s/%s: could not read counted episodes yet: %s", ns, name, exc)
+
+        obs = Observation(
+            now=now, uid=uid, generation=meta.get("generation", 1), spec=spec, status=status, cluster=cluster,
+            dashboard_reachable=reachable, dashboard_error=error, job=job,
+            unreachable_since=memory.unreachable_since,
+        )
+        decision = decide(obs)
+        if _has(decision, WriteResults) or memory.counted.dirty:
+            cm_name = names.results_configmap_name(name)
+            if decision.status.results is None:
+                decision.status.results = Results(results_config_map=cm_name)
+            else:
+                decision.status.results.results_config_map = cm_name
+        # Status first: the submission id is recorded before the job is submitted.
+        await self._write_status(ns, name, uid, status, decision, memory)
+        await self._act(evaluation, uid, decision, memory, dashboard)
+        if decision.status.phase in (Phase.RUNNING, Phase.RECOVERING, Phase.PROVISIONING):
+            wait = self.settings.poll_s
+        elif decision.status.phase is Phase.SUSPENDED:
+            wait = 2.0 if (cluster is not None and cluster.exists) or _has(decision, StopJob) else 30.0
+        else:
+            wait = 300.0
+        if decision.requeue_s is not None:
+            wait = min(wait, max(decision.requeue_s, 0.5))
+        return wait
+
+    async def _write_status(self, ns: str, name: str, uid: str, old: SwarmEvaluationStatus, decision, memory: Memory) -> None:
+        new = decision.status.to_wire()
+        if new == memory.last_status or new == old.to_wire():
+            memory.last_status = new
+            return
+        patch: dict[str, Any] = dict(new)
+        for key in old.to_wire():
+            if key not in new:
+                patch[key] = None
+        await self.kube.patch_status(ns, name, patch)
+        memory.last_status = new
+        metrics.set_phase(uid, decision.status.phase)
+        if decision.event is not None:
+            metrics.PHASE_CHANGES.labels(phase=decision.status.phase.value).inc()
+            events.post(ns, name, uid, *decision.event)
+
+    async def _act(self, evaluation: SwarmEvaluation, uid: str, decision, memory: Memory, dashboard: Dashboard | None) -> None:
+        ns, name = evaluation.metadata.namespace, evaluation.metadata.name
+        for action in decision.actions:
+            if isinstance(action, EnsureCluster):
+                token = names.ray_auth_token(self.settings.ray_auth_key, ns, name, uid)
+                await self.kube.create_if_absent(build_cluster.build_auth_secret(evaluation, uid, token))
+                await self.kube.create_if_absent(build_cluster.build_ray_cluster(evaluation, uid))
+            elif isinstance(action, DeleteCluster):
+                log.info("%s/%s: deleting its RayCluster (%s)", ns, name, action.why)
+                await self.kube.delete_ray_cluster(ns, names.ray_cluster_name(name))
+            elif isinstance(action, StopJob) and dashboard is not None:
+                try:
+                    await dashboard.stop(action.submission_id)
+                except DashboardError as exc:
+                    log.warning("%s/%s: could not stop job %s: %s", ns, name, action.submission_id, exc)
+            elif isinstance(action, WriteResults):
+                await self._write_results(evaluation, uid, decision, memory, final=action.final)
+            elif isinstance(action, Submit) and dashboard is not None:
+                await self._submit(evaluation, uid, action, memory, dashboard)
+        if memory.counted.dirty and not _has(decision, WriteResults):
+            await self._write_results(evaluation, uid, decision, memory, final=False)
+
+    async def _write_results(self, evaluation: SwarmEvaluation, uid: str, decision, memory: Memory, *, final: bool) -> None:
+        counted = memory.counted
+        await self._load_counted(memory, evaluation.metadata.namespace, evaluation.metadata.name)
+        status = decision.status
+        cm = build_results.build_results_configmap(
+            evaluation, uid, records=list(counted.episodes.values()), progress=status.progress,
+            results=status.results, recoveries=counted.recoveries, final=final,
+        )
+        await self.kube.apply_configmap(cm)
+        counted.dirty = False
+
+    async def _submit(self, evaluation: SwarmEvaluation, uid: str, action: Submit, memory: Memory, dashboard: Dashboard) -> None:
+        await self._load_counted(memory, evaluation.metadata.namespace, evaluation.metadata.name)
+        counted = memory.counted
+        resume = job_channel.ResumePayload(
+            episodes=sorted(counted.episodes.values(), key=lambda r: r.episode), recoveries=counted.recoveries
+        )
+        body = build_job.build_submission(evaluation, action.submission_id, action.attempt, resume)
+        started = time.monotonic()
+        try:
+            await dashboard.submit(body)
+        except DashboardError:
+            metrics.SUBMISSIONS.labels(outcome="error").inc()
+            raise
+        metrics.SUBMISSIONS.labels(outcome="ok").inc()
+        metrics.SUBMISSION_SECONDS.observe(time.monotonic() - started)
+        log.info("%s/%s: submitted job %s (attempt %d, %d episodes resumed)", evaluation.metadata.namespace,
+                 evaluation.metadata.name, action.submission_id, action.attempt, len(resume.episodes))
+
+
+def _has(decision, kind) -> bool:
+    return any(isinstance(a, kind) for a in decision.actions)

@@ -1,0 +1,60 @@
+"""What `swarm-arena operator` is told on its command line, in one frozen value."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+DashboardVia = Literal["service", "pod-ip"]
+DEFAULT_POLL_S = 2.0
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    namespaces: tuple[str, ...] = ()
+    """Watched namespaces; empty means all."""
+    dashboard_via: DashboardVia = "service"
+    """`service`: `<cluster>-head-svc.<ns>.svc:8265` (in the cluster); `pod-ip`: the head pod's IP
+    (an operator running outside the cluster on a network that reaches pods, e.g. the test plane)."""
+    poll_s: float = DEFAULT_POLL_S
+    """How often a running evaluation's job is polled (progress shows in status within this)."""
+    ray_auth_key: bytes = field(default=b"", repr=False)
+    """Key the per-cluster Ray tokens are derived from (see names.ray_auth_token)."""
+    ray_tokens_dir: Path | None = None
+    """Tokens of existing clusters (`cluster.address`): a file per dashboard `host_port`, or `default`."""
+    liveness_port: int | None = 8080
+    metrics_port: int | None = 9090
+
+
+def read_auth_key(path: str | None) -> bytes:
+    """The key for Ray tokens: a mounted file (the chart's), or SWARM_ARENA_RAY_AUTH_KEY.
+
+    Without one the operator makes a random key: clusters it creates work until it restarts,
+    after which it could no longer authenticate to them, so it says so.
+    """
+    if path:
+        key = Path(path).read_bytes().strip()
+        if not key:
+            raise ValueError(f"--ray-auth-key-file {path} is empty")
+        return key
+    env = os.environ.get("SWARM_ARENA_RAY_AUTH_KEY", "")
+    if env:
+        return env.encode()
+    return secrets.token_bytes(32)
+
+
+def token_for_address(settings: OperatorSettings, address: str) -> str | None:
+    """The Ray token for an existing cluster's dashboard, from files the operator was given."""
+    if settings.ray_tokens_dir is None:
+        return None
+    from urllib.parse import urlparse
+
+    parsed = urlparse(address)
+    for name in (f"{parsed.hostname}_{parsed.port or 8265}", str(parsed.hostname), "default"):
+        candidate = settings.ray_tokens_dir / name
+        if candidate.is_file():
+            return candidate.read_text().strip() or None
+    return None
