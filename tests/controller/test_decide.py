@@ -1,0 +1,192 @@
+"""The lifecycle state machine, pure: observations in, status and actions out."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from swarm_arena.api.job_channel import FailureReason, JobState, JobStatusRecord
+from swarm_arena.api.resource import SwarmEvaluation
+from swarm_arena.api.status import LeaderboardEntry, Phase, Progress, Results, SwarmEvaluationStatus
+from swarm_arena.controller import conditions as cond
+from swarm_arena.controller import names
+from swarm_arena.controller.decide import (
+    ClusterView, DeleteCluster, EnsureCluster, JobView, Observation, StopJob, Submit, WriteResults, decide,
+)
+from tests.controller.test_builders import DOC, UID
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+SPEC = SwarmEvaluation.model_validate(DOC).spec
+READY = ClusterView(exists=True, owned=True, ready=True, state="ready")
+
+
+def obs(status: SwarmEvaluationStatus | None = None, *, cluster=READY, reachable=True, job=None, now=NOW,
+        **spec) -> Observation:
+    return Observation(now=now, uid=UID, generation=2, spec=SPEC.model_copy(update=spec), status=status or
+                       SwarmEvaluationStatus(), cluster=cluster, dashboard_reachable=reachable, job=job)
+
+
+def record(state=JobState.RUNNING, done=1, reason=None, message=None, results=None) -> JobStatusRecord:
+    return JobStatusRecord(seq=3, time="2026-11-23T12:00:00Z", state=state,
+                           progress=Progress(episodes_completed=done, episodes_total=4, agent_steps=100 * done),
+                           episodes_this_attempt=done, recoveries=0, reason=reason, message=message, results=results)
+
+
+def condition(status: SwarmEvaluationStatus, type_: str) -> tuple[str, str]:
+    c = cond.get(status.conditions, type_)
+    assert c is not None, f"no {type_} condition"
+    assert c.observed_generation == 2
+    return c.status, c.reason
+
+
+def test_a_new_evaluation_creates_its_cluster_and_starts() -> None:
+    d = decide(obs(cluster=ClusterView(exists=False)))
+    assert d.actions == [EnsureCluster()]
+    assert d.status.phase is Phase.PROVISIONING and d.status.start_time is not None
+    assert condition(d.status, cond.CLUSTER_READY) == ("False", "Creating")
+    assert condition(d.status, cond.READY)[0] == "False"
+    assert d.status.observed_generation == 2 and d.event[1] == "Provisioning"
+
+
+def test_ready_cluster_gets_the_job_id_recorded_with_the_submission() -> None:
+    d = decide(obs(SwarmEvaluationStatus(phase=Phase.PROVISIONING)))
+    sid = names.submission_id(UID, 1)
+    assert d.actions == [Submit(1, sid)]
+    assert d.status.job_id == sid and d.status.attempts == 1
+    assert condition(d.status, cond.CLUSTER_READY) == ("True", "Ready")
+
+
+def test_a_recorded_but_unsent_submission_is_sent_again_with_the_same_id() -> None:
+    sid = names.submission_id(UID, 1)
+    status = SwarmEvaluationStatus(phase=Phase.PROVISIONING, job_id=sid, attempts=1)
+    d = decide(obs(status, job=JobView(sid, found=False)))
+    assert d.actions == [Submit(1, sid)] and d.status.attempts == 1
+
+
+def test_running_job_folds_progress_into_status() -> None:
+    sid = names.submission_id(UID, 1)
+    status = SwarmEvaluationStatus(phase=Phase.PROVISIONING, job_id=sid, attempts=1)
+    d = decide(obs(status, job=JobView(sid, True, "RUNNING", record=record(done=2))))
+    assert d.status.phase is Phase.RUNNING and d.status.progress.summary == "2/4"
+    assert condition(d.status, cond.JOB_RUNNING) == ("True", "Running")
+    assert d.actions == []
+
+
+def test_succeeded_job_writes_final_results() -> None:
+    sid = names.submission_id(UID, 1)
+    results = Results(leaderboard=[
+        LeaderboardEntry(policy=f"p{i}", rating=float(20 - i), ci_low=0, ci_high=1, mean_return=1, episodes=4)
+        for i in range(15)
+    ])
+    status = SwarmEvaluationStatus(phase=Phase.RUNNING, job_id=sid, attempts=1)
+    d = decide(obs(status, job=JobView(sid, True, "SUCCEEDED", record=record(JobState.SUCCEEDED, 4, results=results))))
+    assert d.actions == [WriteResults(final=True)]
+    assert d.status.phase is Phase.SUCCEEDED and d.status.completion_time
+    assert len(d.status.results.leaderboard) == 10 and d.status.results.leaderboard[0].policy == "p0"
+    assert condition(d.status, cond.READY) == ("True", "Succeeded")
+    assert condition(d.status, cond.COMPLETE)[0] == "True" and condition(d.status, cond.FAILED)[0] == "False"
+
+
+def test_invalid_spec_fails_after_exactly_one_attempt() -> None:
+    sid = names.submission_id(UID, 1)
+    status = SwarmEvaluationStatus(phase=Phase.RUNNING, job_id=sid, attempts=1)
+    rec = record(JobState.FAILED, 0, FailureReason.INVALID_SPEC, "spec.environment.factory: no module named 'x'")
+    d = decide(obs(status, job=JobView(sid, True, "FAILED", record=rec)))
+    assert d.status.phase is Phase.FAILED and not any(isinstance(a, Submit) for a in d.actions)
+    assert condition(d.status, cond.FAILED) == ("True", "InvalidSpec")
+    assert "spec.environment.factory" in cond.get(d.status.conditions, cond.READY).message
+
+
+def test_failed_run_is_resubmitted_until_the_backoff_limit() -> None:
+    sid = names.submission_id(UID, 1)
+    status = SwarmEvaluationStatus(phase=Phase.RUNNING, job_id=sid, attempts=1)
+    failed = JobView(sid, True, "FAILED", message="worker died", record=record(JobState.FAILED, 1, FailureReason.RUN_FAILED, "boom"))
+    d = decide(obs(status, job=failed, backoff_limit=1))
+    assert Submit(2, names.submission_id(UID, 2)) in d.actions and d.status.failures == 1
+    assert d.status.phase is Phase.RUNNING
+    again = SwarmEvaluationStatus(phase=Phase.RUNNING, job_id=names.submission_id(UID, 2), attempts=2, failures=1)
+    d2 = decide(obs(again, job=JobView(again.job_id, True, "FAILED", record=record(JobState.FAILED, 1)), backoff_limit=1))
+    assert d2.status.phase is Phase.FAILED and condition(d2.status, cond.FAILED) == ("True", "BackoffLimitExceeded")
+
+
+def test_a_job_lost_with_its_head_is_a_new_attempt_not_a_failure() -> None:
+    sid = names.submission_id(UID, 1)
+    status = SwarmEvaluationStatus(phase=Phase.RUNNING, job_id=sid, attempts=1)
+    d = decide(obs(status, job=JobView(sid, found=False)))
+    assert d.actions == [Submit(2, names.submission_id(UID, 2))]
+    assert d.status.head_restarts == 1 and not d.status.failures
+    assert condition(d.status, cond.DEGRADED) == ("True", "HeadLost")
+
+
+def test_an_unreachable_head_is_not_left_running_past_the_grace_period() -> None:
+    sid = names.submission_id(UID, 1)
+    status = SwarmEvaluationStatus(phase=Phase.RUNNING, job_id=sid, attempts=1)
+    lost = ClusterView(exists=True, ready=False, state="suspended")
+    early = Observation(now=NOW, uid=UID, generation=2, spec=SPEC, status=status, cluster=lost,
+                        dashboard_reachable=False, unreachable_since=NOW - timedelta(seconds=5))
+    assert decide(early).status.phase is Phase.RUNNING
+    late = Observation(now=NOW, uid=UID, generation=2, spec=SPEC, status=status, cluster=lost,
+                       dashboard_reachable=False, unreachable_since=NOW - timedelta(seconds=60))
+    assert decide(late).status.phase is Phase.RECOVERING
+
+
+def test_suspend_stops_the_job_keeps_what_was_counted_then_tears_down() -> None:
+    sid = names.submission_id(UID, 1)
+    status = SwarmEvaluationStatus(phase=Phase.RUNNING, job_id=sid, attempts=1)
+    d = decide(obs(status, job=JobView(sid, True, "RUNNING", record=record(done=2)), suspend=True))
+    assert StopJob(sid) in d.actions and WriteResults(final=False) in d.actions
+    assert not any(isinstance(a, DeleteCluster) for a in d.actions)
+    assert d.status.phase is Phase.SUSPENDED and d.status.progress.episodes_completed == 2
+    d2 = decide(obs(d.status, job=JobView(sid, True, "STOPPED", record=record(done=2)), suspend=True))
+    assert DeleteCluster("suspend") in d2.actions and d2.status.job_id is None
+    gone = decide(obs(d2.status, cluster=ClusterView(exists=False), suspend=True))
+    assert gone.actions == [] and gone.status.phase is Phase.SUSPENDED
+
+
+def test_unsuspend_recreates_the_cluster_and_submits_the_next_attempt() -> None:
+    status = SwarmEvaluationStatus(phase=Phase.SUSPENDED, attempts=1, progress=Progress(episodes_completed=2, episodes_total=4))
+    d = decide(obs(status, cluster=ClusterView(exists=False)))
+    assert d.actions == [EnsureCluster()] and d.status.phase is Phase.PROVISIONING
+    d2 = decide(obs(d.status))
+    assert d2.actions == [Submit(2, names.submission_id(UID, 2))]
+
+
+def test_deadline_stops_the_job_and_fails() -> None:
+    sid = names.submission_id(UID, 1)
+    start = (NOW - timedelta(seconds=120)).isoformat().replace("+00:00", "Z")
+    status = SwarmEvaluationStatus(phase=Phase.RUNNING, job_id=sid, attempts=1, start_time=start)
+    d = decide(obs(status, job=JobView(sid, True, "RUNNING", record=record()), active_deadline_seconds=60))
+    assert StopJob(sid) in d.actions and d.status.phase is Phase.FAILED
+    assert condition(d.status, cond.FAILED) == ("True", "DeadlineExceeded")
+
+
+def test_ttl_deletes_only_the_cluster_after_it_is_due() -> None:
+    done = (NOW - timedelta(seconds=30)).isoformat().replace("+00:00", "Z")
+    status = SwarmEvaluationStatus(phase=Phase.SUCCEEDED, completion_time=done)
+    early = decide(obs(status, ttl_seconds_after_finished=60))
+    assert early.actions == [] and 29 <= early.requeue_s <= 31
+    due = decide(obs(status, ttl_seconds_after_finished=10))
+    assert due.actions == [DeleteCluster("ttlSecondsAfterFinished")] and due.status.phase is Phase.SUCCEEDED
+
+
+def test_a_foreign_raycluster_with_the_same_name_is_a_clear_failure() -> None:
+    d = decide(obs(cluster=ClusterView(exists=True, owned=False)))
+    assert d.status.phase is Phase.FAILED and condition(d.status, cond.CLUSTER_READY) == ("False", "NameConflict")
+
+
+def test_the_same_observation_twice_changes_nothing_the_second_time() -> None:
+    sid = names.submission_id(UID, 1)
+    status = SwarmEvaluationStatus(phase=Phase.PROVISIONING, job_id=sid, attempts=1)
+    first = decide(obs(status, job=JobView(sid, True, "RUNNING", record=record(done=2))))
+    second = decide(obs(first.status, job=JobView(sid, True, "RUNNING", record=record(done=2))))
+    assert second.status == first.status and second.actions == [] and second.event is None
+
+
+def test_invalid_stored_spec_fails_naming_the_field() -> None:
+    o = Observation(now=NOW, uid=UID, generation=1, spec=None, status=SwarmEvaluationStatus(), cluster=None,
+                    dashboard_reachable=False, invalid="spec.policies[0].name: must be unique")
+    d = decide(o)
+    assert d.status.phase is Phase.FAILED and condition_message(d) == "spec.policies[0].name: must be unique"
+
+
+def condition_message(d) -> str:
+    return cond.get(d.status.conditions, cond.FAILED).message
