@@ -126,7 +126,7 @@ class ArrayEnv:
             truncated = np.asarray(truncated, dtype=bool) & was_alive
         else:
             rewards, terminated, truncated = self._step_dicts(actions, was_alive)
-        self._actions.append(actions.copy())
+            self._actions.append(actions.copy())  # the replay a checkpoint needs
         self.steps += 1
         self.alive = self._live_mask() & ~(terminated | truncated)
         if self.steps >= self.max_steps:

@@ -26,7 +26,14 @@ from swarm_arena.api.resource import SwarmEvaluation
 from swarm_arena.api.status import Progress, Recovery
 from swarm_arena.arena.checkpoint import open_store
 from swarm_arena.arena.episode import ChunkResult, EnvironmentWorker, EpisodeCheckpoint, EpisodeTask, ShardPart
-from swarm_arena.arena.matchmaking import Match, assign_agents, max_shards_per_policy, plan_matches, shard_layout
+from swarm_arena.arena.matchmaking import (
+    Match,
+    assign_agents,
+    in_environment,
+    max_shards_per_policy,
+    plan_matches,
+    shard_layout,
+)
 from swarm_arena.arena.naming import env_name, shard_name
 from swarm_arena.arena.recovery import (
     RAY_RESTART_WAIT_S,
@@ -120,7 +127,10 @@ class Coordinator:
         self._spaces = (probe.observation_space(0), probe.action_space(0))
         probe.close()
         self._matches = plan_matches(spec)
-        self._per_policy = max_shards_per_policy(spec, self._agents)
+        # Policies without resources of their own are stepped inside the environment actors.
+        self._hosted = in_environment(spec)
+        self._check_hosted_policies()
+        self._per_policy = max_shards_per_policy(spec, self._agents, self._hosted)
         slots = min(spec.execution.parallel_episodes, len(self._matches))
 
         # Constructor inputs are small and passed inline, deliberately not via ray.put: a replacement
@@ -130,6 +140,8 @@ class Coordinator:
         for j in range(slots):
             names: dict[tuple[str, int], str] = {}
             for pi, policy in enumerate(spec.policies):
+                if policy.name in self._hosted:
+                    continue
                 count = self._per_policy[policy.name]
                 for k in range(count):
                     name = shard_name(self.evaluation, policy.name, j * count + k)
@@ -174,6 +186,18 @@ class Coordinator:
         self._table.wait_started(self._table.names())
         return self._table.names()
 
+    def _check_hosted_policies(self) -> None:
+        """Build each policy stepped inside the environment actors once here, so a bad factory or
+        params fails the run at start naming the field, as a shard actor's constructor would."""
+        from swarm_arena.arena.policies.base import make_policy
+
+        for pi, policy in enumerate(self.spec.policies):
+            if policy.name in self._hosted:
+                try:
+                    make_policy(policy.factory, policy.params, *self._spaces, seed=self.spec.seed)
+                except Exception as exc:  # noqa: BLE001 - user code: report it, naming the field
+                    raise EvaluationFailed(f"spec.policies[{pi}].factory: policy {policy.name!r} could not be built: {exc}") from None
+
     # ---- the run -----------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
@@ -210,10 +234,20 @@ class Coordinator:
     def _task(self, slot: Slot, match: Match, start_step: int) -> EpisodeTask:
         spec = self.spec
         agents = assign_agents(spec, match, self._agents)
-        layout = shard_layout(agents, spec.execution.agents_per_shard)
+        layout = shard_layout(agents, spec.execution.agents_per_shard, self._hosted)
         index = {p: i for i, p in enumerate(spec.policy_names)}
         parts = tuple(
             ShardPart(
+                name=shard_name(self.evaluation, s.policy, slot.index),
+                handle=None,
+                policy=s.policy,
+                agent_indices=s.agent_indices,
+                seed=shard_seed(match.seed, index[s.policy], s.shard),
+                factory=spec.policies[index[s.policy]].factory,
+                params=spec.policies[index[s.policy]].params,
+            )
+            if s.policy in self._hosted
+            else ShardPart(
                 name=slot.shards[(s.policy, s.shard)],
                 handle=self._table.handle(slot.shards[(s.policy, s.shard)]),
                 policy=s.policy,

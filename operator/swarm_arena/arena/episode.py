@@ -2,9 +2,13 @@
 
 The coordinator hands it an episode a chunk at a time (up to the next checkpoint boundary), so
 the coordinator sees one round trip per `checkpoint.intervalSteps` steps, not per step. Inside a
-chunk every step is one parallel round trip to all shards, straight from here:
+chunk a step costs no round trip for the policies stepped here (those without resources of their
+own, the default) and one parallel round trip to the shard actors of the others:
 
-    observe(shard's live agents) -> shard.act.remote(...) for every shard -> ray.get(all) -> env.step
+    observe(shard's live agents) -> shard.act.remote(...) for every shard actor
+        -> hosted policy.act(...) for every shard stepped here -> ray.get(all) -> env.step
+
+A policy that declares it does not read observations (`random`, `noop`) gets none built.
 
 At a boundary the chunk returns an `EpisodeCheckpoint` (environment state, every shard's policy
 state, the returns so far); from it any environment actor, with any shard actors, continues the
@@ -15,23 +19,27 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from swarm_arena.arena.array_env import ArrayEnv, make_array_env
-from swarm_arena.arena.shard import ActorInfo, actor_info
+from swarm_arena.arena.shard import ActorInfo, HostedPolicy, actor_info
 
 
 @dataclass(frozen=True)
 class ShardPart:
-    """One shard actor's part in an episode."""
+    """One shard's part in an episode: an actor of its own (`handle`) or, with `handle` None, a
+    `HostedPolicy` the environment actor builds from `factory` and `params` and steps itself."""
 
     name: str
-    handle: Any  # ray.actor.ActorHandle of a PolicyShard
+    handle: Any  # ray.actor.ActorHandle of a PolicyShard; None: stepped inside the environment actor
     policy: str
     agent_indices: tuple[int, ...]
     seed: int
+    factory: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -81,17 +89,16 @@ class EnvironmentWorker:
         self._episode: int | None = None
         self._returns = np.zeros(self._env.num_agents, dtype=np.float64)
         self._agent_steps = 0
+        self._hosted: dict[str, HostedPolicy] = {}  # shard name -> the policy stepped here
+        self._reads: dict[str, bool] = {}  # shard name -> whether its policy reads observations
 
     def ping(self) -> ActorInfo:
         return self._info
 
     def begin(self, task: EpisodeTask) -> None:
         """Start `task.episode` from its seed (environment and every shard)."""
-        import ray
-
-        env = self._env
-        env.reset(task.seed)
-        ray.get([part.handle.begin_episode.remote(part.seed, *self._shard_setup(part)) for part in task.shards])
+        self._env.reset(task.seed)
+        self._begin_shards(task)
         self._episode, self._agent_steps = task.episode, 0
         self._returns[:] = 0.0
 
@@ -100,16 +107,44 @@ class EnvironmentWorker:
         import ray
 
         self._env.set_state(checkpoint.env_state)
+        self._begin_shards(task)
         refs = []
         for part in task.shards:
-            refs.append(part.handle.begin_episode.remote(part.seed, *self._shard_setup(part)))
-            refs.append(part.handle.set_state.remote(checkpoint.shard_states[part.name]))
+            state = checkpoint.shard_states[part.name]
+            if part.handle is None:
+                self._hosted[part.name].set_state(state)
+            else:
+                refs.append(part.handle.set_state.remote(state))
         ray.get(refs)
         self._episode, self._agent_steps = checkpoint.episode, checkpoint.agent_steps
         self._returns[:] = checkpoint.returns
 
+    def _begin_shards(self, task: EpisodeTask) -> None:
+        import ray
+
+        remote = {}
+        for part in task.shards:
+            setup = self._shard_setup(part)
+            if part.handle is None:
+                self._reads[part.name] = self._host(part, setup[1:]).begin_episode(part.seed, *setup)
+            else:
+                remote[part.name] = part.handle.begin_episode.remote(part.seed, *setup)
+        for name, reads in zip(remote, ray.get(list(remote.values())), strict=True):
+            self._reads[name] = reads is not False  # None from an older shard: it reads them
+
+    def _host(self, part: ShardPart, spaces: tuple[Any, Any]) -> HostedPolicy:
+        hosted = self._hosted.get(part.name)
+        if hosted is None:
+            hosted = self._hosted[part.name] = HostedPolicy(part.factory, dict(part.params), part.seed, spaces)
+        return hosted
+
     def run(self, task: EpisodeTask) -> ChunkResult:
-        """Step until `task.stop_at` or the episode's end; checkpoint at the boundary."""
+        """Step until `task.stop_at` or the episode's end; checkpoint at the boundary.
+
+        Each step sends every shard actor its agents' observations first, then steps the shards
+        hosted here while those calls run, then gathers. Policies that do not read observations
+        get only how many agents act.
+        """
         import ray
 
         env = self._env
@@ -120,29 +155,42 @@ class EnvironmentWorker:
                 f"{self._info.name} holds episode {self._episode} at step {env.steps}, but was asked to "
                 f"continue episode {task.episode} from step {task.start_step}; the coordinator must restore it first"
             )
-        parts = [(part, np.asarray(part.agent_indices, dtype=np.int64)) for part in task.shards]
+        remote = [(p, np.asarray(p.agent_indices, dtype=np.int64), self._reads[p.name]) for p in task.shards if p.handle is not None]
+        hosted = [
+            (self._hosted[p.name], np.asarray(p.agent_indices, dtype=np.int64), self._reads[p.name])
+            for p in task.shards
+            if p.handle is None
+        ]
         latencies: list[float] = []
         chunk_agent_steps = 0
+        actions: np.ndarray | None = None
         while not env.done and env.steps < task.stop_at:
             started = time.perf_counter()
             alive = env.alive
+            everyone = bool(alive.all())
             calls = []
-            for part, indices in parts:
-                live = alive[indices]
-                if not live.any():
-                    continue
-                if live.all():
-                    calls.append((indices, part.handle.act.remote(env.observe(indices), None)))
-                else:
-                    calls.append((indices[live], part.handle.act.remote(env.observe(indices[live]), np.flatnonzero(live))))
-            results = ray.get([ref for _, ref in calls])
-            actions = np.zeros((env.num_agents, *results[0].shape[1:]), dtype=results[0].dtype)
-            for (indices, _), result in zip(calls, results, strict=True):
-                actions[indices] = result
+            for part, indices, reads in remote:
+                picked, live = self._live(indices, alive, everyone)
+                if picked.size:
+                    payload = env.observe(picked) if reads else int(picked.size)
+                    calls.append((picked, part.handle.act.remote(payload, live)))
+            results = []
+            for policy, indices, reads in hosted:
+                picked, live = self._live(indices, alive, everyone)
+                if picked.size:
+                    results.append((picked, policy.act(env.observe(picked) if reads else int(picked.size), live)))
+            if calls:
+                results.extend(zip((picked for picked, _ in calls), ray.get([ref for _, ref in calls]), strict=True))
+            first = results[0][1]
+            if actions is None or actions.dtype != first.dtype or actions.shape[1:] != first.shape[1:]:
+                actions = np.zeros((env.num_agents, *first.shape[1:]), dtype=first.dtype)
+            elif not everyone:
+                actions[~alive] = 0
+            for picked, result in results:
+                actions[picked] = result
             outcome = env.step(actions)
             self._returns += outcome.rewards
-            acted = int(alive.sum())
-            chunk_agent_steps += acted
+            chunk_agent_steps += int(alive.sum())
             latencies.append(time.perf_counter() - started)
         self._agent_steps += chunk_agent_steps
         result = ChunkResult(
@@ -160,15 +208,27 @@ class EnvironmentWorker:
             result.checkpoint = self.checkpoint(task)
         return result
 
+    @staticmethod
+    def _live(indices: np.ndarray, alive: np.ndarray, everyone: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """The shard's agents that act this step, and their positions in the shard (None: all)."""
+        if everyone:
+            return indices, None
+        live = alive[indices]
+        if live.all():
+            return indices, None
+        return indices[live], np.flatnonzero(live)
+
     def checkpoint(self, task: EpisodeTask) -> EpisodeCheckpoint:
         import ray
 
-        states = ray.get([part.handle.get_state.remote() for part in task.shards])
+        remote = [part for part in task.shards if part.handle is not None]
+        states = dict(zip((p.name for p in remote), ray.get([p.handle.get_state.remote() for p in remote]), strict=True))
+        states.update({p.name: self._hosted[p.name].get_state() for p in task.shards if p.handle is None})
         return EpisodeCheckpoint(
             episode=task.episode,
             step=self._env.steps,
             env_state=self._env.get_state(),
-            shard_states={part.name: state for part, state in zip(task.shards, states, strict=True)},
+            shard_states={part.name: states[part.name] for part in task.shards},
             returns=self._returns.copy(),
             agent_steps=self._agent_steps,
         )

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from swarm_arena.api.spec import MatchmakingMode, SwarmEvaluationSpec, TeamSpec
+from swarm_arena.api.spec import MatchmakingMode, PolicySpec, SwarmEvaluationSpec, TeamSpec
 
 # How many agent ids an error message names before it says "and N more".
 _NAMED_IN_ERRORS = 8
@@ -227,24 +227,47 @@ def shards_needed(agents: int, agents_per_shard: int) -> int:
     return -(-agents // agents_per_shard)
 
 
-def shard_layout(agent_indices: Mapping[str, Sequence[int]], agents_per_shard: int) -> list[ShardSlot]:
+def runs_in_environment(policy: PolicySpec) -> bool:
+    """Whether the policy is stepped inside the environment actor's process.
+
+    A policy that asks for no resources of its own (`cpu: 0`, `gpu: 0`, no `memory`: the
+    default) costs no round trip per step there; one that asks for any gets shard actors of its
+    own with those resources (docs/performance.md measures both).
+    """
+    resources = policy.resources
+    return resources.cpu == 0 and resources.gpu == 0 and not resources.memory
+
+
+def in_environment(spec: SwarmEvaluationSpec) -> frozenset[str]:
+    """Names of the policies stepped inside the environment actor (see `runs_in_environment`)."""
+    return frozenset(p.name for p in spec.policies if runs_in_environment(p))
+
+
+def shard_layout(
+    agent_indices: Mapping[str, Sequence[int]], agents_per_shard: int, whole: frozenset[str] = frozenset()
+) -> list[ShardSlot]:
     """Cut each policy's agents into the fewest shards of at most `agents_per_shard`, balanced.
 
     Shards of one policy differ in size by at most one agent (300 agents at 256 per shard is
     150 + 150, not 256 + 44): a step waits for the slowest shard. Contiguous runs of the sorted
-    indices, so each shard's batch is a slice. Policies with no agents get no slot.
+    indices, so each shard's batch is a slice. Policies with no agents get no slot. Policies in
+    `whole` (stepped inside the environment actor, where cutting only adds calls) get one shard.
     """
     slots: list[ShardSlot] = []
     for policy, indices in agent_indices.items():
         ordered = sorted(indices)
-        count = shards_needed(len(ordered), agents_per_shard)
+        count = min(1, len(ordered)) if policy in whole else shards_needed(len(ordered), agents_per_shard)
         for shard, part in enumerate(np.array_split(np.asarray(ordered, dtype=np.int64), count) if count else []):
             slots.append(ShardSlot(policy=policy, shard=shard, agent_indices=tuple(int(i) for i in part)))
     return slots
 
 
-def max_shards_per_policy(spec: SwarmEvaluationSpec, possible_agents: Sequence[str]) -> dict[str, int]:
-    """Policy -> the most shard actors it needs in any episode of the plan (0: it never plays).
+def max_shards_per_policy(
+    spec: SwarmEvaluationSpec, possible_agents: Sequence[str], whole: frozenset[str] = frozenset()
+) -> dict[str, int]:
+    """Policy -> the most shards it needs in any episode of the plan (0: it never plays).
+
+    Policies in `whole` (see `shard_layout`) need at most one.
 
     Counts only depend on how many agents a policy controls, which depends on the pairing but
     not on the episode seed, so this looks at each distinct pairing once (for round-robin, every
@@ -255,7 +278,7 @@ def max_shards_per_policy(spec: SwarmEvaluationSpec, possible_agents: Sequence[s
     needed = {p: 0 for p in spec.policy_names}
     if spec.matchmaking.mode is MatchmakingMode.ROUND_ROBIN:
         most = shards_needed(max(sizes.values()), per_shard)
-        return {p: most for p in needed}
+        return {p: min(1, most) if p in whole else most for p in needed}
     for pairing in pairings(spec):
         agents = {p: 0 for p in needed}
         for team, policies in pairing.items():
@@ -264,4 +287,4 @@ def max_shards_per_policy(spec: SwarmEvaluationSpec, possible_agents: Sequence[s
                 agents[policy] += share + (1 if k < extra else 0)
         for policy, count in agents.items():
             needed[policy] = max(needed[policy], shards_needed(count, per_shard))
-    return needed
+    return {p: min(1, n) if p in whole else n for p, n in needed.items()}

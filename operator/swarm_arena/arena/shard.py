@@ -1,6 +1,8 @@
-"""The policy shard actor: one policy instance serving many agents with one call per step.
+"""The policy shard: one policy instance serving many agents with one call per step.
 
-A shard is created once per evaluation (named `<ns>/<eval>/shard-<policy>-<i>`) and kept across
+A shard lives inside the environment actor (`HostedPolicy`, for policies without resources of
+their own: no round trip per step) or is an actor of its own (`PolicyShard`). A shard actor
+is created once per evaluation (named `<ns>/<eval>/shard-<policy>-<i>`) and kept across
 episodes; what changes per episode (the agents it serves, the seed) is set by `begin_episode`,
 so a step's call carries only the stacked observations and which of those agents are alive.
 Its whole checkpointable state is the policy's own `get_state()`.
@@ -81,18 +83,18 @@ def actor_info(name: str) -> ActorInfo:
     )
 
 
-class PolicyShard:
-    """Serves the agents of one (policy, shard) slot; wrapped with `ray.remote` by the coordinator."""
+class HostedPolicy:
+    """One policy instance serving the agents of one (policy, shard) slot, wherever it lives:
+    inside the environment actor (policies without resources of their own) or as its own
+    `PolicyShard` actor."""
 
     def __init__(
         self,
-        name: str,
         factory: str,
         params: dict[str, Any],
         seed: int,
         spaces: tuple[gymnasium.Space, gymnasium.Space],
     ) -> None:
-        self._info = actor_info(name)
         observation_space, action_space = spaces
         self._factory, self._params = factory, params
         self._spaces = (observation_space, action_space)
@@ -100,8 +102,11 @@ class PolicyShard:
         self._policy = make_policy(factory, params, observation_space, action_space, seed)
         self._agent_ids: tuple[str, ...] = ()
 
-    def ping(self) -> ActorInfo:
-        return self._info
+    @property
+    def reads_observations(self) -> bool:
+        """False when the policy declares `reads_observations = False` (`random`, `noop`): then the
+        environment skips building its observations and `act` gets only how many agents act."""
+        return bool(getattr(self._policy, "reads_observations", True))
 
     def begin_episode(
         self,
@@ -109,8 +114,11 @@ class PolicyShard:
         agent_ids: Sequence[str],
         observation_space: gymnasium.Space,
         action_space: gymnasium.Space,
-    ) -> None:
-        """Serve `agent_ids` from now on, reseeded: the episode alone decides what the policy does."""
+    ) -> bool:
+        """Serve `agent_ids` from now on, reseeded: the episode alone decides what the policy does.
+
+        Returns `reads_observations`, so the environment knows what to send each step.
+        """
         self._agent_ids = tuple(agent_ids)
         reset = getattr(self._policy, "reset", None)
         if (observation_space, action_space) != self._spaces or not callable(reset):
@@ -118,9 +126,17 @@ class PolicyShard:
             self._policy = make_policy(self._factory, self._params, observation_space, action_space, seed)
         else:
             reset(seed)
+        return self.reads_observations
 
-    def act(self, observations: np.ndarray, live: np.ndarray | None = None) -> np.ndarray:
-        """Actions of the agents at positions `live` of this episode's agents (None: all of them)."""
+    def act(self, observations: np.ndarray | int, live: np.ndarray | None = None) -> np.ndarray:
+        """Actions of the agents at positions `live` of this episode's agents (None: all of them).
+
+        `observations` is an int (how many agents act) for a policy that does not read them: it
+        then gets a zero-copy array of zeros of the right shape.
+        """
+        if isinstance(observations, (int, np.integer)):
+            space = self._spaces[0]
+            observations = np.broadcast_to(np.zeros((), dtype=space.dtype), (int(observations), *(space.shape or ())))
         ids = self._agent_ids if live is None else [self._agent_ids[i] for i in live.tolist()]
         actions = self._policy.act(observations, ids)
         return check_actions(actions, self._spaces[1], len(observations))
@@ -134,3 +150,21 @@ class PolicyShard:
         set_state = getattr(self._policy, "set_state", None)
         if state["policy"] is not None and callable(set_state):
             set_state(state["policy"])
+
+
+class PolicyShard(HostedPolicy):
+    """A `HostedPolicy` as a named actor of its own; wrapped with `ray.remote` by the coordinator."""
+
+    def __init__(
+        self,
+        name: str,
+        factory: str,
+        params: dict[str, Any],
+        seed: int,
+        spaces: tuple[gymnasium.Space, gymnasium.Space],
+    ) -> None:
+        self._info = actor_info(name)
+        super().__init__(factory, params, seed, spaces)
+
+    def ping(self) -> ActorInfo:
+        return self._info

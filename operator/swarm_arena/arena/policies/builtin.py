@@ -73,6 +73,8 @@ def sample_actions(space: gymnasium.Space, count: int, rng: np.random.Generator)
 class RandomPolicy(_SeededPolicy):
     """Uniformly random actions from the action space, seeded."""
 
+    reads_observations = False  # the environment builds none for it
+
     def __init__(self, observation_space: gymnasium.Space, action_space: gymnasium.Space, seed: int = 0) -> None:
         _require_array_space(action_space, "random")
         super().__init__(seed)
@@ -85,6 +87,8 @@ class RandomPolicy(_SeededPolicy):
 class NoopPolicy:
     """Does nothing: the first action for Discrete/MultiDiscrete (`start`, usually 0), zeros for
     MultiBinary, and zeros (clipped into the bounds) for Box. A floor for the leaderboard."""
+
+    reads_observations = False  # the environment builds none for it
 
     def __init__(self, observation_space: gymnasium.Space, action_space: gymnasium.Space, seed: int = 0) -> None:
         _require_array_space(action_space, "noop")
