@@ -40,7 +40,7 @@ def test_minimal_manifest_gets_the_documented_defaults() -> None:
     assert spec.active_deadline_seconds is None and spec.ttl_seconds_after_finished is None
     assert [(t.name, t.agents) for t in spec.effective_teams] == [("all", "*")]
     resources = spec.policies[0].resources
-    assert (resources.cpu, resources.gpu, resources.memory) == (1.0, 0.0, None)
+    assert (resources.cpu, resources.gpu, resources.memory) == (0.0, 0.0, None)
 
 
 def test_metadata_namespace_defaults_and_qualified_name() -> None:
