@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
+from swarm_arena.api.report import EpisodeRecord
 from swarm_arena.api.spec import SwarmEvaluationSpec
 from swarm_arena.arena.episode import EpisodeCheckpoint
 
@@ -31,8 +32,9 @@ class CheckpointStore(Protocol):
     def save_checkpoint(self, checkpoint: EpisodeCheckpoint) -> None: ...
     def drop_checkpoint(self, episode: int) -> None: ...
     def checkpoints(self) -> dict[int, EpisodeCheckpoint]: ...
-    def save_record(self, record: dict[str, Any]) -> None: ...
-    def records(self) -> dict[int, dict[str, Any]]: ...
+    def save_record(self, record: EpisodeRecord) -> None: ...
+    def adopt_record(self, record: EpisodeRecord) -> None: ...
+    def records(self) -> dict[int, EpisodeRecord]: ...
 
 
 def spec_fingerprint(spec: SwarmEvaluationSpec) -> str:
@@ -55,7 +57,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._checkpoints: dict[int, EpisodeCheckpoint] = {}
-        self._records: dict[int, dict[str, Any]] = {}
+        self._records: dict[int, EpisodeRecord] = {}
 
     def save_checkpoint(self, checkpoint: EpisodeCheckpoint) -> None:
         self._checkpoints[checkpoint.episode] = checkpoint
@@ -66,10 +68,15 @@ class MemoryStore:
     def checkpoints(self) -> dict[int, EpisodeCheckpoint]:
         return dict(self._checkpoints)
 
-    def save_record(self, record: dict[str, Any]) -> None:
-        self._records[record["episode"]] = record
+    def save_record(self, record: EpisodeRecord) -> None:
+        self._records[record.episode] = record
 
-    def records(self) -> dict[int, dict[str, Any]]:
+    def adopt_record(self, record: EpisodeRecord) -> None:
+        """Count a record another attempt counted (kept in memory only; its checkpoint is moot)."""
+        self._records[record.episode] = record
+        self._checkpoints.pop(record.episode, None)
+
+    def records(self) -> dict[int, EpisodeRecord]:
         return dict(self._records)
 
 
@@ -141,8 +148,8 @@ class DurableStore(MemoryStore):
         self._files = files
         self._prefix = f"{evaluation}/{fingerprint}"
         for name in files.list(f"{self._prefix}/episodes"):
-            record = json.loads(files.read(f"{self._prefix}/episodes/{name}"))
-            self._records[record["episode"]] = record
+            record = EpisodeRecord.model_validate_json(files.read(f"{self._prefix}/episodes/{name}"))
+            self._records[record.episode] = record
         for name in files.list(f"{self._prefix}/inflight"):
             checkpoint: EpisodeCheckpoint = pickle.loads(files.read(f"{self._prefix}/inflight/{name}"))
             if checkpoint.episode not in self._records:
@@ -156,9 +163,9 @@ class DurableStore(MemoryStore):
         super().drop_checkpoint(episode)
         self._files.delete(f"{self._prefix}/inflight/{episode:06d}.pkl")
 
-    def save_record(self, record: dict[str, Any]) -> None:
+    def save_record(self, record: EpisodeRecord) -> None:
         super().save_record(record)
-        self._files.write(f"{self._prefix}/episodes/{record['episode']:06d}.json", json.dumps(record).encode())
+        self._files.write(f"{self._prefix}/episodes/{record.episode:06d}.json", record.model_dump_json(by_alias=True).encode())
 
 
 def open_store(spec: SwarmEvaluationSpec, evaluation: str) -> CheckpointStore:

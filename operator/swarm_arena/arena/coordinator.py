@@ -16,14 +16,16 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 
 from swarm_arena.api.resource import SwarmEvaluation
-from swarm_arena.api.status import Progress, Recovery
+from swarm_arena.api.job_channel import ResumePayload
+from swarm_arena.api.report import EpisodeRecord
+from swarm_arena.api.status import Progress, Recovery, StepLatency
 from swarm_arena.arena.checkpoint import open_store
 from swarm_arena.arena.episode import ChunkResult, EnvironmentWorker, EpisodeCheckpoint, EpisodeTask, ShardPart
 from swarm_arena.arena.matchmaking import (
@@ -35,13 +37,9 @@ from swarm_arena.arena.matchmaking import (
     shard_layout,
 )
 from swarm_arena.arena.naming import env_name, shard_name
-from swarm_arena.arena.recovery import (
-    RAY_RESTART_WAIT_S,
-    ActorRecipe,
-    ActorTable,
-    EvaluationFailed,
-    is_actor_loss,
-)
+from swarm_arena.arena.errors import EvaluationFailed, InvalidSpec
+from swarm_arena.arena.recovery import RAY_RESTART_WAIT_S, ActorRecipe, ActorTable, is_actor_loss
+from swarm_arena.arena.run_models import PollBatch, ProgressEvent, RunOutcome
 from swarm_arena.arena.shard import ActorInfo, PolicyShard, actor_resources, bundle
 
 log = logging.getLogger(__name__)
@@ -74,34 +72,25 @@ class Slot:
     ref: Any = None
 
 
-@dataclass
-class _Pending:
-    """What `poll` has not handed to the driver yet."""
-
-    progress: list[Progress] = field(default_factory=list)
-    latencies_s: list[float] = field(default_factory=list)
-    agent_steps: int = 0
-    episode_returns: list[dict[str, float]] = field(default_factory=list)
-    restarted: list[str] = field(default_factory=list)
-    recoveries: int = 0
-
-
 class Coordinator:
     """Wrapped with `ray.remote(max_concurrency=...)` by the runner; named `<ns>/<eval>/coordinator`."""
 
-    def __init__(self, evaluation: dict[str, Any]) -> None:
+    def __init__(self, evaluation: dict[str, Any], resume: ResumePayload | None = None) -> None:
         parsed = SwarmEvaluation.model_validate(evaluation)
+        # Counted by earlier attempts (the operator's `SWARM_ARENA_RESUME`): never played again.
+        self._resume = resume or ResumePayload()
         self.spec = parsed.spec
         self.evaluation = parsed.qualified_name
         self._table = ActorTable(self.spec.fault_tolerance.max_actor_restarts)
         self._store = open_store(self.spec, self.evaluation)
         self._lock = threading.Lock()
         self._repair_lock = threading.RLock()  # held by repair() and while (re)dispatching a slot
-        self._pending = _Pending()
+        self._pending = PollBatch()
         self._repaired: dict[str, float] = {}  # name -> monotonic time its repair began, until a slot reports it
         self._failure: BaseException | None = None
         self._recoveries: list[Recovery] = []
         self._latencies: list[float] = []
+        self._stepped_agent_steps = 0  # this run's, replays after a recovery included
         self._inflight_steps: dict[int, int] = {}
         self._slots: list[Slot] = []
         self._placement_group: Any = None
@@ -122,7 +111,7 @@ class Coordinator:
         try:
             probe = make_array_env(env_spec.factory, env_spec.params, env_spec.max_steps)
         except Exception as exc:
-            raise EvaluationFailed(f"spec.environment.factory {env_spec.factory!r}: {exc}") from None
+            raise InvalidSpec(f"spec.environment.factory {env_spec.factory!r}: {exc}") from None
         self._agents = list(probe.possible_agents)
         self._spaces = (probe.observation_space(0), probe.action_space(0))
         probe.close()
@@ -130,7 +119,11 @@ class Coordinator:
         # Policies without resources of their own are stepped inside the environment actors.
         self._hosted = in_environment(spec)
         self._check_hosted_policies()
-        self._per_policy = max_shards_per_policy(spec, self._agents, self._hosted)
+        try:
+            self._per_policy = max_shards_per_policy(spec, self._agents, self._hosted)
+        except ValueError as exc:
+            raise InvalidSpec(f"spec.teams: {exc}") from None
+        self._adopt_resumed()
         slots = min(spec.execution.parallel_episodes, len(self._matches))
 
         # Constructor inputs are small and passed inline, deliberately not via ray.put: a replacement
@@ -186,6 +179,18 @@ class Coordinator:
         self._table.wait_started(self._table.names())
         return self._table.names()
 
+    def _adopt_resumed(self) -> None:
+        """Count what earlier attempts counted, after checking it belongs to this plan."""
+        for record in self._resume.episodes:
+            index = record.episode
+            if index >= len(self._matches) or self._matches[index].pairing_label() != record.pairing:
+                raise InvalidSpec(
+                    f"resumed episode {index} (pairing {record.pairing}) is not episode {index} of this spec's "
+                    f"plan of {len(self._matches)} episodes: the resume payload was counted under another spec; "
+                    "submit without it (or with the records of this spec)"
+                )
+            self._store.adopt_record(record)
+
     def _check_hosted_policies(self) -> None:
         """Build each policy stepped inside the environment actors once here, so a bad factory or
         params fails the run at start naming the field, as a shard actor's constructor would."""
@@ -196,11 +201,11 @@ class Coordinator:
                 try:
                     make_policy(policy.factory, policy.params, *self._spaces, seed=self.spec.seed)
                 except Exception as exc:  # noqa: BLE001 - user code: report it, naming the field
-                    raise EvaluationFailed(f"spec.policies[{pi}].factory: policy {policy.name!r} could not be built: {exc}") from None
+                    raise InvalidSpec(f"spec.policies[{pi}].factory: policy {policy.name!r} could not be built: {exc}") from None
 
     # ---- the run -----------------------------------------------------------------------------
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> RunOutcome:
         """Play every episode of the plan once; the report's episodes, leaderboard and timings."""
         try:
             return self._run()
@@ -208,7 +213,7 @@ class Coordinator:
             self._failure = exc
             raise
 
-    def _run(self) -> dict[str, Any]:
+    def _run(self) -> RunOutcome:
         import ray
 
         started = time.monotonic()
@@ -308,6 +313,7 @@ class Coordinator:
             self._pending.latencies_s.extend(result.latencies_s)
             self._pending.agent_steps += result.agent_steps
             self._latencies.extend(result.latencies_s)
+            self._stepped_agent_steps += result.agent_steps
             if len(self._latencies) > MAX_LATENCY_SAMPLES:
                 self._latencies = self._latencies[::2]
         # Actors of this slot replaced by a repair while this chunk ran on the old ones: the chunk
@@ -315,18 +321,19 @@ class Coordinator:
         # chunk is dispatched means that chunk either uses the old handles (and fails into
         # _recover) or sees the repair here, never unrestored replacements.
         with self._repair_lock:
-            self._finish_good_chunk(slot, task, result)
-        self._emit_progress()
+            counted = self._finish_good_chunk(slot, task, result)
+        self._emit_progress(counted)
 
-    def _finish_good_chunk(self, slot: Slot, task: EpisodeTask, result: ChunkResult) -> None:
+    def _finish_good_chunk(self, slot: Slot, task: EpisodeTask, result: ChunkResult) -> EpisodeRecord | None:
+        """Save what the chunk produced and go on; the record when it counted an episode."""
+        counted = None
         with self._lock:
             repaired = {n: self._repaired.pop(n) for n in (slot.env, *slot.shards.values()) if n in self._repaired}
         if result.done:
             assert result.record is not None
             if result.episode not in self._store.records():  # exactly once, whatever was replayed
-                self._store.save_record(result.record)
-                with self._lock:
-                    self._pending.episode_returns.append(result.record["returns"])
+                counted = EpisodeRecord.model_validate(result.record)
+                self._store.save_record(counted)
             self._store.drop_checkpoint(result.episode)
             self._inflight_steps.pop(slot.index, None)
             slot.task = None
@@ -346,6 +353,7 @@ class Coordinator:
                 self._record_recovery(set(repaired), repaired, min(repaired.values()), task.episode, result.checkpoint)
             else:
                 self._dispatch(slot, self._task(slot, self._matches[task.episode], result.step))
+        return counted
 
     # ---- recovery ----------------------------------------------------------------------------
 
@@ -415,7 +423,7 @@ class Coordinator:
         )
         with self._lock:
             self._recoveries.append(recovery)
-            self._pending.recoveries += 1
+            self._pending.recoveries.append(recovery)
             self._pending.restarted.extend(sorted(restarted))
         log.warning(
             "%s: recovered %s (lost with node %s) in %.2f s; %s",
@@ -452,27 +460,21 @@ class Coordinator:
 
     def _progress(self) -> Progress:
         records = self._store.records()
-        steps = sum(r["agent_steps"] for r in records.values()) + sum(self._inflight_steps.values())
+        steps = sum(r.agent_steps for r in records.values()) + sum(self._inflight_steps.values())
         return Progress(episodes_completed=len(records), episodes_total=len(self._matches), agent_steps=steps)
 
-    def _emit_progress(self) -> None:
-        progress = self._progress()
+    def _emit_progress(self, counted: EpisodeRecord | None = None) -> None:
+        """Queue a progress snapshot, with the episode it counted: one poll sees both or neither."""
+        event = ProgressEvent(progress=self._progress(), counted=counted)
         with self._lock:
-            self._pending.progress.append(progress)
+            self._pending.events.append(event)
 
-    def poll(self) -> dict[str, Any]:
-        """What happened since the last poll (progress snapshots, step stats, restarts)."""
+    def poll(self) -> PollBatch:
+        """What happened since the last poll (progress and counted episodes, step stats, restarts)."""
         with self._lock:
-            pending, self._pending = self._pending, _Pending()
-        return {
-            "progress": [p.model_dump(mode="json") for p in pending.progress],
-            "latencies_s": pending.latencies_s,
-            "agent_steps": pending.agent_steps,
-            "episode_returns": pending.episode_returns,
-            "restarted": pending.restarted,
-            "recoveries": pending.recoveries,
-            "actors": len(self._table.names()),
-        }
+            pending, self._pending = self._pending, PollBatch()
+        pending.actors = len(self._table.names())
+        return pending
 
     def actor_names(self) -> list[str]:
         return self._table.names()
@@ -480,26 +482,25 @@ class Coordinator:
     def ping(self) -> str:
         return self.evaluation
 
-    def _report(self, wall_seconds: float) -> dict[str, Any]:
+    def _report(self, wall_seconds: float) -> RunOutcome:
         from swarm_arena.arena.ratings import EpisodeOutcome, leaderboard
 
         records = [self._store.records()[i] for i in sorted(self._store.records())]
-        outcomes = [EpisodeOutcome(episode=r["episode"], returns=r["returns"]) for r in records]
+        outcomes = [EpisodeOutcome(episode=r.episode, returns=r.returns) for r in records]
         board = leaderboard(self.spec.rating.method, self.spec.policy_names, outcomes, self.spec.seed)
-        agent_steps = sum(r["agent_steps"] for r in records)
         latency = None
         if self._latencies:
             p50, p99 = np.percentile(np.asarray(self._latencies) * 1000.0, [50, 99])
-            latency = {"p50": round(float(p50), 4), "p99": round(float(p99), 4)}
-        return {
-            "episodes": records,
-            "leaderboard": [e.model_dump(mode="json") for e in board],
-            "step_latency_ms": latency,
-            "agent_steps": agent_steps,
-            "agent_steps_per_second": agent_steps / wall_seconds if wall_seconds > 0 else None,
-            "recoveries": [r.model_dump(mode="json") for r in self._recoveries],
-            "episodes_total": len(self._matches),
-        }
+            latency = StepLatency(p50=round(float(p50), 4), p99=round(float(p99), 4))
+        return RunOutcome(
+            episodes=records,
+            episodes_total=len(self._matches),
+            leaderboard=board,
+            step_latency_ms=latency,
+            agent_steps=sum(r.agent_steps for r in records),
+            agent_steps_per_second=self._stepped_agent_steps / wall_seconds if wall_seconds > 0 else None,
+            recoveries=[*self._resume.recoveries, *self._recoveries],
+        )
 
     # ---- teardown ----------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from swarm_arena.arena.connection import join_cluster
+from swarm_arena.arena.errors import EvaluationFailed, EvaluationNotRunning, InvalidSpec
 from swarm_arena.arena.naming import RAY_NAMESPACE, coordinator_name
 from swarm_arena.arena.shard import ActorInfo
 
@@ -34,12 +35,7 @@ RAY_RESTART_WAIT_S = 90.0
 START_TIMEOUT_S = 60.0
 
 
-class EvaluationFailed(RuntimeError):
-    """The run cannot go on; the message says why and which field to change."""
-
-
-class EvaluationNotRunning(LookupError):
-    """No coordinator of that evaluation on the cluster: it finished, has not started, or runs elsewhere."""
+__all__ = ["ActorRecipe", "ActorTable", "EvaluationFailed", "EvaluationNotRunning", "InvalidSpec", "request_repair"]
 
 
 @dataclass
@@ -124,7 +120,7 @@ class ActorTable:
         except rex.RayActorError as exc:
             failed = next((n for n, r in refs.items() if _failed(r)), names[0])
             path = self._entries[failed].recipe.field_path
-            raise EvaluationFailed(f"{path}: actor {failed} could not start: {_root_message(exc)}") from None
+            raise InvalidSpec(f"{path}: actor {failed} could not start: {_root_message(exc)}") from None
         with self._lock:
             for name, info in zip(names, infos, strict=True):
                 self._entries[name].info = info

@@ -20,14 +20,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from swarm_arena.api.job_channel import ResumePayload
 from swarm_arena.api.report import EpisodeRecord, RunReport
 from swarm_arena.api.resource import SwarmEvaluation
-from swarm_arena.api.status import Progress, Recovery, Results, StepLatency
+from swarm_arena.api.status import Progress, Recovery, Results
 from swarm_arena.arena.connection import join_cluster
 from swarm_arena.arena.coordinator import ENV_ACTOR_CPUS, Coordinator
 from swarm_arena.arena.metrics import ArenaMetrics
 from swarm_arena.arena.naming import RAY_NAMESPACE, coordinator_name
-from swarm_arena.arena.recovery import EvaluationFailed
+from swarm_arena.arena.errors import EvaluationFailed, InvalidSpec
+from swarm_arena.arena.run_models import PollBatch, RunOutcome
 from swarm_arena.arena.registry import FactoryError, load_environment_factory, load_policy_factory
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,7 @@ POLL_INTERVAL_S = 0.25
 # The coordinator answers poll/repair while `run` drives the episodes.
 COORDINATOR_CONCURRENCY = 8
 
-__all__ = ["EvaluationFailed", "PlanDemand", "plan_demand", "run_evaluation"]
+__all__ = ["EvaluationFailed", "InvalidSpec", "PlanDemand", "RunListener", "plan_demand", "run_evaluation"]
 
 
 def check_factories(evaluation: SwarmEvaluation) -> None:
@@ -45,12 +47,12 @@ def check_factories(evaluation: SwarmEvaluation) -> None:
     try:
         load_environment_factory(spec.environment.factory)
     except FactoryError as exc:
-        raise EvaluationFailed(f"spec.environment.factory: {exc}") from None
+        raise InvalidSpec(f"spec.environment.factory: {exc}") from None
     for i, policy in enumerate(spec.policies):
         try:
             load_policy_factory(policy.factory)
         except FactoryError as exc:
-            raise EvaluationFailed(f"spec.policies[{i}].factory: {exc}") from None
+            raise InvalidSpec(f"spec.policies[{i}].factory: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -75,13 +77,13 @@ def plan_demand(evaluation: SwarmEvaluation) -> PlanDemand:
     try:
         probe = make_array_env(spec.environment.factory, spec.environment.params, spec.environment.max_steps)
     except Exception as exc:
-        raise EvaluationFailed(f"spec.environment.factory {spec.environment.factory!r}: {exc}") from None
+        raise InvalidSpec(f"spec.environment.factory {spec.environment.factory!r}: {exc}") from None
     agents = list(probe.possible_agents)
     probe.close()
     try:
         shards = max_shards_per_policy(spec, agents)
     except ValueError as exc:
-        raise EvaluationFailed(f"spec.teams: {exc}") from None
+        raise InvalidSpec(f"spec.teams: {exc}") from None
     slots = min(spec.execution.parallel_episodes, count_matches(spec))
     per_slot = sum(shards[p.name] * p.resources.cpu for p in spec.policies)
     gpus = {
@@ -110,6 +112,22 @@ def _check_gpus(evaluation: SwarmEvaluation, demand: PlanDemand, available: floa
 # cluster the operator sets the same through `RAY_max_direct_call_object_size` on the pods.
 INLINE_ARG_BYTES = 1 << 20
 EMBEDDED_RAY_SYSTEM_CONFIG = {"max_direct_call_object_size": INLINE_ARG_BYTES}
+
+
+class RunListener:
+    """Hears what a run does, on the thread that called `run_evaluation`; override what you need."""
+
+    def progress(self, progress: Progress) -> None:
+        """A progress snapshot (after every checkpoint and every counted episode)."""
+
+    def episode(self, record: EpisodeRecord) -> None:
+        """An episode this run counted (each index once, in counting order)."""
+
+    def recovery(self, recovery: Recovery) -> None:
+        """A recovery finished."""
+
+    def polled(self) -> None:
+        """The end of one poll's batch (about every POLL_INTERVAL_S, also when nothing happened)."""
 
 
 def _connect(evaluation: SwarmEvaluation, ray_address: str | None) -> bool:
@@ -158,7 +176,7 @@ def _connect(evaluation: SwarmEvaluation, ray_address: str | None) -> bool:
 def _unwrap(exc: BaseException) -> BaseException:
     cause = getattr(exc, "cause", None)
     if isinstance(cause, EvaluationFailed):
-        return EvaluationFailed(str(cause))
+        return type(cause)(str(cause))
     return exc
 
 
@@ -168,8 +186,15 @@ def run_evaluation(
     ray_address: str | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     metrics_port: int | None = None,
+    listener: RunListener | None = None,
+    resume: ResumePayload | None = None,
 ) -> RunReport:
-    """Run every episode of `evaluation` and return the report (raises EvaluationFailed)."""
+    """Run every episode of `evaluation` and return the report (raises EvaluationFailed, InvalidSpec).
+
+    `on_progress` hears every progress snapshot; `listener` hears that too, every episode this
+    run counts (in counting order) and every recovery, all on the calling thread. `resume`: what
+    earlier attempts counted; those episodes are not played again and are reported once.
+    """
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -192,13 +217,16 @@ def run_evaluation(
                     node_id=ray.get_runtime_context().get_node_id(), soft=False
                 ),
             )
-            .remote(evaluation.model_dump(by_alias=True, mode="json"))
+            .remote(
+                evaluation.model_dump(by_alias=True, mode="json"),
+                resume,
+            )
         )
         ray.get(coordinator.setup.remote())
         run_ref = coordinator.run.remote()
         while True:
             ready, _ = ray.wait([run_ref], timeout=POLL_INTERVAL_S)
-            _relay(ray.get(coordinator.poll.remote()), metrics, on_progress)
+            _relay(ray.get(coordinator.poll.remote()), metrics, on_progress, listener or RunListener())
             if ready:
                 break
         outcome = ray.get(run_ref)
@@ -217,36 +245,44 @@ def run_evaluation(
     return _report(evaluation, outcome, time.monotonic() - started)
 
 
-def _relay(polled: dict, metrics: ArenaMetrics, on_progress: Callable[[Progress], None] | None) -> None:
-    metrics.observe_steps(polled["latencies_s"], polled["agent_steps"])
-    for returns in polled["episode_returns"]:
-        metrics.episode_completed(returns)
-    for name in polled["restarted"]:
+def _relay(
+    batch: PollBatch,
+    metrics: ArenaMetrics,
+    on_progress: Callable[[Progress], None] | None,
+    listener: RunListener,
+) -> None:
+    metrics.observe_steps(batch.latencies_s, batch.agent_steps)
+    for name in batch.restarted:
         metrics.actor_restarted(name)
-    for _ in range(polled["recoveries"]):
+    metrics.set_actors_alive(batch.actors)
+    for event in batch.events:
+        listener.progress(event.progress)
+        if on_progress is not None:
+            on_progress(event.progress)
+        if event.counted is not None:
+            metrics.episode_completed(event.counted.returns)
+            listener.episode(event.counted)
+    for recovery in batch.recoveries:
         metrics.recovery()
-    metrics.set_actors_alive(polled["actors"])
-    if on_progress is not None:
-        for progress in polled["progress"]:
-            on_progress(Progress.model_validate(progress))
+        listener.recovery(recovery)
+    listener.polled()
 
 
-def _report(evaluation: SwarmEvaluation, outcome: dict, wall_seconds: float) -> RunReport:
-    latency = outcome["step_latency_ms"]
+def _report(evaluation: SwarmEvaluation, outcome: RunOutcome, wall_seconds: float) -> RunReport:
     return RunReport(
         evaluation=evaluation.qualified_name,
         seed=evaluation.spec.seed,
         progress=Progress(
-            episodes_completed=len(outcome["episodes"]),
-            episodes_total=outcome["episodes_total"],
-            agent_steps=outcome["agent_steps"],
+            episodes_completed=len(outcome.episodes),
+            episodes_total=outcome.episodes_total,
+            agent_steps=outcome.agent_steps,
         ),
         results=Results(
-            leaderboard=outcome["leaderboard"],
-            step_latency_ms=StepLatency(**latency) if latency else None,
-            agent_steps_per_second=outcome["agent_steps_per_second"],
+            leaderboard=outcome.leaderboard,
+            step_latency_ms=outcome.step_latency_ms,
+            agent_steps_per_second=outcome.agent_steps_per_second,
         ),
-        recoveries=[Recovery.model_validate(r) for r in outcome["recoveries"]],
-        episodes=[EpisodeRecord.model_validate(r) for r in outcome["episodes"]],
+        recoveries=outcome.recoveries,
+        episodes=outcome.episodes,
         wall_seconds=round(wall_seconds, 3),
     )
