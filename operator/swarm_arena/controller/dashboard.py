@@ -15,10 +15,17 @@ from urllib.parse import urlencode
 import aiohttp
 
 DEFAULT_TIMEOUT_S = 5.0
+# Submitting waits for Ray to start the job's supervisor actor: seconds on a busy head.
+SUBMIT_TIMEOUT_S = 60.0
 
 
 class DashboardError(RuntimeError):
     """The dashboard could not be reached or refused the request (the message says which)."""
+
+    def __init__(self, message: str, status: int | None = None, body: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
 
 
 class DashboardUnauthorized(DashboardError):
@@ -44,10 +51,12 @@ class Dashboard:
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
 
-    async def _request(self, method: str, path: str, *, json: Any = None, ok: tuple[int, ...] = (200,)) -> tuple[int, str]:
+    async def _request(self, method: str, path: str, *, json: Any = None, ok: tuple[int, ...] = (200,),
+                       timeout_s: float | None = None) -> tuple[int, str]:
+        timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else self._timeout
         try:
             async with self._session.request(
-                method, self.url + path, json=json, headers=self._headers, timeout=self._timeout
+                method, self.url + path, json=json, headers=self._headers, timeout=timeout
             ) as response:
                 text = await response.text()
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
@@ -57,7 +66,9 @@ class Dashboard:
                 f"{method} {self.url}{path}: HTTP {response.status} {text.strip()[:200]} (the Ray token is wrong or missing)"
             )
         if response.status not in ok:
-            raise DashboardError(f"{method} {self.url}{path}: HTTP {response.status} {text.strip()[:300]}")
+            last = text.strip().splitlines()[-1:] or [""]
+            raise DashboardError(f"{method} {self.url}{path}: HTTP {response.status} {last[0][:300]}",
+                                 response.status, text)
         return response.status, text
 
     async def version(self) -> dict[str, Any]:
@@ -71,9 +82,12 @@ class Dashboard:
         import json
 
         try:
-            _, text = await self._request("POST", "/api/jobs/", json=body)
+            _, text = await self._request("POST", "/api/jobs/", json=body, timeout_s=SUBMIT_TIMEOUT_S)
+        except DashboardUnauthorized:
+            raise
         except DashboardError as exc:
-            if "already exists" in str(exc):
+            # "already exists", or a timeout after Ray took it: either way it is there.
+            if "already exists" in exc.body or await self.job(body["submission_id"]) is not None:
                 return body["submission_id"]
             raise
         return json.loads(text).get("submission_id", body["submission_id"])
