@@ -22,7 +22,8 @@ def fresh_local_ray(**resources: Any) -> Iterator[None]:
     """A new local Ray with these logical resources (`num_cpus=`, `num_gpus=`) for the fixture's scope."""
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(include_dashboard=False, namespace=RAY_NAMESPACE, logging_level=logging.WARNING, **resources)
+    # "local": a new Ray of our own, never one that `ray start` (another test, another user) left running.
+    ray.init(address="local", include_dashboard=False, namespace=RAY_NAMESPACE, logging_level=logging.WARNING, **resources)
     yield
     ray.shutdown()
 
