@@ -110,13 +110,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_repair(args: argparse.Namespace) -> int:
-    from swarm_arena.arena.recovery import EvaluationFailed, EvaluationNotRunning, request_repair
+    from swarm_arena.arena.recovery import EvaluationFailed, EvaluationNotRunning, RepairTimedOut, request_repair
 
     evaluation = args.evaluation if "/" in args.evaluation else f"default/{args.evaluation}"
     began = time.monotonic()
     try:
-        replaced = request_repair(evaluation, args.node_id or None, ray_address=args.ray_address)
-    except (EvaluationNotRunning, ConnectionError) as exc:
+        replaced = request_repair(evaluation, args.node_id or None, ray_address=args.ray_address, timeout=args.timeout)
+    except (EvaluationNotRunning, ConnectionError, RepairTimedOut) as exc:
         print(exc, file=sys.stderr)
         return 1
     except EvaluationFailed as exc:
@@ -205,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="Ray node id known to be lost (repeatable); without it, every actor failing a 1 s ping is replaced",
     )
     repair.add_argument("--ray-address", default="auto", help="the Ray cluster running it (default: auto)")
+    repair.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds to wait for the coordinator's answer (default: 120)"
+    )
     repair.add_argument(
         "--json", action="store_true", help='print one JSON line {"replaced": [names], "seconds": s} (for programs)'
     )

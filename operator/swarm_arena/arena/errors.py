@@ -20,3 +20,7 @@ class InvalidSpec(EvaluationFailed):
 
 class EvaluationNotRunning(LookupError):
     """No coordinator of that evaluation on the cluster: it finished, has not started, or runs elsewhere."""
+
+
+class RepairTimedOut(TimeoutError):
+    """The coordinator did not answer a repair request in time (it may still be repairing)."""

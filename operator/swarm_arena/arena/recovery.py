@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from swarm_arena.arena.connection import join_cluster
-from swarm_arena.arena.errors import EvaluationFailed, EvaluationNotRunning, InvalidSpec
+from swarm_arena.arena.errors import EvaluationFailed, EvaluationNotRunning, InvalidSpec, RepairTimedOut
 from swarm_arena.arena.naming import RAY_NAMESPACE, coordinator_name
 from swarm_arena.arena.shard import ActorInfo
 
@@ -35,7 +35,10 @@ RAY_RESTART_WAIT_S = 90.0
 START_TIMEOUT_S = 60.0
 
 
-__all__ = ["ActorRecipe", "ActorTable", "EvaluationFailed", "EvaluationNotRunning", "InvalidSpec", "request_repair"]
+__all__ = [
+    "ActorRecipe", "ActorTable", "EvaluationFailed", "EvaluationNotRunning", "InvalidSpec", "RepairTimedOut",
+    "request_repair",
+]  # fmt: skip
 
 
 @dataclass
@@ -256,10 +259,12 @@ def request_repair(
     """Ask the coordinator of `evaluation` (`<namespace>/<name>`) to replace, now, every named actor
     that lived on `lost_node_ids` (or, with None, every actor that fails a short ping).
 
-    Returns the names replaced; raises EvaluationNotRunning or ConnectionError. Idempotent: a second call while a repair is running waits for it
-    and replaces nothing twice. Connects to `ray_address` when this process is not connected yet.
+    Returns the names replaced; raises EvaluationNotRunning, ConnectionError or RepairTimedOut.
+    Idempotent: a second call while a repair is running waits for it and replaces nothing twice.
+    Connects to `ray_address` when this process is not connected yet.
     """
     import ray
+    from ray import exceptions as rex
 
     if not ray.is_initialized():
         join_cluster(ray_address or "auto", log_to_driver=False)
@@ -270,4 +275,10 @@ def request_repair(
             f"no running evaluation {evaluation} on this Ray cluster: it has finished, has not started, "
             "or runs elsewhere (check the Ray address and NAMESPACE/NAME)"
         ) from None
-    return ray.get(coordinator.repair.remote(lost_node_ids), timeout=timeout)
+    try:
+        return ray.get(coordinator.repair.remote(lost_node_ids), timeout=timeout)
+    except rex.GetTimeoutError:
+        raise RepairTimedOut(
+            f"the coordinator of {evaluation} did not answer the repair request within {timeout:g} s; it may "
+            "still be repairing: ask again (a repair is idempotent) or allow more time"
+        ) from None
