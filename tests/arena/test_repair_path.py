@@ -85,3 +85,25 @@ def test_a_repair_that_times_out_says_so_without_a_traceback(local_ray_for_repai
     assert cli.returncode == 1 and "Traceback" not in cli.stderr, cli.stderr
     assert "did not answer" in cli.stderr
     run.result()
+
+
+def test_a_repair_without_node_ids_leaves_a_busy_environment_alone(local_ray_for_repairs) -> None:
+    """An environment actor in the middle of a long chunk is busy, not lost: its ping still answers."""
+    # Each episode is one chunk of 800 steps (seconds long); episode 1's chunk runs when episode 0 is counted.
+    evaluation = _long_evaluation("rp-busy", episodes=3, checkpoint={"intervalSteps": 1000})
+    counted = threading.Event()
+    report: list[RunReport] = []
+
+    def on_progress(progress: Progress) -> None:
+        if progress.episodes_completed >= 1:
+            counted.set()
+
+    thread = threading.Thread(target=lambda: report.append(run_evaluation(evaluation, on_progress=on_progress)))
+    thread.start()
+    assert counted.wait(180), "episode 0 was never counted"
+    replaced = [request_repair(evaluation.qualified_name, None) for _ in range(3)]
+    thread.join(240)
+    assert not thread.is_alive() and report, "the run did not finish"
+    assert replaced == [[], [], []]
+    assert report[0].recoveries == []  # no healthy episode was rolled back
+    assert [e.episode for e in report[0].episodes] == [0, 1, 2]

@@ -38,7 +38,7 @@ from swarm_arena.arena.matchmaking import (
 )
 from swarm_arena.arena.naming import env_name, shard_name
 from swarm_arena.arena.errors import EvaluationFailed, InvalidSpec
-from swarm_arena.arena.recovery import RAY_RESTART_WAIT_S, ActorRecipe, ActorTable, is_actor_loss
+from swarm_arena.arena.recovery import RAY_RESTART_WAIT_S, ActorRecipe, ActorTable, is_actor_loss, remote_actor_class
 from swarm_arena.arena.run_models import PollBatch, ProgressEvent, RunOutcome
 from swarm_arena.arena.shard import ActorInfo, PolicyShard, actor_resources, bundle
 
@@ -141,7 +141,7 @@ class Coordinator:
                     names[(policy.name, k)] = name
                     recipe = ActorRecipe(
                         name=name,
-                        cls=ray.remote(PolicyShard),
+                        cls=remote_actor_class(PolicyShard),
                         args=(name, policy.factory, policy.params, spec.seed, self._spaces),
                         options=actor_resources(policy.resources),
                         field_path=f"spec.policies[{pi}].factory",
@@ -170,7 +170,7 @@ class Coordinator:
             self._table.create(
                 ActorRecipe(
                     name=slot.env,
-                    cls=ray.remote(EnvironmentWorker),
+                    cls=remote_actor_class(EnvironmentWorker),
                     args=(slot.env, env_spec.factory, env_spec.params, env_spec.max_steps),
                     options={"num_cpus": ENV_ACTOR_CPUS},
                     field_path="spec.environment.factory",

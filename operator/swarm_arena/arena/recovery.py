@@ -29,6 +29,9 @@ from swarm_arena.arena.shard import ActorInfo
 
 # How long one liveness ping may take before the actor counts as not answering.
 PING_TIMEOUT_S = 1.0
+# Pings run in a concurrency group of their own: an actor busy in a long chunk still answers at once
+# (busy is not lost), while calls in the default group keep running one at a time.
+LIVENESS_GROUP = "liveness"
 # How long a lost actor may take to come back through Ray's own restart before we re-create it.
 RAY_RESTART_WAIT_S = 90.0
 # How long a re-created actor may take to answer its first ping.
@@ -46,7 +49,7 @@ class ActorRecipe:
     """How to (re-)create one named actor."""
 
     name: str
-    cls: Any  # the ray.remote class
+    cls: Any  # the Ray actor class, from remote_actor_class
     args: tuple[Any, ...]
     options: dict[str, Any]
     placement: dict[str, Any] = field(default_factory=dict)  # scheduling_strategy for the first start
@@ -60,6 +63,18 @@ class ActorEntry:
     info: ActorInfo | None = None
     restarts: int = 0
     lost_on: str | None = None  # the node its last lost incarnation lived on
+
+
+def remote_actor_class(cls: type) -> Any:
+    """`cls` as a Ray actor class whose `ping` can answer while another call runs (see `ping_ref`)."""
+    import ray
+
+    return ray.remote(concurrency_groups={LIVENESS_GROUP: 1})(cls)
+
+
+def ping_ref(handle: Any) -> Any:
+    """Call `ping` in the liveness group (the actor class from `remote_actor_class`)."""
+    return handle.ping.options(concurrency_group=LIVENESS_GROUP).remote()
 
 
 def is_actor_loss(error: BaseException) -> bool:
@@ -112,7 +127,7 @@ class ActorTable:
         from ray import exceptions as rex
 
         names = list(names)
-        refs = {name: self.handle(name).ping.remote() for name in names}
+        refs = {name: ping_ref(self.handle(name)) for name in names}
         try:
             infos = ray.get(list(refs.values()), timeout=timeout)
         except rex.GetTimeoutError:
@@ -153,7 +168,7 @@ class ActorTable:
         from ray import exceptions as rex
 
         handles = {name: self.handle(name) for name in names}
-        refs = {name: handle.ping.remote() for name, handle in handles.items()}
+        refs = {name: ping_ref(handle) for name, handle in handles.items()}
         ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout)
         done = set(ready)
         out: dict[str, tuple[Any, ActorInfo | BaseException]] = {}
