@@ -66,3 +66,21 @@ def build_submission(
             "arena.swarm.dev/ray-version": RAY_VERSION,
         },
     }
+
+
+def build_repair_submission(
+    evaluation: SwarmEvaluation, job_submission_id: str, repair_id: str, node_ids: tuple[str, ...]
+) -> dict[str, Any]:
+    """A short job that tells the running evaluation to restart the actors of lost Ray nodes now.
+
+    The operator has no `pods/exec` and no in-process Ray; the dashboard's job API is its way in.
+    Without node ids the evaluation replaces whatever does not answer a ping.
+    """
+    qualified = f"{evaluation.metadata.namespace}/{evaluation.metadata.name}"
+    nodes = "".join(f" --node-id {node}" for node in node_ids)
+    return {
+        "entrypoint": f"swarm-arena repair {qualified} --json --ray-address auto{nodes}",
+        "submission_id": repair_id,
+        "entrypoint_num_cpus": 0,
+        "metadata": {"arena.swarm.dev/evaluation": qualified, "arena.swarm.dev/repair-of": job_submission_id},
+    }

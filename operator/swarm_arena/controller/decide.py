@@ -19,6 +19,7 @@ from swarm_arena.api.spec import SwarmEvaluationSpec
 from swarm_arena.api.status import Phase, Results, SwarmEvaluationStatus
 from swarm_arena.controller import conditions as cond
 from swarm_arena.controller import names
+from swarm_arena.controller.losses import Loss
 
 # A job the dashboard no longer knows although it ran (the head was replaced) is re-submitted as a
 # new attempt; one the dashboard cannot be asked about for this long is treated the same way.
@@ -67,6 +68,10 @@ class Observation:
     job: JobView | None = None
     invalid: str | None = None
     unreachable_since: datetime | None = None
+    losses: tuple[Loss, ...] = ()
+    """Ray pods lost since the last pass and not handled yet (Ray node ids mapped where known)."""
+    repair: JobView | None = None
+    """The repair job in flight, if any."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,15 @@ class WriteResults:
     final: bool
 
 
-Action = Submit | StopJob | EnsureCluster | DeleteCluster | WriteResults
+@dataclass(frozen=True)
+class Repair:
+    """Ask the running job to restart, from their checkpoints, the named actors on these Ray nodes."""
+
+    node_ids: tuple[str, ...]
+    losses: tuple[Loss, ...]
+
+
+Action = Submit | StopJob | EnsureCluster | DeleteCluster | WriteResults | Repair
 
 
 @dataclass
@@ -275,6 +288,11 @@ def _decide(obs: Observation, st: _Status, d: Decision) -> None:  # noqa: C901 -
             st.set(cond.CLUSTER_READY, False, "Unreachable", msg + "; check spec.cluster.address")
         if s.phase in (None, Phase.PENDING, Phase.SUSPENDED, Phase.PROVISIONING):
             st.phase(Phase.PROVISIONING, "WaitingForDashboard", msg)
+        elif any(loss.kind == "head" for loss in obs.losses) and s.phase in (Phase.RUNNING, Phase.RECOVERING):
+            what = "; ".join(loss.describe() for loss in obs.losses)
+            st.set(cond.JOB_RUNNING, None, "HeadLost", f"{what}; the job is re-submitted once the head is back")
+            st.set(cond.DEGRADED, True, "HeadLost", what)
+            st.phase(Phase.RECOVERING, "HeadLost", f"{what}; re-submitting the job once the head is back")
         elif s.phase is Phase.RUNNING and obs.unreachable_since is not None and (
             (now - obs.unreachable_since).total_seconds() >= HEAD_LOSS_GRACE_S
         ):
@@ -310,6 +328,8 @@ def _decide(obs: Observation, st: _Status, d: Decision) -> None:  # noqa: C901 -
     record = job.record
     if job.status in ACTIVE_JOB:
         st.set(cond.JOB_RUNNING, True, "Running", f"job {job.submission_id} is {job.status}")
+        if _recovering(obs, st, d):
+            return
         st.set(cond.DEGRADED, False, "Healthy", "no loss being repaired")
         p = s.progress
         st.phase(Phase.RUNNING, "Running",
@@ -338,6 +358,30 @@ def _decide(obs: Observation, st: _Status, d: Decision) -> None:  # noqa: C901 -
     d.actions.append(WriteResults(final=False))
     _submit(st, d, obs, attempts + 1, "Resubmitting",
             f"run {failures} of at most {spec.backoff_limit + 1} failed ({why}); re-submitting, resuming from what was counted")
+
+
+def _recovering(obs: Observation, st: _Status, d: Decision) -> bool:
+    """Lost workers -> one repair of their Ray nodes now (phase Recovering until it is done)."""
+    heads = [loss for loss in obs.losses if loss.kind == "head"]
+    workers = [loss for loss in obs.losses if loss.kind != "head"]
+    if heads:
+        what = "; ".join(loss.describe() for loss in heads)
+        st.set(cond.DEGRADED, True, "HeadLost", what)
+        st.phase(Phase.RECOVERING, "HeadLost", f"{what}; re-submitting the job once the head is back")
+        return True
+    repairing = obs.repair is not None and obs.repair.found and obs.repair.status in ACTIVE_JOB
+    if workers and not repairing:
+        what = "; ".join(loss.describe() for loss in workers)
+        ids = tuple(sorted({loss.ray_node_id for loss in workers if loss.ray_node_id}))
+        d.actions.append(Repair(ids, tuple(workers)))
+        st.set(cond.DEGRADED, True, "WorkerLost", f"{what}; restarting its actors from their checkpoints")
+        st.phase(Phase.RECOVERING, "WorkerLost", f"{what}; restarting its actors from their checkpoints")
+        return True
+    if repairing:
+        degraded = cond.get(st.s.conditions, cond.DEGRADED)
+        st.phase(Phase.RECOVERING, "Repairing", degraded.message if degraded and degraded.message else "repairing")
+        return True
+    return False
 
 
 def _submit(st: _Status, d: Decision, obs: Observation, attempt: int, reason: str, message: str) -> None:

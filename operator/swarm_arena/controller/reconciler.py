@@ -27,6 +27,7 @@ from swarm_arena.controller.decide import (
     ClusterView,
     DeleteCluster,
     EnsureCluster,
+    Repair,
     JobView,
     Observation,
     StopJob,
@@ -35,6 +36,7 @@ from swarm_arena.controller.decide import (
     decide,
 )
 from swarm_arena.controller.kube import Kube
+from swarm_arena.controller.losses import Loss, PodView, find_losses, summarize_pod  # noqa: F401
 from swarm_arena.controller.settings import OperatorSettings, token_for_address
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,16 @@ class Memory:
     counted: Counted = field(default_factory=Counted)
     unreachable_since: datetime | None = None
     last_status: dict[str, Any] | None = None
+    seen: dict[str, PodView] = field(default_factory=dict)
+    """pod uid -> its last alive view, while a job runs."""
+    pending: dict[str, Loss] = field(default_factory=dict)
+    """Losses not acted on yet."""
+    ray_nodes: dict[str, str] = field(default_factory=dict)
+    """pod IP -> Ray node id (alive), from the dashboard."""
+    ray_nodes_at: float = 0.0
+    repair_id: str | None = None
+
+
 
 
 def cluster_view(summaries: list[dict[str, Any]], uid: str) -> ClusterView:
@@ -162,11 +174,12 @@ class Reconciler:
 
     # -- the pass -----------------------------------------------------------------------------------
 
-    async def reconcile(self, body: dict[str, Any], summaries: list[dict[str, Any]], memory: Memory) -> float:
+    async def reconcile(self, body: dict[str, Any], summaries: list[dict[str, Any]], memory: Memory,
+                        pods: list[dict[str, Any]] | None = None, nodes_ready: dict[str, bool] | None = None) -> float:
         """One pass; returns seconds until the next one is due (pokes come sooner)."""
         started = time.monotonic()
         try:
-            wait = await self._reconcile(body, summaries, memory)
+            wait = await self._reconcile(body, summaries, memory, pods or [], nodes_ready or {})
         except Exception:
             metrics.RECONCILES.labels(outcome="error").inc()
             raise
@@ -175,7 +188,8 @@ class Reconciler:
         metrics.RECONCILES.labels(outcome="ok").inc()
         return wait
 
-    async def _reconcile(self, body: dict[str, Any], summaries: list[dict[str, Any]], memory: Memory) -> float:
+    async def _reconcile(self, body: dict[str, Any], summaries: list[dict[str, Any]], memory: Memory,
+                         pods: list[dict[str, Any]], nodes_ready: dict[str, bool]) -> float:
         meta = body["metadata"]
         ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
         now = datetime.now(timezone.utc)
@@ -224,10 +238,25 @@ class Reconciler:
             except DashboardError as exc:
                 log.warning("%s/%s: could not read counted episodes yet: %s", ns, name, exc)
 
+        repair = None
+        if status.phase in (Phase.RUNNING, Phase.RECOVERING) and not address_mode:
+            self._track_pods(memory, [PodView(**p) for p in pods], nodes_ready)
+            if reachable and dashboard is not None:
+                await self._map_ray_nodes(memory, dashboard, pods)
+                if memory.repair_id:
+                    repair, _ = await self._job_view(dashboard, memory.repair_id)
+                    if not repair.found or repair.status not in ("PENDING", "RUNNING"):
+                        log.info("%s/%s: repair job %s %s", ns, name, memory.repair_id, repair.status)
+                        memory.repair_id = None
+        else:
+            memory.seen.clear()
+            memory.pending.clear()
+        losses = tuple(Loss(**{**loss.__dict__, "ray_node_id": memory.ray_nodes.get(loss.ip or "")})
+                       for loss in memory.pending.values())
         obs = Observation(
             now=now, uid=uid, generation=meta.get("generation", 1), spec=spec, status=status, cluster=cluster,
             dashboard_reachable=reachable, dashboard_error=error, job=job,
-            unreachable_since=memory.unreachable_since,
+            unreachable_since=memory.unreachable_since, losses=losses, repair=repair,
         )
         decision = decide(obs)
         if _has(decision, WriteResults) or memory.counted.dirty:
@@ -248,6 +277,29 @@ class Reconciler:
         if decision.requeue_s is not None:
             wait = min(wait, max(decision.requeue_s, 0.5))
         return wait
+
+    def _track_pods(self, memory: Memory, pods: list[PodView], nodes_ready: dict[str, bool]) -> None:
+        for loss in find_losses(memory.seen, pods, nodes_ready):
+            memory.seen.pop(loss.uid, None)
+            memory.pending[loss.uid] = loss
+        for pod in pods:
+            if pod.alive and pod.uid not in memory.pending and nodes_ready.get(pod.node or "", False):
+                memory.seen[pod.uid] = pod
+
+    async def _map_ray_nodes(self, memory: Memory, dashboard: Dashboard, pods: list[dict[str, Any]]) -> None:
+        """Pod IP -> Ray node id, refreshed (at most every 5 s) while a running pod's IP is unmapped."""
+        unmapped = [p["ip"] for p in pods if p.get("ip") and p.get("phase") == "Running" and p["ip"] not in memory.ray_nodes]
+        if not unmapped or time.monotonic() - memory.ray_nodes_at < 5.0:
+            return
+        memory.ray_nodes_at = time.monotonic()
+        try:
+            nodes = await dashboard.nodes()
+        except DashboardError as exc:
+            log.debug("could not list Ray nodes: %s", exc)
+            return
+        for node in nodes:
+            if node.get("state") == "ALIVE" and node.get("node_ip") and node.get("node_id"):
+                memory.ray_nodes[node["node_ip"]] = node["node_id"]
 
     async def _write_status(self, ns: str, name: str, uid: str, old: SwarmEvaluationStatus, decision, memory: Memory) -> None:
         new = decision.status.to_wire()
@@ -284,8 +336,26 @@ class Reconciler:
                 await self._write_results(evaluation, uid, decision, memory, final=action.final)
             elif isinstance(action, Submit) and dashboard is not None:
                 await self._submit(evaluation, uid, action, memory, dashboard)
+            elif isinstance(action, Repair) and dashboard is not None:
+                await self._repair(evaluation, uid, decision, action, memory, dashboard)
         if memory.counted.dirty and not _has(decision, WriteResults):
             await self._write_results(evaluation, uid, decision, memory, final=False)
+
+    async def _repair(self, evaluation: SwarmEvaluation, uid: str, decision, action: Repair, memory: Memory,
+                      dashboard: Dashboard) -> None:
+        import secrets
+
+        ns, name = evaluation.metadata.namespace, evaluation.metadata.name
+        job_id = decision.status.job_id or ""
+        repair_id = f"{job_id}-repair-{secrets.token_hex(3)}"
+        body = build_job.build_repair_submission(evaluation, job_id, repair_id, action.node_ids)
+        for loss in action.losses:
+            events.post(ns, name, uid, "Warning", "WorkerLost", f"{loss.describe()}; restarting its actors from their checkpoints")
+        await dashboard.submit(body)
+        memory.repair_id = repair_id
+        for loss in action.losses:
+            memory.pending.pop(loss.uid, None)
+        log.info("%s/%s: repair %s submitted for %s", ns, name, repair_id, ", ".join(l.describe() for l in action.losses))
 
     async def _write_results(self, evaluation: SwarmEvaluation, uid: str, decision, memory: Memory, *, final: bool) -> None:
         counted = memory.counted

@@ -42,7 +42,7 @@ async def _nap(stopped: kopf.DaemonStopped, wake: asyncio.Event, seconds: float)
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
 async def evaluation_loop(
     stopped: kopf.DaemonStopped, body: kopf.Body, namespace: str, name: str, uid: str,
-    memo: kopf.Memo, rayclusters: kopf.Index, **_,
+    memo: kopf.Memo, rayclusters: kopf.Index, ray_pods: kopf.Index, node_ready: kopf.Index, **_,
 ) -> None:
     key = (namespace, name)
     wake = memo.pokes.setdefault(key, asyncio.Event())
@@ -52,7 +52,9 @@ async def evaluation_loop(
         while not stopped:
             wake.clear()
             try:
-                wait = await memo.reconciler.reconcile(_plain(body), list(rayclusters.get(key, [])), memory)
+                nodes = {name: ready for name, values in node_ready.items() for ready in values}
+                wait = await memo.reconciler.reconcile(_plain(body), list(rayclusters.get(key, [])), memory,
+                                                       list(ray_pods.get(key, [])), nodes)
                 backoff = 1.0
             except asyncio.CancelledError:
                 raise
