@@ -118,7 +118,7 @@ def test_durable_checkpoints_let_a_resubmitted_run_resume(local_ray, tmp_path) -
     first = run_evaluation(foraging_evaluation("rt-durable", **spec))
     stored = sorted(p.name for p in tmp_path.rglob("episodes/*.json"))
     assert stored == ["000000.json", "000001.json"]
-    assert not list(tmp_path.rglob("inflight/*.pkl"))  # finished episodes keep no checkpoint
+    assert not list(tmp_path.rglob("inflight/*"))  # finished episodes keep no checkpoint
 
     seen: list[Progress] = []
     again = run_evaluation(foraging_evaluation("rt-durable", **spec), on_progress=seen.append)

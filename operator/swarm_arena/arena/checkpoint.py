@@ -10,22 +10,38 @@ The durable layout is keyed by the evaluation and a fingerprint of the parts of 
 decide results, so a changed spec never resumes someone else's numbers:
 
     <storageURI>/<namespace>/<name>/<fingerprint>/episodes/<index>.json     counted episodes
-    <storageURI>/<namespace>/<name>/<fingerprint>/inflight/<index>.pkl      latest checkpoint
+    <storageURI>/<namespace>/<name>/<fingerprint>/inflight/<index>.npz      latest checkpoint
+
+Whoever can write to `storageURI` must not be able to run code in the job, so checkpoints are
+never pickled: they are `.npz` archives read without pickle (checkpoint_codec.py), and anything
+else found there (an old `.pkl`, a file that does not decode) is ignored with a warning — the
+episode then replays from its start, which gives the same numbers. A write is atomic and durable:
+a file is written beside its target, fsynced, renamed into place and its folder fsynced; an object
+store gets a temporary key first and the final key only once that upload completed, so a failed
+write never replaces a good checkpoint.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
-import pickle
 import tempfile
+import uuid
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
+
+from pydantic import ValidationError
 
 from swarm_arena.api.report import EpisodeRecord
 from swarm_arena.api.spec import SwarmEvaluationSpec
+from swarm_arena.arena.checkpoint_codec import CheckpointFormatError, decode_checkpoint, encode_checkpoint
 from swarm_arena.arena.episode import EpisodeCheckpoint
+from swarm_arena.arena.errors import InvalidSpec
+
+log = logging.getLogger(__name__)
+CHECKPOINT_SUFFIX = ".npz"
 
 
 class CheckpointStore(Protocol):
@@ -88,9 +104,20 @@ class _LocalFiles:
         target = self.root / path
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)  # atomic: a reader never sees half a checkpoint
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())  # on disk before it is in place
+            os.replace(tmp, target)  # atomic: a reader never sees half a checkpoint
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        folder = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)  # the rename itself survives a crash
+        finally:
+            os.close(folder)
 
     def read(self, path: str) -> bytes:
         return (self.root / path).read_bytes()
@@ -117,8 +144,23 @@ class _ArrowFiles:
         self._not_found = fs.FileType.NotFound
 
     def write(self, path: str, data: bytes) -> None:
-        with self._fs.open_output_stream(f"{self.root}/{path}") as out:
-            out.write(data)
+        # A stream's close completes the upload even when the write failed: upload to a temporary
+        # key (listings skip dot names) and copy it into place only after that upload succeeded.
+        folder, _, name = f"{self.root}/{path}".rpartition("/")
+        tmp = f"{folder}/.tmp-{uuid.uuid4().hex}-{name}"
+        try:
+            out = self._fs.open_output_stream(tmp)
+            try:
+                out.write(data)
+            finally:
+                out.close()
+            self._fs.move(tmp, f"{folder}/{name}")
+        except BaseException:
+            try:
+                self._fs.delete_file(tmp)
+            except OSError:
+                pass
+            raise
 
     def read(self, path: str) -> bytes:
         with self._fs.open_input_stream(f"{self.root}/{path}") as src:
@@ -146,26 +188,48 @@ class DurableStore(MemoryStore):
             raise ValueError(f"spec.checkpoint.storageURI {uri!r}: use file://, s3:// or gs://")
         self.uri = uri
         self._files = files
-        self._prefix = f"{evaluation}/{fingerprint}"
-        for name in files.list(f"{self._prefix}/episodes"):
-            record = EpisodeRecord.model_validate_json(files.read(f"{self._prefix}/episodes/{name}"))
+        self.prefix = f"{evaluation}/{fingerprint}"
+        for name in files.list(f"{self.prefix}/episodes"):
+            try:
+                record = EpisodeRecord.model_validate_json(files.read(f"{self.prefix}/episodes/{name}"))
+            except ValidationError as exc:
+                log.warning("%s: ignoring %s/episodes/%s, not an episode record: %s", uri, self.prefix, name, exc)
+                continue
             self._records[record.episode] = record
-        for name in files.list(f"{self._prefix}/inflight"):
-            checkpoint: EpisodeCheckpoint = pickle.loads(files.read(f"{self._prefix}/inflight/{name}"))
-            if checkpoint.episode not in self._records:
+        for name in files.list(f"{self.prefix}/inflight"):
+            checkpoint = self._read_checkpoint(name)
+            if checkpoint is not None and checkpoint.episode not in self._records:
                 self._checkpoints[checkpoint.episode] = checkpoint
 
+    def _read_checkpoint(self, name: str) -> EpisodeCheckpoint | None:
+        where = f"{self.uri}/{self.prefix}/inflight/{name}"
+        if not name.endswith(CHECKPOINT_SUFFIX):
+            log.warning("%s: ignored (checkpoints are %s archives; older .pkl ones are never unpickled)", where, CHECKPOINT_SUFFIX)
+            return None
+        try:
+            return decode_checkpoint(self._files.read(f"{self.prefix}/inflight/{name}"))
+        except CheckpointFormatError as exc:
+            log.warning("%s: ignored, its episode replays from the start: %s", where, exc)
+            return None
+
+    def _checkpoint_path(self, episode: int) -> str:
+        return f"{self.prefix}/inflight/{episode:06d}{CHECKPOINT_SUFFIX}"
+
     def save_checkpoint(self, checkpoint: EpisodeCheckpoint) -> None:
+        try:
+            data = encode_checkpoint(checkpoint)
+        except CheckpointFormatError as exc:
+            raise InvalidSpec(f"spec.checkpoint.storageURI: cannot store episode {checkpoint.episode}'s checkpoint: {exc}") from None
+        self._files.write(self._checkpoint_path(checkpoint.episode), data)
         super().save_checkpoint(checkpoint)
-        self._files.write(f"{self._prefix}/inflight/{checkpoint.episode:06d}.pkl", pickle.dumps(checkpoint))
 
     def drop_checkpoint(self, episode: int) -> None:
         super().drop_checkpoint(episode)
-        self._files.delete(f"{self._prefix}/inflight/{episode:06d}.pkl")
+        self._files.delete(self._checkpoint_path(episode))
 
     def save_record(self, record: EpisodeRecord) -> None:
+        self._files.write(f"{self.prefix}/episodes/{record.episode:06d}.json", record.model_dump_json(by_alias=True).encode())
         super().save_record(record)
-        self._files.write(f"{self._prefix}/episodes/{record.episode:06d}.json", record.model_dump_json(by_alias=True).encode())
 
 
 def open_store(spec: SwarmEvaluationSpec, evaluation: str) -> CheckpointStore:
