@@ -163,6 +163,8 @@ def _cmd_operator(args: argparse.Namespace) -> int:
         ray_auth_key_file=args.ray_auth_key_file,
         ray_tokens_dir=args.ray_tokens_dir,
         verbose=args.verbose,
+        leader_election=args.leader_election,
+        lease_namespace=args.lease_namespace,
     )
 
 
@@ -240,6 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--ray-tokens-dir", default=None,
         help="tokens of existing Ray clusters (cluster.address): a file named HOST_PORT, HOST or `default`",
     )
+    op.add_argument(
+        "--leader-election", action=argparse.BooleanOptionalAction, default=True,
+        help="act only while holding the Lease swarm-arena-operator (a second process is a hot standby)",
+    )
+    op.add_argument("--lease-namespace", default=None,
+                    help="namespace of the Lease (default: $POD_NAMESPACE, else the first --namespace, else default)")
     op.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     op.set_defaults(func=_cmd_operator)
 

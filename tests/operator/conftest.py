@@ -60,6 +60,8 @@ class OperatorProcess:
                 "--ray-tokens-dir", str(self.tokens_dir), *self.extra]
         for ns in self.namespaces:
             argv += ["--namespace", ns]
+        if self.namespaces and "--lease-namespace" not in self.extra:
+            argv += ["--lease-namespace", self.namespaces[0]]  # each test its own Lease
         env = dict(os.environ, KUBECONFIG=str(kubeconfig or self.cp.kubeconfig))
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

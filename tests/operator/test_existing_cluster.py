@@ -147,3 +147,35 @@ def test_delete_mid_run_stops_the_job_and_releases_the_finalizer(evals) -> None:
     wait_for("the deleted evaluation's job stopped", lambda: all(
         j["status"] in ("STOPPED", "FAILED") for j in _jobs_of(evals.head, evals.ns, "gone")), 60)
     assert _jobs_of(evals.head, evals.ns, "gone")
+
+
+def test_two_operators_one_acts_and_the_standby_takes_over(evals, operator_factory) -> None:
+    import time
+
+    from tests.controlplane.plane import wait_for
+
+    standby = operator_factory([evals.ns])
+    (standby.tokens_dir / "default").write_text(evals.head.token)
+    standby.start()  # healthy, but waiting for the Lease
+    lease = json.loads(evals.cp.kubectl("get", "lease", "swarm-arena-operator", "-n", evals.ns, "-o", "json").stdout)
+    assert lease["spec"]["holderIdentity"].endswith(f"-{evals.operator.proc.pid}")
+
+    doc = manifest("ha", episodes=6, max_steps=150, agents=60, cluster={"address": evals.head.dashboard})
+    evals.apply(doc)
+    evals.wait("ha", "an episode counted",
+               lambda s: (s.get("progress") or {}).get("episodesCompleted", 0) >= 1, timeout=180)
+    killed = time.monotonic()
+    evals.operator.kill(signal.SIGKILL)
+
+    def standby_leads() -> bool:
+        holder = json.loads(evals.cp.kubectl("get", "lease", "swarm-arena-operator", "-n", evals.ns, "-o",
+                                             "json").stdout)["spec"]["holderIdentity"]
+        return holder.endswith(f"-{standby.proc.pid}")
+
+    wait_for("the standby holds the Lease", standby_leads, 60)
+    took_over = time.monotonic() - killed
+    print(f"standby took over {took_over:.1f}s after the leader was killed")
+    assert took_over < 30
+    status = evals.wait_phase("ha", "Succeeded", timeout=300)
+    assert status["attempts"] == 1 and len(_jobs_of(evals.head, evals.ns, "ha")) == 1
+    assert sorted(_episodes(evals, "ha")) == list(range(6))

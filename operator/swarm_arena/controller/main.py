@@ -14,6 +14,28 @@ from swarm_arena.controller.settings import OperatorSettings, read_auth_key
 log = logging.getLogger(__name__)
 
 
+def _standby_liveness(port: int | None):
+    """Answer GET /healthz while waiting for the Lease (kopf serves it once this process leads)."""
+    if not port:
+        return None
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(200 if self.path.startswith("/healthz") else 404)
+            self.end_headers()
+            self.wfile.write(b'{"standby": true}')
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("0.0.0.0", port), Health)
+    server.allow_reuse_address = True
+    threading.Thread(target=server.serve_forever, name="standby-liveness", daemon=True).start()
+    return server
+
+
 def run(
     *,
     namespaces: list[str],
@@ -25,6 +47,8 @@ def run(
     ray_auth_key_file: str | None,
     ray_tokens_dir: str | None,
     verbose: bool = False,
+    leader_election: bool = True,
+    lease_namespace: str | None = None,
 ) -> int:
     kopf.configure(
         verbose=verbose,
@@ -53,13 +77,31 @@ def run(
     configure(settings)
     if metrics_port:
         metrics.serve(metrics_port)
+    elector = None
+    if leader_election:
+        from swarm_arena.controller.kube import load_client
+        from swarm_arena.controller.leader import LeaderElector
+
+        where = lease_namespace or os.environ.get("POD_NAMESPACE") or (namespaces[0] if namespaces else "default")
+        elector = LeaderElector(load_client(), where)
+        standby = _standby_liveness(liveness_port)  # a waiting standby is alive, not stuck
+        try:
+            elector.acquire()  # a standby waits here, doing nothing
+        finally:
+            if standby is not None:
+                standby.shutdown()
+                standby.server_close()
     liveness = f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None
-    asyncio.run(
-        kopf.operator(
-            standalone=True,
-            clusterwide=not namespaces,
-            namespaces=namespaces,
-            liveness_endpoint=liveness,
+    try:
+        asyncio.run(
+            kopf.operator(
+                standalone=True,  # kopf's peering would freeze equal peers; the Lease decides who acts
+                clusterwide=not namespaces,
+                namespaces=namespaces,
+                liveness_endpoint=liveness,
+            )
         )
-    )
+    finally:
+        if elector is not None:
+            elector.release()
     return 0
