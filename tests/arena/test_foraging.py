@@ -148,3 +148,32 @@ def test_rejects_out_of_range_actions() -> None:
     env.reset_arrays(0)
     with pytest.raises(ValueError, match="actions must be integers"):
         env.step_arrays(np.array([0, 5]))
+
+
+@pytest.mark.parametrize(
+    ("params", "problem"),
+    [
+        ({"agents": 2_000_000_000}, "spec.environment.params.agents: must be an integer in [1, 1,000,000]"),
+        ({"agents": 10, "grid_size": 10**9}, "spec.environment.params.grid_size: must be an integer in [1, 5,000]"),
+        ({"agents": 1_000_000, "view_radius": 20}, "spec.environment.params.view_radius: 20 with 1,000,000 agents"),
+        ({"agents": 10, "viewRadius": 3}, "spec.environment.params.viewRadius: is not a foraging parameter; did you mean `view_radius`?"),
+        ({"grid_size": 10}, "spec.environment.params.agents: is required"),
+    ],
+)
+def test_validate_refuses_absurd_params_naming_the_param(params: dict, problem: str) -> None:
+    from swarm_arena.api.validation import ManifestError, validate_manifest
+
+    doc = {
+        "apiVersion": "arena.swarm.dev/v1alpha1",
+        "kind": "SwarmEvaluation",
+        "metadata": {"name": "absurd"},
+        "spec": {"environment": {"factory": "foraging", "params": params}, "policies": [{"name": "g", "factory": "greedy"}]},
+    }
+    with pytest.raises(ManifestError) as refused:
+        validate_manifest(doc, check_imports=False)
+    assert any(p.startswith(problem) for p in refused.value.problems), refused.value.problems
+
+
+def test_the_environment_itself_refuses_what_validate_refuses() -> None:
+    with pytest.raises(ValueError, match=r"environment\.params\.agents must be an integer in \[1, 1,000,000\]"):
+        parallel_env(agents=2_000_000_000)

@@ -31,8 +31,8 @@ def _named(name: str) -> bool:
 
 
 def _default_resources(name: str, **spec):
-    """The conftest evaluation with every policy asking for no resources of its own."""
-    return foraging_evaluation(name, policies=[{"name": p, "factory": p, "resources": {"cpu": 0}} for p in POLICIES], **spec)
+    """The conftest evaluation with every policy at the default resources (none of its own)."""
+    return foraging_evaluation(name, policies=[{"name": p, "factory": p} for p in POLICIES], **spec)
 
 
 class ObservationSum:
@@ -114,10 +114,7 @@ def test_hosted_policy_that_fails_to_build_names_the_field(local_ray) -> None:
 
     evaluation = foraging_evaluation(
         "hp-bad-params",
-        policies=[
-            {"name": "greedy", "factory": "greedy", "resources": {"cpu": 0}},
-            {"name": "rand", "factory": "random", "params": {"bad": 1}, "resources": {"cpu": 0}},
-        ],
+        policies=[{"name": "greedy", "factory": "greedy"}, {"name": "rand", "factory": "random", "params": {"bad": 1}}],
     )
     with pytest.raises(EvaluationFailed, match=r"spec\.policies\[1\]\.factory.*bad"):
         run_evaluation(evaluation)

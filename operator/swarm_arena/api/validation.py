@@ -9,7 +9,9 @@
 * cross-field problems carry their own locations (`spec.SpecError`), so they name the field
   too and not just the object that holds it;
 * factories are resolved (optional): an import path that does not resolve is what only the
-  operator could otherwise find out, as a `Failed` evaluation.
+  operator could otherwise find out, as a `Failed` evaluation;
+* a built-in environment's params are checked against its bounds (`foraging` with two billion
+  agents is refused naming `spec.environment.params.agents`, before anything is allocated).
 """
 
 from __future__ import annotations
@@ -164,6 +166,23 @@ def _factory_problems(doc: dict[str, Any], skip: set[Loc]) -> list[tuple[Loc, st
     return out
 
 
+# Built-in environments whose params can be checked without building them (an absurd size must
+# be refused here, not allocate for a minute at run time and die with an empty MemoryError).
+_BUILTIN_PARAM_CHECKS = {"foraging": "swarm_arena.arena.envs.foraging:param_problems"}
+
+
+def _builtin_param_problems(evaluation: SwarmEvaluation) -> list[tuple[Loc, str]]:
+    import importlib
+
+    environment = evaluation.spec.environment
+    target = _BUILTIN_PARAM_CHECKS.get(environment.factory)
+    if target is None:
+        return []
+    module, _, name = target.partition(":")
+    check = getattr(importlib.import_module(module), name)
+    return [(("spec", "environment", "params", param), message) for param, message in check(environment.params)]
+
+
 # ---- the public face -------------------------------------------------------------------------
 
 
@@ -179,6 +198,8 @@ def validate_manifest(doc: Any, *, check_imports: bool = True) -> SwarmEvaluatio
         problems.extend(_located(exc))
     if check_imports:
         problems.extend(_factory_problems(doc, skip={loc for loc, _ in problems}))
+    if evaluation is not None:
+        problems.extend(_builtin_param_problems(evaluation))
     if problems or evaluation is None:
         raise ManifestError([f"{format_path(loc) or '<document>'}: {message}" for loc, message in problems])
     return evaluation
