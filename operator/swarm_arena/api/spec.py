@@ -254,12 +254,6 @@ class HeadResources(ApiModel):
     memory: str = Field(default="2Gi", pattern=QUANTITY_PATTERN, description="Memory of the head pod.")
 
 
-class HeadSpec(ApiModel):
-    """The Ray head group."""
-
-    resources: HeadResources = Field(default_factory=HeadResources, description="Head pod resources.")
-
-
 class WorkerResources(ApiModel):
     """Resources of one worker pod."""
 
@@ -280,6 +274,14 @@ class Toleration(ApiModel):
         default=None, description="Taint effect."
     )
     toleration_seconds: int | None = Field(default=None, description="For `NoExecute`.")
+
+
+class HeadSpec(ApiModel):
+    """The Ray head group."""
+
+    resources: HeadResources = Field(default_factory=HeadResources, description="Head pod resources.")
+    node_selector: dict[str, str] = Field(default_factory=dict, max_length=64, description="Head pod nodeSelector.")
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=64, description="Head pod tolerations.")
 
 
 class WorkerGroupSpec(ApiModel):

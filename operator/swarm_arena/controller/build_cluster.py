@@ -100,7 +100,11 @@ def build_ray_cluster(evaluation: SwarmEvaluation, uid: str) -> dict[str, Any]:
             # The head runs the job driver and the coordinator (0 CPUs); shards and environments
             # go to the workers, so losing a worker never takes the bookkeeping with it.
             "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},
-            "template": _pod_template(name, "ray-head", _container("ray-head", image, head.cpu, head.memory)),
+            "template": _pod_template(
+                name, "ray-head", _container("ray-head", image, head.cpu, head.memory),
+                nodeSelector=dict(cluster.head.node_selector),
+                tolerations=[t.to_wire() for t in cluster.head.tolerations],
+            ),
         },
         "workerGroupSpecs": [_worker_group(name, g, image) for g in cluster.worker_groups],
     }
