@@ -112,6 +112,7 @@ def _check_gpus(evaluation: SwarmEvaluation, demand: PlanDemand, available: floa
 # cluster the operator sets the same through `RAY_max_direct_call_object_size` on the pods.
 INLINE_ARG_BYTES = 1 << 20
 EMBEDDED_RAY_SYSTEM_CONFIG = {"max_direct_call_object_size": INLINE_ARG_BYTES}
+AUTH_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 
 class RunListener:
@@ -128,6 +129,23 @@ class RunListener:
 
     def polled(self) -> None:
         """The end of one poll's batch (about every POLL_INTERVAL_S, also when nothing happened)."""
+
+
+class _DefaultAuthNotice(logging.Filter):
+    """Drops Ray's "Token authentication is enabled for this Ray cluster" notice, and only it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
+
+
+def _quiet_default_auth_notice() -> None:
+    """The embedded Ray keeps Ray's default, token authentication on (its ports listen on this
+    machine; only processes holding the token in ~/.ray/auth_token get in). Ray announces that
+    default on every start; docs/runtime.md states it once instead. RAY_AUTH_MODE=disabled in the
+    environment still opts out (and Ray then warns, as it should)."""
+    notices = logging.getLogger(AUTH_NOTICE_LOGGER)
+    if not any(isinstance(f, _DefaultAuthNotice) for f in notices.filters):
+        notices.addFilter(_DefaultAuthNotice())
 
 
 def _connect(evaluation: SwarmEvaluation, ray_address: str | None) -> bool:
@@ -154,6 +172,7 @@ def _connect(evaluation: SwarmEvaluation, ray_address: str | None) -> bool:
         "this machine has %d cores, so actors share them)",
         cpus, demand.cpus, os.cpu_count() or 1,
     )  # fmt: skip
+    _quiet_default_auth_notice()
     ray.init(
         # "local": always a fresh embedded Ray, never whatever `ray start` left running here.
         address="local",
