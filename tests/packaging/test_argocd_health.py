@@ -23,6 +23,7 @@ EXPECTED = {
     Phase.FAILED: "Degraded",
 }
 T = "2026-11-23T18:00:00Z"
+WHY_FAILED = "spec.policies[0].factory: cannot import module 'mine'"
 
 
 def status_of(phase: Phase, generation: int = 1) -> dict:
@@ -31,21 +32,24 @@ def status_of(phase: Phase, generation: int = 1) -> dict:
         return Condition(type=type_, status=status, reason=reason, message=message,
                          last_transition_time=T, observed_generation=generation)
 
+    # As controller/decide.py sets them: Ready only once Succeeded (kstatus: Current), Stalled on
+    # Failed (kstatus: Failed), and Complete / Failed beside them.
     done = phase in (Phase.SUCCEEDED, Phase.FAILED)
+    failed = phase == Phase.FAILED
     conditions = [
-        cond("Ready", "True" if phase in (Phase.RUNNING, Phase.SUCCEEDED) else "False", phase.value,
-             f"the evaluation is {phase.value.lower()}"),
+        cond("Ready", "True" if phase == Phase.SUCCEEDED else "False", phase.value, f"phase {phase.value}"),
+        cond("Complete", "True" if phase == Phase.SUCCEEDED else "False",
+             "Succeeded" if phase == Phase.SUCCEEDED else "NotComplete", f"phase {phase.value}"),
+        cond("Stalled", "True", "InvalidSpec", WHY_FAILED) if failed else
+        cond("Stalled", "False", "NotStalled", f"phase {phase.value}"),
         cond("ClusterReady", "True" if phase in (Phase.RUNNING, Phase.RECOVERING) else "False",
              "Provisioning" if phase in (Phase.PENDING, Phase.PROVISIONING) else phase.value,
              "RayCluster arena-x: 1/3 pods ready" if phase == Phase.PROVISIONING else "ok"),
     ]
     if phase == Phase.RECOVERING:
         conditions.append(cond("Degraded", "True", "NodeLost", "Ray node 7a3f lost with shard-greedy-0"))
-    if phase == Phase.FAILED:
-        conditions.append(cond("Failed", "True", "InvalidSpec",
-                               "spec.policies[0].factory: cannot import module 'mine'"))
-    if phase == Phase.SUCCEEDED:
-        conditions.append(cond("Complete", "True", "Succeeded", "6/6 episodes"))
+    conditions.append(cond("Failed", "True", "InvalidSpec", WHY_FAILED)
+                      if failed else cond("Failed", "False", "NotFailed", f"phase {phase.value}"))
     status = SwarmEvaluationStatus(
         phase=phase, conditions=conditions, observed_generation=generation,
         progress=Progress(episodes_completed=6 if done else 2, episodes_total=6),

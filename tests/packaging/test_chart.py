@@ -1,0 +1,252 @@
+"""The chart without a cluster: its CRD, values and schema, what it renders, and the metrics its
+alerts and dashboard read. (tests/packaging/test_chart_cluster.py installs it into the real
+control plane.)"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.packaging.chart import CHART, CRD_FILE, by_kind, helm_binary, one, run, template
+
+RULES = CHART / "templates" / "prometheusrule.yaml"
+DASHBOARD = CHART / "dashboards" / "swarm-arena.json"
+RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
+}
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    return helm_binary()
+
+
+def test_chart_crd_is_the_generated_crd() -> None:
+    assert (CHART / "crds" / CRD_FILE.name).read_bytes() == CRD_FILE.read_bytes(), (
+        "helm/swarm-arena-operator/crds/ differs from crds/: copy it "
+        "(cp crds/arena.swarm.dev_swarmevaluations.yaml helm/swarm-arena-operator/crds/)")
+    assert [p.name for p in (CHART / "crds").iterdir()] == [CRD_FILE.name]
+
+
+def _schema_paths(schema: dict[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
+    out = {}
+    for key, sub in schema.get("properties", {}).items():
+        path = f"{prefix}{key}"
+        out[path] = sub
+        if sub.get("additionalProperties") is False:
+            out.update(_schema_paths(sub, path + "."))
+    return out
+
+
+def _value_paths(values: dict[str, Any], schema: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        out.append(path)
+        sub = schema.get("properties", {}).get(key, {})
+        if isinstance(value, dict) and sub.get("additionalProperties") is False:
+            out += _value_paths(value, sub, path + ".")
+    return out
+
+
+def test_every_value_is_in_the_schema_with_a_description_and_vice_versa() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    in_schema = _schema_paths(schema)
+    in_values = _value_paths(values, schema)
+    assert sorted(set(in_values) - set(in_schema)) == []
+    assert sorted(set(in_schema) - set(in_values) - {"global"}) == []
+    undocumented = [p for p, s in in_schema.items() if s.get("type") != "object" and not s.get("description")]
+    assert undocumented == []
+
+
+def test_every_top_level_value_is_commented_in_values_yaml() -> None:
+    # "A values file that reads like documentation": each top-level key has a comment in its
+    # paragraph (the lines above it up to a blank line) or among its first children.
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    for i, line in enumerate(lines):
+        if re.match(r"^[A-Za-z]", line):
+            start = max((j for j in range(i) if not lines[j].strip()), default=-1) + 1
+            paragraph = lines[start:i] + lines[i + 1:i + 4]
+            assert any(ln.strip().startswith("#") for ln in paragraph), (
+                f"values.yaml: `{line}` has no comment saying what it is for")
+
+
+def test_helm_lint(helm: str) -> None:
+    out = run([helm, "lint", "--strict", str(CHART)])
+    assert "1 chart(s) linted, 0 chart(s) failed" in out.stdout
+    run([helm, "lint", "--strict", str(CHART), "--set", "watchNamespaces={a,b}",
+         "--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.prometheusRule.enabled=true",
+         "--set", "grafanaDashboard.enabled=true", "--set", "leaderElection.enabled=true", "--set", "replicas=2"])
+
+
+def test_values_schema_refuses_a_typo_naming_the_key(helm: str) -> None:
+    with pytest.raises(AssertionError) as caught:
+        template(helm, "watchNamespace={a}")
+    assert "watchNamespace" in str(caught.value) and "additional properties" in str(caught.value).lower()
+    with pytest.raises(AssertionError) as caught:
+        template(helm, "logFormat=xml")
+    assert "logFormat" in str(caught.value)
+
+
+def test_two_replicas_need_leader_election(helm: str) -> None:
+    with pytest.raises(AssertionError, match="leaderElection.enabled"):
+        template(helm, "replicas=2")
+    deploy = one(template(helm, "replicas=2", "leaderElection.enabled=true"), "Deployment")
+    assert deploy["spec"]["strategy"]["type"] == "RollingUpdate"
+
+
+def test_deployment_is_restricted_and_probed(helm: str) -> None:
+    deploy = one(template(helm), "Deployment")
+    spec = deploy["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    [container] = pod["containers"]
+    assert container["securityContext"] == RESTRICTED_CONTAINER
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    assert container["image"] == "ghcr.io/swarm-arena/swarm-arena-operator:0.1.0"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+
+
+def _operator_args(objects: list[dict[str, Any]]) -> list[str]:
+    [container] = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["swarm-arena"]
+    return container["args"]
+
+
+@pytest.mark.parametrize("sets", [(), ("watchNamespaces={team-a,team-b}",), ("rayTokens.existingSecret=tokens",)],
+                         ids=["cluster-wide", "namespaced", "ray-tokens"])
+def test_the_operator_cli_accepts_the_charts_command_line(helm: str, sets: tuple[str, ...]) -> None:
+    from swarm_arena.cli import build_parser
+
+    args = _operator_args(template(helm, *sets))
+    # $(POD_NAMESPACE) is expanded by the kubelet.
+    parsed = build_parser().parse_args([a.replace("$(POD_NAMESPACE)", "swarm-arena-system") for a in args])
+    assert parsed.func.__name__ == "_cmd_operator"
+    assert parsed.metrics_port == 9090 and parsed.liveness_port == 8080
+    assert parsed.ray_auth_key_file == "/etc/swarm-arena/ray-auth/key"
+    if sets and sets[0].startswith("watchNamespaces"):
+        assert parsed.namespace == ["team-a", "team-b"] and not parsed.all_namespaces
+    else:
+        assert parsed.all_namespaces and parsed.namespace == []
+
+
+def test_ray_auth_key_is_mounted_from_a_secret_never_read_through_the_api(helm: str) -> None:
+    objects = template(helm)
+    secret = one(objects, "Secret", "swarm-arena-operator-ray-auth")
+    assert len(secret["data"]["key"]) >= 48
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["ray-auth"]["secret"]["secretName"] == "swarm-arena-operator-ray-auth"
+    existing = template(helm, "rayAuth.existingSecret=mine")
+    assert by_kind(existing, "Secret") == []
+    pod = one(existing, "Deployment")["spec"]["template"]["spec"]
+    assert {v["name"]: v for v in pod["volumes"]}["ray-auth"]["secret"]["secretName"] == "mine"
+
+
+def _rules(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for kind in ("ClusterRole", "Role") for o in by_kind(objects, kind) for r in o["rules"]]
+
+
+def test_rbac_never_reads_secrets_nor_writes_spec(helm: str) -> None:
+    for sets in [(), ("watchNamespaces={a}",), ("leaderElection.enabled=true",)]:
+        rules = _rules(template(helm, *sets))
+        for rule in rules:
+            assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
+            if "secrets" in rule["resources"]:
+                assert rule["verbs"] == ["create"]
+            if "swarmevaluations" in rule["resources"]:
+                assert not {"create", "update", "delete"} & set(rule["verbs"])
+
+
+def test_namespaced_install_has_nothing_cluster_wide_but_nodes(helm: str) -> None:
+    objects = template(helm, "watchNamespaces={team-a,team-b}")
+    [cluster_role] = by_kind(objects, "ClusterRole")
+    assert cluster_role["metadata"]["name"] == "swarm-arena-operator-nodes"
+    assert cluster_role["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]
+    roles = {o["metadata"]["namespace"] for o in by_kind(objects, "Role")}
+    bindings = {o["metadata"]["namespace"] for o in by_kind(objects, "RoleBinding")}
+    assert roles == bindings == {"team-a", "team-b"}
+
+
+def test_cluster_wide_install_binds_one_cluster_role(helm: str) -> None:
+    objects = template(helm)
+    assert sorted(o["metadata"]["name"] for o in by_kind(objects, "ClusterRole")) == [
+        "swarm-arena-operator", "swarm-arena-operator-nodes"]
+    assert by_kind(objects, "Role") == []
+    wide = one(objects, "ClusterRole", "swarm-arena-operator")
+    assert {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]} in wide["rules"]
+
+
+@pytest.mark.parametrize("sets", [(), ("watchNamespaces={a}", "leaderElection.enabled=true")],
+                         ids=["cluster-wide", "namespaced"])
+def test_every_rbac_rule_says_why(helm: str, sets: tuple[str, ...]) -> None:
+    argv = [helm, "template", "r", str(CHART), "--show-only", "templates/rbac.yaml"]
+    for s in sets:
+        argv += ["--set", s]
+    lines = [ln.strip() for ln in run(argv).stdout.splitlines() if ln.strip()]
+    rules = [i for i, ln in enumerate(lines) if ln.startswith("- apiGroups:")]
+    assert len(rules) >= 8
+    for i in rules:
+        assert lines[i - 1].startswith("#"), f"RBAC rule without its reason in a comment above: {lines[i]}"
+
+
+def test_optional_monitoring_objects(helm: str) -> None:
+    assert {o["kind"] for o in template(helm)} >= {"Service"}
+    objects = template(helm, "metrics.serviceMonitor.enabled=true", "metrics.prometheusRule.enabled=true",
+                       "grafanaDashboard.enabled=true", "grafanaDashboard.namespace=monitoring")
+    monitor = one(objects, "ServiceMonitor")
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    alerts = [r["alert"] for g in one(objects, "PrometheusRule")["spec"]["groups"] for r in g["rules"]]
+    assert {"SwarmEvaluationFailed", "SwarmEvaluationStuckProvisioning", "SwarmEvaluationRepeatedRecoveries"} <= set(alerts)
+    dashboard = one(objects, "ConfigMap", "swarm-arena-operator-dashboard")
+    assert dashboard["metadata"]["namespace"] == "monitoring"
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["swarm-arena.json"])["uid"] == "swarm-arena"
+    with pytest.raises(AssertionError, match="metrics.service.enabled"):
+        template(helm, "metrics.serviceMonitor.enabled=true", "metrics.service.enabled=false")
+
+
+def test_helm_test_pod_checks_the_metrics_service(helm: str) -> None:
+    out = run([helm, "template", "r", str(CHART), "--namespace", "ns", "--show-only", "templates/tests/test-metrics.yaml"])
+    pod = yaml.safe_load(out.stdout)
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert "http://r-swarm-arena-operator-metrics.ns.svc:9090/metrics" in pod["spec"]["containers"][0]["command"][2]
+    assert pod["spec"]["containers"][0]["securityContext"] == RESTRICTED_CONTAINER
+
+
+# ---- the metrics the alerts and the dashboard read exist --------------------------------------
+
+
+def _exported_names(registry) -> set[str]:
+    names = set()
+    for metric in registry.collect():
+        base = metric.name
+        names.add(base)
+        if metric.type == "counter":
+            names.add(base + "_total")
+        if metric.type in ("histogram", "summary"):
+            names |= {base + "_bucket", base + "_sum", base + "_count"}
+    return names
+
+
+def test_alerts_and_dashboard_read_only_metrics_that_exist() -> None:
+    from swarm_arena.arena.metrics import ArenaMetrics
+    from swarm_arena.controller.metrics import REGISTRY
+
+    arena = ArenaMetrics("ns/name")
+    exported = _exported_names(REGISTRY) | _exported_names(arena.registry)
+    text = RULES.read_text() + DASHBOARD.read_text()
+    used = set(re.findall(r"\bswarm_arena_[a-z_]+", text))
+    assert used, "no swarm_arena_ metrics found in the alerts and the dashboard"
+    assert sorted(used - exported) == []
