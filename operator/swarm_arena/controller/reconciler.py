@@ -313,6 +313,14 @@ class Reconciler:
         await self.kube.patch_status(ns, name, patch)
         memory.last_status = new
         metrics.set_phase(uid, decision.status.phase)
+        recovered = (decision.status.recoveries or 0) - (old.recoveries or 0)
+        last = decision.status.last_recovery
+        if recovered > 0 and last is not None:
+            lost = f" on Ray node(s) {', '.join(n[:12] for n in last.nodes_lost)}" if last.nodes_lost else ""
+            events.post(ns, name, uid, "Normal", "Recovered",
+                        f"{last.reason}{lost}: restarted {len(last.actors_restarted)} actor(s) "
+                        f"({', '.join(last.actors_restarted[:5])}) in {last.seconds:.1f}s; recoveries: "
+                        f"{decision.status.recoveries}")
         if decision.event is not None:
             metrics.PHASE_CHANGES.labels(phase=decision.status.phase.value).inc()
             events.post(ns, name, uid, *decision.event)
