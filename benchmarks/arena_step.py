@@ -15,6 +15,12 @@ Ray actor processes; the plain loop's own peak RSS), and ray/plain ratios; media
 memory against agents.
 
     .venv/bin/python benchmarks/arena_step.py --agents 100,1000,10000 --shards 1,2,4 --plot perf.png
+
+`--runs` (first argument) measures instead the runs users write, end to end through
+`run_evaluation` with default settings, against the plain loop (benchmarks/arena_runs.py;
+its options follow):
+
+    .venv/bin/python benchmarks/arena_step.py --runs --plot docs/performance-arena-runs.png
 """
 
 from __future__ import annotations
@@ -351,6 +357,13 @@ MODES = {"plain": plain_in_subprocess, "ray": ray_loop, "ray-compiled": compiled
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--runs"]:
+        # The runs users write, through `run_evaluation` with default settings (benchmarks/arena_runs.py).
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from arena_runs import main as runs_main
+
+        return runs_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", default="100,1000,10000", help="comma-separated agent counts")
     parser.add_argument("--shards", default="1,2,4", help="comma-separated policy shard counts")

@@ -158,3 +158,20 @@ def test_documented_custom_policy_runs_in_foraging_and_beats_noop() -> None:
         assert actions.shape == (300,) and all(env.action_space(0).contains(int(a)) for a in actions[:10])
         total += float(env.step(actions).rewards.sum())
     assert total / 300 > 2 * _mean_return("noop", range(4, 5), steps=60)
+
+
+def test_mlp_policy_is_deterministic_batched_and_stays_in_the_space() -> None:
+    from swarm_arena.arena.policies.mlp import MlpPolicy
+
+    observations = np.random.default_rng(0).standard_normal((64, 4)).astype(np.float32)
+    discrete = make_policy("swarm_arena.arena.policies.mlp:MlpPolicy", {"hidden": [8, 8]}, BOX_OBS, spaces.Discrete(5), 0)
+    actions = discrete.act(observations, [])
+    assert actions.shape == (64,) and actions.dtype == np.int64 and set(actions.tolist()) <= set(range(5))
+    assert len(set(actions.tolist())) > 1  # the observations decide
+    again = MlpPolicy(BOX_OBS, spaces.Discrete(5), seed=9, hidden=[8, 8])  # the episode seed changes nothing
+    assert np.array_equal(again.act(observations, []), actions)
+    box = spaces.Box(-1.0, 2.0, (2, 3), np.float32)
+    continuous = MlpPolicy(BOX_OBS, box, hidden=[8])
+    assert all(box.contains(a) for a in continuous.act(observations, []))
+    with pytest.raises(ValueError, match="params.hidden"):
+        MlpPolicy(BOX_OBS, spaces.Discrete(5), hidden=[0])
