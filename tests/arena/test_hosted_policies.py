@@ -84,6 +84,10 @@ def test_hosted_and_actor_shards_give_the_same_numbers(local_ray) -> None:
     hosted = run_evaluation(_default_resources("hp-same", **one_shard_each))
     actors = run_evaluation(foraging_evaluation("hp-same-actors", **one_shard_each))
     assert [e.model_dump() for e in hosted.episodes] == [e.model_dump() for e in actors.episodes]
+    # Mixed: greedy hosted in the environment actor, the others as shard actors, in one step.
+    mixed = [{"name": p, "factory": p, **({} if p == "greedy" else {"resources": {"cpu": 0.25}})} for p in POLICIES]
+    both = run_evaluation(foraging_evaluation("hp-same-mixed", policies=mixed, **one_shard_each))
+    assert [e.model_dump() for e in both.episodes] == [e.model_dump() for e in actors.episodes]
 
 
 def test_lost_environment_actor_resumes_hosted_policies_from_the_checkpoint(local_ray) -> None:
