@@ -185,8 +185,15 @@ def _one_core() -> None:
 
 
 def _in_process(function: Any, *args: Any) -> dict[str, Any]:
-    with multiprocessing.get_context("spawn").Pool(1, initializer=_one_core if function in PLAIN.values() else None) as pool:
-        return pool.apply(function, args)
+    for attempt in range(3):
+        with multiprocessing.get_context("spawn").Pool(1, initializer=_one_core if function in PLAIN.values() else None) as pool:
+            try:
+                return pool.apply(function, args)
+            except Exception as exc:  # noqa: BLE001 - an overloaded machine can time Ray's start-up out
+                if "timed out during startup" not in str(exc) or attempt == 2:
+                    raise
+                print(f"Ray did not start ({exc}); trying again", file=sys.stderr)
+    raise AssertionError("unreachable")
 
 
 def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -202,7 +209,7 @@ def measure(cases: list[tuple[Case, str]], repeats: int) -> list[dict[str, Any]]
             row["plain"] = _median([_in_process(PLAIN[plain], case) for _ in range(repeats)])
             row["plain_kind"] = plain
         rows.append(row)
-        print(f"done: {case.label.strip()}", file=sys.stderr)
+        print(f"done: {case.label.strip()}: {json.dumps(row)}", file=sys.stderr)
     return rows
 
 
