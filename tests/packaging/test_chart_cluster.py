@@ -91,12 +91,24 @@ def test_kustomize_build_equals_the_chart(control_plane, helm, overlay, sets) ->
         assert obj == rendered_by_key[k], k
 
 
+@pytest.fixture(scope="module")
+def kustomize_namespaces(control_plane):
+    """The namespaces the kustomizations put objects in, made for the module (a dry run cannot
+    create objects in a namespace that does not exist yet), removed after it when made here."""
+    made = []
+    for overlay in ("base", "overlays/namespaced"):
+        for doc in _objects(control_plane.kubectl("kustomize", str(MANIFESTS / overlay)).stdout):
+            name = doc["metadata"]["name"]
+            if doc["kind"] == "Namespace" and control_plane.kubectl("get", "namespace", name, check=False).returncode:
+                control_plane.kubectl("create", "namespace", name)
+                made.append(name)
+    yield
+    for name in made:
+        control_plane.kubectl("delete", "namespace", name, "--wait=false")
+
+
 @pytest.mark.parametrize("overlay", ["base", "overlays/namespaced"])
-def test_kubectl_apply_k_is_accepted_by_a_server_side_dry_run(control_plane, overlay) -> None:
-    # Objects in a namespace that does not exist yet cannot be dry-run: make the namespaces first.
-    for doc in _objects(control_plane.kubectl("kustomize", str(MANIFESTS / overlay)).stdout):
-        if doc["kind"] == "Namespace":
-            control_plane.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump(doc))
+def test_kubectl_apply_k_is_accepted_by_a_server_side_dry_run(control_plane, kustomize_namespaces, overlay) -> None:
     out = control_plane.kubectl("apply", "--server-side", "--dry-run=server", "--field-manager=packaging-test",
                                 "-k", str(MANIFESTS / overlay))
     assert "deployment.apps/swarm-arena-operator serverside-applied (server dry run)" in out.stdout, out.stdout
