@@ -72,7 +72,7 @@ def _long_evaluation(name: str, **spec):
 
 
 def test_a_repair_that_times_out_says_so_without_a_traceback(local_ray_for_repairs) -> None:
-    run = _Background(_long_evaluation("rp-timeout", episodes=1))
+    run = _Background(_long_evaluation("rp-timeout", episodes=4))  # long enough for a CLI to start
     assert run.stepping.wait(120)
     name = run.evaluation.qualified_name
     with pytest.raises(RepairTimedOut, match=r"did not answer .* within 0 s.*idempotent"):

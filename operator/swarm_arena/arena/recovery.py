@@ -63,6 +63,8 @@ class ActorEntry:
     info: ActorInfo | None = None
     restarts: int = 0
     lost_on: str | None = None  # the node its last lost incarnation lived on
+    generation: int = 0  # +1 whenever a new instance holds no state of the old one (replaced or restarted)
+    replacing: bool = False  # a replace() of it is under way
 
 
 def remote_actor_class(cls: type) -> Any:
@@ -89,7 +91,12 @@ def is_actor_loss(error: BaseException) -> bool:
 
 
 class ActorTable:
-    """The named actors of one run, their handles, where they live and how often they were replaced."""
+    """The named actors of one run, their handles, where they live and how often they were replaced.
+
+    Its lock guards only the table: no remote call, kill or actor start happens under it, so a
+    repair never waits behind a recovery (or the other way round). Each entry's `generation`
+    changes whenever the actor behind the name lost its state; whoever restores state compares it.
+    """
 
     def __init__(self, max_restarts: int) -> None:
         self.max_restarts = max_restarts
@@ -149,6 +156,15 @@ class ActorTable:
         with self._lock:
             return self._entries[name].handle
 
+    def handle_and_generation(self, name: str) -> tuple[Any, int]:
+        with self._lock:
+            entry = self._entries[name]
+            return entry.handle, entry.generation
+
+    def generation(self, name: str) -> int:
+        with self._lock:
+            return self._entries[name].generation
+
     def names(self) -> list[str]:
         with self._lock:
             return list(self._entries)
@@ -158,9 +174,12 @@ class ActorTable:
             return self._entries[name].restarts
 
     def on_nodes(self, node_ids: Iterable[str]) -> list[str]:
+        """Actors whose current instance lives on one of `node_ids` (not those being replaced)."""
         lost = set(node_ids)
         with self._lock:
-            return [n for n, e in self._entries.items() if e.info is not None and e.info.node_id in lost]
+            return [
+                n for n, e in self._entries.items() if not e.replacing and e.info is not None and e.info.node_id in lost
+            ]
 
     def ping(self, names: Iterable[str], timeout: float = PING_TIMEOUT_S) -> dict[str, tuple[Any, ActorInfo | BaseException]]:
         """Each actor's (handle pinged, answer), the answer being the error / timeout when it did not."""
@@ -191,30 +210,42 @@ class ActorTable:
             restarted = entry.info is not None and entry.info.instance != info.instance
             if restarted:
                 self._count(entry)
+                entry.generation += 1
             entry.info = info
             return restarted
 
     def replace(self, names: Iterable[str], expected: dict[str, Any] | None = None) -> list[str]:
         """Kill each of `names` for good and start it again now, under the same name, outside the
-        placement group. Skips a name whose handle is no longer `expected[name]` (someone else
-        replaced it already). Returns the names replaced, once they answer."""
+        placement group. Skips a name being replaced by another caller, or whose handle is no
+        longer `expected[name]` (replaced already). Returns the names replaced (started, not yet
+        answering); raises EvaluationFailed when one was lost more than maxActorRestarts times."""
         import ray
 
+        claimed: list[tuple[ActorEntry, Any, int]] = []
         replaced = []
-        with self._lock:
-            for name in names:
-                entry = self._entries[name]
-                if expected is not None and entry.handle is not expected.get(name):
-                    continue
-                self._count(entry)
+        try:
+            with self._lock:
+                for name in names:
+                    entry = self._entries[name]
+                    if entry.replacing or (expected is not None and entry.handle is not expected.get(name)):
+                        continue
+                    self._count(entry)
+                    entry.replacing, entry.info = True, None
+                    claimed.append((entry, entry.handle, max(self.max_restarts - entry.restarts, 0)))
+            for entry, old, left in claimed:
                 try:
-                    ray.kill(entry.handle, no_restart=True)
+                    ray.kill(old, no_restart=True)
                 except Exception:  # noqa: BLE001 - already dead is fine
                     pass
-                left = max(self.max_restarts - entry.restarts, 0)
-                entry.handle = self._start(entry.recipe, {}, left)
-                entry.info = None
-                replaced.append(name)
+                handle = self._start(entry.recipe, {}, left)
+                with self._lock:
+                    entry.handle, entry.replacing = handle, False
+                    entry.generation += 1
+                replaced.append(entry.recipe.name)
+        finally:
+            with self._lock:
+                for entry, _, _ in claimed:
+                    entry.replacing = False
         return replaced
 
     def lost_on(self, name: str) -> str | None:

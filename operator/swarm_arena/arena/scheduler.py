@@ -1,0 +1,328 @@
+"""Driving the episodes: chunks on environment slots, checkpoints, and recovery of lost actors.
+
+One thread (the coordinator's `run`) drives every slot: it hands each slot's environment actor
+an episode a checkpoint interval at a time and, when a chunk fails because an actor was lost,
+brings the slot's actors back (revival.py decides, ping by ping) and restores the episode from
+its last checkpoint. A repair (another thread, see coordinator.py) only swaps actors in the
+table; it never waits for this thread, nor this thread for it. They meet through each actor's
+generation: a slot remembers the generations that hold its state, and before every chunk it
+checks them, restoring first when an actor behind a name is new. No lock is held across a
+remote call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from swarm_arena.api.report import EpisodeRecord
+from swarm_arena.api.spec import SwarmEvaluationSpec
+from swarm_arena.api.status import Recovery
+from swarm_arena.arena.episode import EpisodeCheckpoint, EpisodeTask, ShardPart
+from swarm_arena.arena.errors import EvaluationFailed
+from swarm_arena.arena.matchmaking import Match, assign_agents, shard_layout
+from swarm_arena.arena.naming import shard_name
+from swarm_arena.arena.recovery import RAY_RESTART_WAIT_S, START_TIMEOUT_S, ActorTable, is_actor_loss
+from swarm_arena.arena.revival import Answer, Revival
+from swarm_arena.arena.run_ledger import RunLedger
+from swarm_arena.arena.run_setup import RunLayout, Slot
+from swarm_arena.arena.shard import ActorInfo
+
+log = logging.getLogger(__name__)
+
+REVIVAL_PING_INTERVAL_S = 0.1
+
+
+def shard_seed(episode_seed: int, policy_index: int, shard: int) -> int:
+    """The seed of one shard in one episode: depends on the episode, never on which actor plays it."""
+    sequence = np.random.SeedSequence(entropy=episode_seed, spawn_key=(policy_index, shard))
+    return int(sequence.generate_state(1, dtype=np.uint32)[0])
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class RepairMarks:
+    """Actors a repair replaced, with when it began, until the slot that restores them records it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._marks: dict[str, float] = {}
+
+    def mark(self, names: list[str], began: float) -> None:
+        with self._lock:
+            for name in names:
+                self._marks.setdefault(name, began)
+
+    def take(self, names: list[str]) -> dict[str, float]:
+        with self._lock:
+            return {n: self._marks.pop(n) for n in names if n in self._marks}
+
+
+class EpisodeScheduler:
+    def __init__(
+        self,
+        spec: SwarmEvaluationSpec,
+        evaluation: str,
+        layout: RunLayout,
+        table: ActorTable,
+        ledger: RunLedger,
+        marks: RepairMarks,
+        failure: Callable[[], BaseException | None],
+    ) -> None:
+        self.spec = spec
+        self.evaluation = evaluation
+        self.layout = layout
+        self.table = table
+        self.ledger = ledger
+        self.marks = marks
+        self._failure = failure
+        self._policy_index = {p: i for i, p in enumerate(spec.policy_names)}
+
+    # ---- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Play every episode of the plan not counted yet; those with a checkpoint continue from it."""
+        import ray
+
+        store = self.ledger.store
+        records, resumable = store.records(), store.checkpoints()
+        matches = self.layout.matches
+        todo = deque(sorted(resumable) + [m.index for m in matches if m.index not in records and m.index not in resumable])
+        if records or resumable:
+            log.info("%s: resuming, %d episodes already counted, %d from a checkpoint", self.evaluation, len(records), len(resumable))
+        self.ledger.emit_progress()
+        slots = self.layout.slots
+        while todo or any(s.ref is not None for s in slots):
+            for slot in slots:
+                if slot.ref is None and todo:
+                    episode = todo.popleft()
+                    self._go_on(slot, episode, resumable.pop(episode, None))
+            busy = {s.ref: s for s in slots if s.ref is not None}
+            ready, _ = ray.wait(list(busy), num_returns=1, timeout=0.2)
+            self._raise_failure()
+            for ref in ready:
+                self._finish_chunk(busy[ref])
+
+    def _raise_failure(self) -> None:
+        failure = self._failure()
+        if failure is not None:
+            raise failure
+
+    # ---- chunks ------------------------------------------------------------------------------
+
+    def _task(self, slot: Slot, match: Match, start_step: int) -> tuple[EpisodeTask, Any, dict[str, int]]:
+        """The chunk's task, the environment actor's handle, and the generation of every actor it uses."""
+        spec = self.spec
+        agents = assign_agents(spec, match, self.layout.agents)
+        layout = shard_layout(agents, spec.execution.agents_per_shard, self.layout.hosted)
+        env, env_generation = self.table.handle_and_generation(slot.env)
+        generations = {slot.env: env_generation}
+        parts = []
+        for s in layout:
+            index = self._policy_index[s.policy]
+            seed = shard_seed(match.seed, index, s.shard)
+            if s.policy in self.layout.hosted:
+                policy = spec.policies[index]
+                parts.append(ShardPart(
+                    name=shard_name(self.evaluation, s.policy, slot.index), handle=None, policy=s.policy,
+                    agent_indices=s.agent_indices, seed=seed, factory=policy.factory, params=policy.params,
+                ))  # fmt: skip
+                continue
+            name = slot.shards[(s.policy, s.shard)]
+            handle, generations[name] = self.table.handle_and_generation(name)
+            parts.append(ShardPart(name=name, handle=handle, policy=s.policy, agent_indices=s.agent_indices, seed=seed))
+        interval = spec.checkpoint.interval_steps
+        task = EpisodeTask(
+            episode=match.index,
+            seed=match.seed,
+            pairing=match.pairing_label(),
+            policy_agents={p: tuple(v) for p, v in agents.items()},
+            shards=tuple(parts),
+            start_step=start_step,
+            stop_at=(start_step // interval + 1) * interval,
+        )
+        return task, env, generations
+
+    def _current(self, generations: dict[str, int]) -> bool:
+        return all(self.table.generation(name) == g for name, g in generations.items())
+
+    def _restarted_in_place(self, slot: Slot) -> bool:
+        """Whether a ping finds an actor of the slot in a new incarnation (counted as a restart)."""
+        answers = self.table.ping(slot.actors)
+        restarted = [
+            self.table.note_incarnation(name, answer)  # every one noted: no short-circuit
+            for name, (_, answer) in answers.items()
+            if isinstance(answer, ActorInfo)
+        ]
+        return any(restarted)
+
+    def _go_on(
+        self, slot: Slot, episode: int, checkpoint: EpisodeCheckpoint | None, *, restore: bool = False
+    ) -> dict[str, float]:
+        """Dispatch the next chunk of `episode` from `checkpoint` (None: its start), first putting that
+        state into the slot's actors unless they hold it. Returns the repair marks it consumed (actors
+        a repair replaced, restored here); raises an actor loss met while restoring."""
+        import ray
+
+        start = checkpoint.step if checkpoint else 0
+        match = self.layout.matches[episode]
+        consumed: dict[str, float] = {}
+        while True:
+            task, env, generations = self._task(slot, match, start)
+            holds = slot.holds == (episode, start) and slot.state_generations == generations
+            # A fresh start needs no restore: the environment actor begins the episode (and every
+            # shard) itself unless it already holds that episode's start.
+            fresh = checkpoint is None and slot.holds != (episode, 0)
+            if not restore and (holds or fresh):
+                break
+            consumed.update(self.marks.take(slot.actors))
+            slot.holds = None
+            if checkpoint is None:
+                ray.get(env.begin.remote(task))
+            else:
+                ray.get(env.restore.remote(task, checkpoint))
+            slot.holds, slot.state_generations, restore = (episode, start), generations, False
+            if self._current(generations):
+                break
+            # A repair swapped an actor while we restored: the new one holds nothing yet.
+        slot.task, slot.dispatched = task, generations
+        slot.ref = env.run.remote(task)
+        return consumed
+
+    def _finish_chunk(self, slot: Slot) -> None:
+        import ray
+
+        task, ref, generations = slot.task, slot.ref, slot.dispatched
+        slot.ref = None
+        assert task is not None
+        try:
+            result = ray.get(ref)
+        except Exception as exc:  # noqa: BLE001 - sorted below
+            slot.holds = None
+            # An error from an actor that was swapped by a repair, or restarted in place by Ray,
+            # while the chunk ran (it held no state) is a loss too, not a bug in the episode.
+            if not is_actor_loss(exc) and self._current(generations) and not self._restarted_in_place(slot):
+                raise EvaluationFailed(f"episode {task.episode} failed: {_last_line(exc)}") from None
+            self._recover(slot, task.episode, exc)
+            return
+        self.ledger.chunk_done(result)
+        slot.holds, slot.state_generations = (task.episode, result.step), generations
+        counted = None
+        if result.done:
+            assert result.record is not None
+            record = EpisodeRecord.model_validate(result.record)
+            if self.ledger.count(record):  # exactly once, whatever was replayed
+                counted = record
+            self.ledger.store.drop_checkpoint(result.episode)
+            self.ledger.in_flight(slot.index, None)
+            slot.task = None
+            if not self._current(generations):  # the next episode begins every actor afresh
+                repaired = self.marks.take(slot.actors)
+                if repaired:
+                    self._record(set(repaired), repaired, min(repaired.values()), None, None)
+        else:
+            assert result.checkpoint is not None
+            self.ledger.store.save_checkpoint(result.checkpoint)
+            self.ledger.in_flight(slot.index, result.checkpoint.agent_steps)
+            try:
+                repaired = self._go_on(slot, task.episode, result.checkpoint)
+            except Exception as exc:  # noqa: BLE001 - lost while restoring after a repair
+                if not is_actor_loss(exc):
+                    raise
+                self._recover(slot, task.episode, exc)
+            else:
+                if repaired:
+                    self._record(set(repaired), repaired, min(repaired.values()), task.episode, result.checkpoint)
+        self.ledger.emit_progress(counted)
+
+    # ---- recovery ----------------------------------------------------------------------------
+
+    def _recover(self, slot: Slot, episode: int, error: BaseException) -> None:
+        """Bring the slot's actors back, restore `episode` from its last checkpoint, go on; one
+        recovery is recorded however often the actors are lost again on the way."""
+        detected = time.monotonic()
+        log.warning("%s: episode %d lost an actor (%s); recovering", self.evaluation, episode, _last_line(error))
+        revival = Revival(tuple(slot.actors), detected, RAY_RESTART_WAIT_S, START_TIMEOUT_S)
+        restarted: set[str] = set()
+        repaired: dict[str, float] = {}
+        while True:
+            self._revive(slot, revival, restarted)
+            checkpoint = self.ledger.store.checkpoints().get(episode)
+            try:
+                repaired.update(self._go_on(slot, episode, checkpoint, restore=True))
+                break
+            except Exception as exc:  # noqa: BLE001 - lost again while restoring: round once more
+                if not is_actor_loss(exc):
+                    raise
+                log.warning("%s: lost an actor again while restoring episode %d (%s)", self.evaluation, episode, _last_line(exc))
+        restarted.update(repaired)
+        if restarted:
+            self._record(restarted, repaired, min([detected, *repaired.values()]), episode, checkpoint)
+
+    def _revive(self, slot: Slot, revival: Revival, restarted: set[str]) -> None:
+        """Ping the slot's actors until every one answers, re-creating those revival says to."""
+        from ray import exceptions as rex
+
+        while True:
+            answers = self.table.ping(slot.actors)
+            kinds: dict[str, Answer] = {}
+            for name, (_, answer) in answers.items():
+                if isinstance(answer, ActorInfo):
+                    if self.table.note_incarnation(name, answer):
+                        restarted.add(name)  # Ray restarted it in place
+                    kinds[name] = Answer.ALIVE
+                elif isinstance(answer, rex.ActorDiedError):
+                    kinds[name] = Answer.DEAD  # Ray will not restart it (budget spent, or killed)
+                else:
+                    kinds[name] = Answer.SILENT
+            decision = revival.decide(kinds, time.monotonic())
+            if decision.replace:
+                done = self.table.replace(decision.replace, expected={n: answers[n][0] for n in decision.replace})
+                revival.replaced(done, time.monotonic())
+                restarted.update(done)
+            if decision.done:
+                return
+            self._raise_failure()
+            time.sleep(REVIVAL_PING_INTERVAL_S)
+
+    def _record(
+        self,
+        restarted: set[str],
+        repaired: dict[str, float],
+        start: float,
+        episode: int | None,
+        checkpoint: EpisodeCheckpoint | None,
+    ) -> None:
+        """`episode`: the one that was in flight and resumes from `checkpoint` (None: between episodes)."""
+        recovery = Recovery(
+            time=now_rfc3339(),
+            reason="NodeLost" if repaired else "ActorDied",
+            actors_restarted=sorted(restarted),
+            nodes_lost=sorted({node for name in restarted if (node := self.table.lost_on(name))}),
+            episode=episode,
+            resumed_from_step=None if episode is None else (checkpoint.step if checkpoint else 0),
+            seconds=round(time.monotonic() - start, 3),
+        )
+        self.ledger.recovered(recovery)
+        log.warning(
+            "%s: recovered %s (lost with node %s) in %.2f s; %s",
+            self.evaluation, ", ".join(recovery.actors_restarted), ", ".join(recovery.nodes_lost) or "?",
+            recovery.seconds,
+            "between episodes" if episode is None else f"episode {episode} resumes from step {recovery.resumed_from_step}",
+        )  # fmt: skip
+
+
+def _last_line(error: BaseException) -> str:
+    cause = getattr(error, "cause", None)
+    text = str(cause if isinstance(cause, BaseException) else error)
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
