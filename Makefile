@@ -24,7 +24,7 @@ test: setup
 	$(BIN)/python -m pytest
 
 controlplane: setup
-	$(BIN)/python -m tests.controlplane up
+	$(BIN)/python -m tests.controlplane up --process-nodes 2 --process-gpu-nodes 1
 
 bench: setup
 	$(BIN)/python benchmarks/arena_step.py --agents 100,1000,10000 --shards 1,2,4 --steps 200 --repeats 3 \

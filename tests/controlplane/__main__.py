@@ -9,7 +9,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     usage = (
         "usage: python -m tests.controlplane build [parts...] [--force] [--regen] [--print-dir]\n"
-        "       python -m tests.controlplane up [--workdir DIR]"
+        "       python -m tests.controlplane up [--workdir DIR] [--no-kuberay] [--process-nodes N] [--process-gpu-nodes M]"
     )
     if not argv or argv[0] in ("-h", "--help"):
         print(usage)

@@ -2,9 +2,11 @@
 
 Components (binaries from ``build.py``'s cache): etcd, kube-apiserver (throwaway CA, client-cert
 auth, ``--authorization-mode=Node,RBAC``), kube-controller-manager, kube-scheduler, kwok (fake
-nodes, one of them a GPU node) and the KubeRay operator with its CRDs. Every component runs in
-its own process group, logs to ``<workdir>/logs/<name>.log`` and is killed on ``stop()``, on
-interpreter exit (atexit) and, through ``PR_SET_PDEATHSIG``, if this Python process dies.
+nodes, one of them a GPU node), optionally the process node agent (``nodeagent.py``: nodes whose
+pods really run, as host processes in their own network namespaces) and the KubeRay operator
+with its CRDs. Every component runs in its own process group, logs to
+``<workdir>/logs/<name>.log`` and is killed on ``stop()``, on interpreter exit (atexit) and,
+through ``PR_SET_PDEATHSIG``, if this Python process dies.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from typing import Any, Callable
 import yaml
 
 from tests.controlplane import build as cpbuild
+from tests.controlplane import procnet
+from tests.controlplane.nodeagent import PROCESS_NODE_LABEL, NodeSpec
 
 GPU_NODE = "kwok-gpu-0"
 CPU_NODES = ("kwok-cpu-0", "kwok-cpu-1")
@@ -42,7 +46,18 @@ GPU_LABEL = "nvidia.com/gpu.present"
 GPU_RESOURCE = "nvidia.com/gpu"
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 SERVICE_CIDR = "10.96.0.0/24"
-POD_CIDR = "10.244.0.0/16"
+POD_CIDR = "10.244.0.0/16"  # kwok's fake pod IPs; process-backed pods get 10.251.<k>.0/24 (procnet.py)
+
+# With process nodes, kwok's fake nodes carry this taint so that no pod lands there by accident;
+# a pod meant for a kwok node (scale tests) adds KWOK_TOLERATION and KWOK_NODE_SELECTOR.
+KWOK_TAINT = {"key": "swarm-arena.test/kwok", "value": "fake", "effect": "NoSchedule"}
+KWOK_TOLERATION = {"key": "swarm-arena.test/kwok", "operator": "Equal", "value": "fake", "effect": "NoSchedule"}
+KWOK_NODE_SELECTOR = {"type": "kwok"}
+PROCESS_NODE_SELECTOR = {PROCESS_NODE_LABEL: "true"}
+# The session plane's process nodes: two CPU nodes and one GPU node (same GPU label and taint as
+# kwok-gpu-0). Capacity is what the scheduler sees; the processes share this machine.
+DEFAULT_PROCESS_NODES = (NodeSpec("proc-cpu-0", "8", "32Gi"), NodeSpec("proc-cpu-1", "8", "32Gi"),
+                         NodeSpec("proc-gpu-0", "8", "32Gi", gpus=2))
 
 
 class ControlPlaneError(RuntimeError):
@@ -118,7 +133,7 @@ class _Pki:
         return str(self.files[name])
 
 
-def make_pki(directory: Path) -> _Pki:
+def make_pki(directory: Path, extra_ips: tuple[str, ...] = ()) -> _Pki:
     """A throwaway CA, the apiserver's serving cert, client certs per component and the
     service-account signing key pair."""
     from cryptography import x509
@@ -177,6 +192,7 @@ def make_pki(directory: Path) -> _Pki:
                 x509.DNSName("localhost"), x509.DNSName("kubernetes"), x509.DNSName("kubernetes.default"),
                 x509.DNSName("kubernetes.default.svc"), x509.DNSName("kubernetes.default.svc.cluster.local"),
                 x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.IPAddress(svc_ip),
+                *(x509.IPAddress(ipaddress.ip_address(a)) for a in extra_ips),
             ]), critical=False)
         cert = b.sign(ca_key, hashes.SHA256())
         write(f"{name}.crt", cert.public_bytes(serialization.Encoding.PEM))
@@ -188,6 +204,7 @@ def make_pki(directory: Path) -> _Pki:
     issue("scheduler", "system:kube-scheduler")
     issue("kwok", "kwok", ("system:masters",))  # kwok writes node/pod status for many nodes
     issue("ray-operator", "kuberay-operator", ("system:masters",))
+    issue("node-agent", "swarm-arena-node-agent", ("system:masters",))  # registers nodes, writes pod status
 
     sa_key = ec.generate_private_key(ec.SECP256R1())
     write("sa.key", key_pem(sa_key), private=True)
@@ -281,7 +298,8 @@ class ControlPlane:
     """
 
     def __init__(self, workdir: str | os.PathLike | None = None, build_dir: str | os.PathLike | None = None,
-                 kuberay: bool = True, timeout: float = 120.0, keep_workdir: bool | None = None) -> None:
+                 kuberay: bool = True, timeout: float = 120.0, keep_workdir: bool | None = None,
+                 process_nodes: "tuple[NodeSpec | str, ...] | list[NodeSpec | str]" = ()) -> None:
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="swarm-arena-cp-"))
         self.keep_workdir = keep_workdir if keep_workdir is not None else bool(os.environ.get("SWARM_ARENA_KEEP_CP"))
@@ -299,6 +317,9 @@ class ControlPlane:
         self._pki: _Pki | None = None
         self._ssl: ssl.SSLContext | None = None
         self._lock = threading.Lock()
+        self.process_node_specs: list[NodeSpec] = [
+            n if isinstance(n, NodeSpec) else NodeSpec.parse(n) for n in process_nodes]
+        self.network: procnet.PlaneNetwork | None = None  # the process nodes' pod network
 
     # -- public -----------------------------------------------------------------------------
 
@@ -349,6 +370,9 @@ class ControlPlane:
             # reverse start order: operators first, etcd last
             for comp in reversed(list(self.components.values())):
                 comp.stop()
+            if self.network is not None:
+                # the agent removes what it made; this also covers an agent that was SIGKILLed
+                procnet.remove_plane(self.network.plane_id)
             _LIVE.discard(self)
             if self._own_workdir and not self.keep_workdir:
                 shutil.rmtree(self.workdir, ignore_errors=True)
@@ -380,6 +404,50 @@ class ControlPlane:
                 return r.status, r.read()
         except urllib.error.HTTPError as e:
             return e.code, e.read()
+
+    # -- process nodes ----------------------------------------------------------------------
+
+    def _agent(self, method: str, path: str, body: dict | None = None, timeout: float = 60) -> Any:
+        if self.network is None or "node-agent" not in self.components:
+            raise ControlPlaneError("this plane has no process nodes (ControlPlane(process_nodes=...), "
+                                    "or `python -m tests.controlplane up --process-nodes N`)")
+        self.components["node-agent"].check_alive()
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"http://127.0.0.1:{self.ports['node-agent']}{path}", data=data,
+                                     method=method, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            raise ControlPlaneError(f"node agent {method} {path}: {e.code} {e.read().decode(errors='replace')}") from None
+
+    def process_nodes(self) -> list[dict]:
+        """The process nodes as the agent sees them: ``name``, ``cpu``, ``memory``, ``gpus``,
+        ``alive`` and ``pods`` (``namespace``, ``name``, ``uid``, ``ip``, ``netns``, ``pids``)."""
+        return self._agent("GET", "/nodes")
+
+    def kill_node(self, name: str, remove_after: float = 1.0) -> list[str]:
+        """Lose process node ``name`` abruptly, as a machine crash would: every process of every pod
+        on it is SIGKILLed at once and its pods' networks vanish; the Node turns NotReady (Unknown) and
+        is deleted ``remove_after`` seconds later. Its pods stay bound to the gone node until the
+        pod garbage collector removes them (~40 s). Returns the killed pods as ``ns/name``."""
+        return self._agent("POST", f"/nodes/{name}/kill", {"remove_after": remove_after})["pods"]
+
+    def add_process_node(self, name: str, cpu: str = "8", memory: str = "32Gi", gpus: int = 0) -> None:
+        """Register one more process node (e.g. to replace a killed one; use a fresh name)."""
+        self._agent("POST", "/nodes", {"name": name, "cpu": cpu, "memory": memory, "gpus": gpus})
+
+    def pod_url(self, pod_ip: str, port: int, path: str = "/") -> str:
+        """A URL for a process-backed pod's port, reachable from this host (it is on the pods' bridge)."""
+        if self.network is None or ipaddress.ip_address(pod_ip) not in self.network.subnet:
+            raise ControlPlaneError(f"{pod_ip} is not a process-backed pod's address "
+                                    f"({self.network.subnet if self.network else 'no process nodes'}); kwok pods "
+                                    "have no real address")
+        return f"http://{pod_ip}:{port}{path}"
+
+    def leftovers(self) -> dict[str, list[str]]:
+        """What of this plane's pod network still exists (namespaces, links, /etc/netns dirs)."""
+        return procnet.leftovers(self.network.plane_id) if self.network else {}
 
     # -- start ------------------------------------------------------------------------------
 
@@ -426,16 +494,21 @@ class ControlPlane:
         missing = [b for b in needed if not (bindir / b).exists()]
         if missing:
             raise ControlPlaneError(f"missing binaries {missing} in {bindir}; run `python -m tests.controlplane build`")
-        self._pki = pki = make_pki(wd / "pki")
+        if self.process_node_specs:
+            t = time.monotonic()
+            self.network = procnet.create_network()  # sweeps what crashed earlier runs left
+            self.timings["pod network"] = round(time.monotonic() - t, 2)
+        extra_ips = (self.network.gateway,) if self.network else ()
+        self._pki = pki = make_pki(wd / "pki", extra_ips)
         for name in ("etcd-client", "etcd-peer", "apiserver", "controller-manager", "scheduler",
-                     "kwok", "ray-metrics", "ray-probe"):
+                     "kwok", "ray-metrics", "ray-probe", "node-agent"):
             self.ports[name] = free_port()
         self.server = f"https://127.0.0.1:{self.ports['apiserver']}"
         self._ssl = ssl.create_default_context(cafile=pki.path("ca.crt"))
         self._ssl.load_cert_chain(pki.path("admin.crt"), pki.path("admin.key"))
         write_kubeconfig(self.kubeconfig, self.server, pki, "admin")
         kcfg = {u: write_kubeconfig(wd / f"{u}.kubeconfig", self.server, pki, u)
-                for u in ("controller-manager", "scheduler", "kwok", "ray-operator")}
+                for u in ("controller-manager", "scheduler", "kwok", "ray-operator", "node-agent")}
 
         # etcd
         ec, ep = self.ports["etcd-client"], self.ports["etcd-peer"]
@@ -510,6 +583,19 @@ class ControlPlane:
             f"--server-address=127.0.0.1:{self.ports['kwok']}",
             "--node-lease-duration-seconds=40",
         ])
+        if self.process_node_specs:
+            assert self.network is not None
+            repo_root = str(Path(__file__).resolve().parents[2])
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [repo_root, os.environ.get("PYTHONPATH")])))
+            self._component("node-agent", [
+                sys.executable, "-m", "tests.controlplane.nodeagent",
+                f"--kubeconfig={kcfg['node-agent']}", f"--workdir={wd / 'process-nodes'}",
+                f"--network={json.dumps(self.network.to_json())}",
+                f"--python-bin={Path(sys.executable).parent}",
+                f"--apiserver-port={self.ports['apiserver']}", f"--control-port={self.ports['node-agent']}",
+                f"--kubernetes-version={self.versions['KUBERNETES_VERSION']}",
+                *(f"--node={n.name}:{n.cpu}:{n.memory}:{n.gpus}" for n in self.process_node_specs),
+            ], env=env)
         t = time.monotonic()
         core = self._core()
         self._create_nodes(core)
@@ -521,8 +607,9 @@ class ControlPlane:
 
         self._wait_https_health("kube-controller-manager", self.ports["controller-manager"])
         self._wait_https_health("kube-scheduler", self.ports["scheduler"])
-        self._wait("all fake nodes Ready and untainted (kwok, node lifecycle controller)",
-                   ("kwok", "kube-controller-manager"), lambda: self._nodes_ready(core), timeout=90)
+        self._wait("all nodes Ready and untainted (kwok, process node agent, node lifecycle controller)",
+                   ("kwok", "kube-controller-manager", *(("node-agent",) if self.network else ())),
+                   lambda: self._nodes_ready(core), timeout=90)
         self._wait("ServiceAccount default/default (controller-manager)", ("kube-controller-manager",),
                    lambda: core.read_namespaced_service_account("default", "default"), timeout=60)
 
@@ -559,7 +646,7 @@ class ControlPlane:
     # -- nodes ------------------------------------------------------------------------------
 
     @staticmethod
-    def node_manifest(name: str, gpu: bool = False) -> dict:
+    def node_manifest(name: str, gpu: bool = False, kwok_taint: bool = False) -> dict:
         labels = {
             "kubernetes.io/arch": "amd64", "kubernetes.io/os": "linux", "kubernetes.io/hostname": name,
             "node-role.kubernetes.io/agent": "", "type": "kwok",
@@ -571,6 +658,8 @@ class ControlPlane:
             labels["nvidia.com/gpu.product"] = "NVIDIA-H100-80GB-HBM3"
             capacity[GPU_RESOURCE] = "4"
             taints.append({"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"})
+        if kwok_taint:
+            taints.append(dict(KWOK_TAINT))
         return {
             "apiVersion": "v1", "kind": "Node",
             "metadata": {"name": name, "labels": labels,
@@ -580,14 +669,15 @@ class ControlPlane:
         }
 
     def _create_nodes(self, core) -> None:
+        taint = bool(self.process_node_specs)
         for name in CPU_NODES:
-            core.create_node(self.node_manifest(name))
-        core.create_node(self.node_manifest(GPU_NODE, gpu=True))
+            core.create_node(self.node_manifest(name, kwok_taint=taint))
+        core.create_node(self.node_manifest(GPU_NODE, gpu=True, kwok_taint=taint))
 
     def _nodes_ready(self, core) -> bool:
         nodes = core.list_node().items
         names = {n.metadata.name for n in nodes}
-        if names != {*CPU_NODES, GPU_NODE}:
+        if names != {*CPU_NODES, GPU_NODE, *(n.name for n in self.process_node_specs)}:
             return False
         for n in nodes:
             conds = {c.type: c.status for c in (n.status.conditions or [])}
@@ -652,10 +742,22 @@ def main_up(argv: list[str]) -> int:
                                  description="Build if needed, start the control plane, wait for Ctrl-C.")
     ap.add_argument("--workdir", help="directory for kubeconfig, PKI, etcd data and logs (default: a temp dir)")
     ap.add_argument("--no-kuberay", action="store_true", help="do not start the KubeRay operator")
+    ap.add_argument("--process-nodes", type=int, default=0, metavar="N",
+                    help="N CPU nodes whose pods really run as host processes (proc-cpu-0...); kwok's "
+                         "fake nodes are then tainted so that pods land on them only when they ask")
+    ap.add_argument("--process-gpu-nodes", type=int, default=0, metavar="M",
+                    help="M process nodes with nvidia.com/gpu (proc-gpu-0...), labelled and tainted like kwok-gpu-0")
     args = ap.parse_args(argv)
+    if args.process_nodes < 0 or args.process_gpu_nodes < 0:
+        ap.error("--process-nodes and --process-gpu-nodes must be >= 0")
+    nodes = [NodeSpec(f"proc-cpu-{i}", "8", "32Gi") for i in range(args.process_nodes)]
+    nodes += [NodeSpec(f"proc-gpu-{i}", "8", "32Gi", gpus=2) for i in range(args.process_gpu_nodes)]
+    if nodes and (why := procnet.available()):
+        print(f"cannot start process nodes: {why}", file=sys.stderr)
+        return 2
     out = cpbuild.build()
     cp = ControlPlane(workdir=args.workdir, build_dir=out, kuberay=not args.no_kuberay,
-                      keep_workdir=bool(args.workdir))
+                      keep_workdir=bool(args.workdir), process_nodes=nodes)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -673,6 +775,9 @@ def main_up(argv: list[str]) -> int:
     print(json.dumps({"ports": cp.ports, "pids": cp.pids()}))
     print(f"export KUBECONFIG={cp.kubeconfig}")
     print(f"export PATH={cp.bindir}:$PATH")
+    if cp.network is not None:
+        print(f"process nodes {[n.name for n in nodes]}: pods get addresses in {cp.network.subnet}, reachable "
+              f"from this host; pod logs in {cp.workdir / 'process-nodes' / 'pods'}")
     print("Ctrl-C to stop.", flush=True)
     try:
         while not stop.wait(1.0):

@@ -3,8 +3,13 @@
 Enable with ``pytest_plugins = ["tests.controlplane.pytest_plugin"]`` in the root conftest.
 
 * ``control_plane`` (session): builds the binaries if missing (a warm build is a no-op), starts
-  etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok and the KubeRay operator on
-  loopback, yields the :class:`~tests.controlplane.plane.ControlPlane`, stops it (no process left).
+  etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, the process node agent
+  (``DEFAULT_PROCESS_NODES``: pods there really run) and the KubeRay operator on loopback, yields
+  the :class:`~tests.controlplane.plane.ControlPlane`, stops it and checks that no process,
+  network namespace, bridge or veth is left. ``SWARM_ARENA_PROCESS_NODES=0`` starts it without
+  process nodes (kwok only, as before).
+* ``process_nodes`` (session): the same plane, failing the test (with what to do) when it has no
+  process nodes (not root, tools missing).
 * ``kube_api`` (session): a ``kubernetes.client.ApiClient`` for the admin kubeconfig.
 * ``namespace`` (function): a fresh namespace (its ``default`` ServiceAccount exists), deleted after.
 * ``wait_until`` (session): ``wait_until(what, check, timeout=60)`` polls with a deadline and, on
@@ -24,7 +29,8 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from tests.controlplane import build as cpbuild
-from tests.controlplane.plane import ControlPlane, ControlPlaneError, wait_for
+from tests.controlplane import procnet
+from tests.controlplane.plane import DEFAULT_PROCESS_NODES, ControlPlane, ControlPlaneError, wait_for
 
 MARKER = "controlplane"
 
@@ -46,19 +52,61 @@ def control_plane() -> Iterator[ControlPlane]:
         out = cpbuild.build()
     except cpbuild.BuildError as exc:
         pytest.fail(f"could not build the control plane: {exc}", pytrace=False)
-    cp = ControlPlane(build_dir=out)
+    want_nodes = os.environ.get("SWARM_ARENA_PROCESS_NODES", "1") != "0"
+    nodes = DEFAULT_PROCESS_NODES if want_nodes and procnet.available() is None else ()
+    cp = ControlPlane(build_dir=out, process_nodes=nodes)
     try:
         cp.start()
     except ControlPlaneError as exc:
         pytest.fail(f"control plane failed to start: {exc}", pytrace=False)
-    print(f"\ncontrol plane up in {cp.started_in:.1f}s: KUBECONFIG={cp.kubeconfig}")
+    print(f"\ncontrol plane up in {cp.started_in:.1f}s: KUBECONFIG={cp.kubeconfig}"
+          + (f"; process nodes {[n.name for n in nodes]} on {cp.network.subnet}" if cp.network else ""))
     try:
         yield cp
     finally:
         pids = cp.pids()
+        pod_pids = _pod_pids(cp)
         cp.stop()
         alive = {n: p for n, p in pids.items() if _group_alive(p)}
         assert not alive, f"control plane processes left behind: {alive}"
+        alive_pods = [p for p in pod_pids if _alive(p)]
+        assert not alive_pods, f"process-backed pod processes left behind: {alive_pods}"
+        if cp.network is not None:
+            left = procnet.leftovers(cp.network.plane_id)
+            assert not any(left.values()), f"pod network left behind: {left}"
+
+
+@pytest.fixture(scope="session")
+def process_nodes(control_plane: ControlPlane) -> ControlPlane:
+    if control_plane.network is None:
+        why = procnet.available() or "SWARM_ARENA_PROCESS_NODES=0 is set"
+        pytest.fail(f"this test needs process-backed nodes, and the plane has none: {why}", pytrace=False)
+    return control_plane
+
+
+def _pod_pids(cp: ControlPlane) -> list[int]:
+    """Every process of every process-backed pod now (wrappers and everything in their PID namespaces)."""
+    if cp.network is None:
+        return []
+    try:
+        nodes = cp.process_nodes()
+    except Exception:  # noqa: BLE001 - the agent died: nothing to list, the network check still runs
+        return []
+    out: list[int] = []
+    for node in nodes:
+        for pod in node["pods"]:
+            r = procnet.ip("netns", "pids", pod["netns"], check=False)
+            out += [int(p) for p in r.stdout.split()] + list(pod["pids"].values())
+    return out
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper does not count)."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _group_alive(pgid: int) -> bool:

@@ -7,7 +7,8 @@ import subprocess
 
 import pytest
 
-from tests.controlplane.plane import CPU_NODES, GPU_LABEL, GPU_NODE, GPU_RESOURCE
+from tests.controlplane.plane import (CPU_NODES, GPU_LABEL, GPU_NODE, GPU_RESOURCE, KWOK_NODE_SELECTOR, KWOK_TAINT,
+                                      KWOK_TOLERATION)
 
 pytestmark = pytest.mark.controlplane
 
@@ -51,13 +52,17 @@ def test_rbac_is_enforced(control_plane, namespace):
     assert out.stdout.strip() == "no", out
 
 
-def test_fake_nodes(core):
+def test_fake_nodes(control_plane, core):
     nodes = {n.metadata.name: n for n in core.list_node().items}
-    assert set(nodes) == {*CPU_NODES, GPU_NODE}
+    assert {*CPU_NODES, GPU_NODE} <= set(nodes)
     gpu = nodes[GPU_NODE]
     assert gpu.metadata.labels[GPU_LABEL] == "true"
     assert gpu.status.allocatable[GPU_RESOURCE] == "4"
-    assert [(t.key, t.value, t.effect) for t in gpu.spec.taints] == [(GPU_RESOURCE, "present", "NoSchedule")]
+    kwok_taint = [(KWOK_TAINT["key"], KWOK_TAINT["value"], KWOK_TAINT["effect"])] if control_plane.network else []
+    assert [(t.key, t.value, t.effect) for t in gpu.spec.taints] == [(GPU_RESOURCE, "present", "NoSchedule"),
+                                                                     *kwok_taint]
+    for name in CPU_NODES:
+        assert [(t.key, t.value, t.effect) for t in nodes[name].spec.taints or []] == kwok_taint
 
 
 def test_deployment_becomes_available_on_kwok_node(kube_api, core, namespace, wait_until):
@@ -71,7 +76,9 @@ def test_deployment_becomes_available_on_kwok_node(kube_api, core, namespace, wa
             "replicas": 2, "selector": {"matchLabels": labels},
             "template": {"metadata": {"labels": labels},
                          "spec": {"containers": [{"name": "web", "image": "nginx:1.27",
-                                                  "resources": {"requests": {"cpu": "100m"}}}]}},
+                                                  "resources": {"requests": {"cpu": "100m"}}}],
+                                  # with process nodes kwok's nodes are tainted: a pod meant for them says so
+                                  "tolerations": [KWOK_TOLERATION], "nodeSelector": KWOK_NODE_SELECTOR}},
         },
     })
 
@@ -93,12 +100,13 @@ def _raycluster(name: str, gpu_workers: int = 1, cpu_workers: int = 2) -> dict:
     def container(name: str, resources: dict) -> dict:
         return {"name": name, "image": RAY_IMAGE, "resources": {"requests": resources, "limits": resources}}
 
+    kwok = {"tolerations": [KWOK_TOLERATION], "nodeSelector": KWOK_NODE_SELECTOR}  # fake pods: kwok's nodes
     worker_groups = []
     if cpu_workers:
         worker_groups.append({
             "groupName": "cpu-workers", "replicas": cpu_workers, "minReplicas": 0, "maxReplicas": 4,
             "rayStartParams": {},
-            "template": {"spec": {"containers": [container("ray-worker", {"cpu": "1", "memory": "1Gi"})]}},
+            "template": {"spec": {"containers": [container("ray-worker", {"cpu": "1", "memory": "1Gi"})], **kwok}},
         })
     if gpu_workers:
         worker_groups.append({
@@ -107,8 +115,8 @@ def _raycluster(name: str, gpu_workers: int = 1, cpu_workers: int = 2) -> dict:
             "template": {"spec": {
                 "containers": [container("ray-worker", {"cpu": "2", "memory": "4Gi", GPU_RESOURCE: "1"})],
                 "tolerations": [{"key": GPU_RESOURCE, "operator": "Equal", "value": "present",
-                                 "effect": "NoSchedule"}],
-                "nodeSelector": {GPU_LABEL: "true"},
+                                 "effect": "NoSchedule"}, KWOK_TOLERATION],
+                "nodeSelector": {GPU_LABEL: "true", **KWOK_NODE_SELECTOR},
             }},
         })
     return {
@@ -116,7 +124,7 @@ def _raycluster(name: str, gpu_workers: int = 1, cpu_workers: int = 2) -> dict:
         "spec": {
             "headGroupSpec": {
                 "rayStartParams": {"dashboard-host": "0.0.0.0"},
-                "template": {"spec": {"containers": [container("ray-head", {"cpu": "1", "memory": "2Gi"})]}},
+                "template": {"spec": {"containers": [container("ray-head", {"cpu": "1", "memory": "2Gi"})], **kwok}},
             },
             "workerGroupSpecs": worker_groups,
         },
