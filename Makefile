@@ -32,3 +32,5 @@ bench: setup
 
 crd: setup
 	$(BIN)/swarm-arena crd > crds/arena.swarm.dev_swarmevaluations.yaml
+	cp crds/arena.swarm.dev_swarmevaluations.yaml helm/swarm-arena-operator/crds/
+	cp crds/arena.swarm.dev_swarmevaluations.yaml manifests/base/crd.yaml

@@ -25,6 +25,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "helm" / "swarm-arena-operator"
+CRD_FILE = ROOT / "crds" / "arena.swarm.dev_swarmevaluations.yaml"
 BASE = ROOT / "manifests" / "base"
 OVERLAY = ROOT / "manifests" / "overlays" / "namespaced"
 RELEASE = "swarm-arena-operator"
@@ -72,7 +73,8 @@ def files(helm: str) -> dict[Path, str]:
     """Every generated file and its content."""
     wide = render(helm)
     narrow = render(helm, f"watchNamespaces={{{WATCHED}}}")
-    crds = [o for o in wide if o["kind"] == "CustomResourceDefinition"]
+    assert [o for o in wide if o["kind"] == "CustomResourceDefinition"] == [yaml.safe_load(CRD_FILE.read_text())], (
+        "the chart's CRD differs from crds/: cp crds/*.yaml helm/swarm-arena-operator/crds/ (`make crd` does)")
     operator = [o for o in wide if o["kind"] != "CustomResourceDefinition"]
 
     wide_ids = {ident(o) for o in wide}
@@ -105,7 +107,8 @@ def files(helm: str) -> dict[Path, str]:
     return {
         BASE / "kustomization.yaml": HEADER + yaml.safe_dump(base_kustomization, sort_keys=False),
         BASE / "namespace.yaml": dump([namespace_object(NAMESPACE)]),
-        BASE / "crd.yaml": dump(crds),
+        # The CRD as generated (crds/), byte for byte: `make crd` copies it here and into the chart.
+        BASE / "crd.yaml": CRD_FILE.read_text(),
         BASE / "operator.yaml": dump(operator),
         OVERLAY / "kustomization.yaml": HEADER + yaml.safe_dump(overlay_kustomization, sort_keys=False, width=120),
         OVERLAY / "namespace.yaml": dump([namespace_object(WATCHED)]),

@@ -31,6 +31,8 @@ def test_chart_crd_is_the_generated_crd() -> None:
         "helm/swarm-arena-operator/crds/ differs from crds/: copy it "
         "(cp crds/arena.swarm.dev_swarmevaluations.yaml helm/swarm-arena-operator/crds/)")
     assert [p.name for p in (CHART / "crds").iterdir()] == [CRD_FILE.name]
+    assert (CHART.parents[1] / "manifests" / "base" / "crd.yaml").read_bytes() == CRD_FILE.read_bytes(), (
+        "manifests/base/crd.yaml differs from crds/: `make crd` copies it")
 
 
 def _schema_paths(schema: dict[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
