@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 import pytest
 import yaml
 
-from tests.controlplane.plane import ControlPlane, free_port, log_tail, wait_for
+from tests.controlplane.plane import ComponentExited, ControlPlane, free_port, log_tail, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "arena.swarm.dev_swarmevaluations.yaml"
@@ -141,38 +141,54 @@ def private_ports() -> list[str]:
 
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayHead]:
-    temp = Path("/tmp") / f"swa-{secrets.token_hex(3)}"  # short: Ray's socket paths have a length limit
-    port, dash = free_port(), free_port()
     token = secrets.token_hex(32)
     log = tmp_path_factory.mktemp("ray-head") / "ray-head.log"
     env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, PYTHONPATH=f"{ROOT}:{ROOT / 'operator'}",
                PATH=f"{BIN}:{os.environ.get('PATH', '')}", RAY_USAGE_STATS_ENABLED="0")
-    argv = [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", "--num-cpus=4",
-            "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--temp-dir={temp}",
-            "--include-dashboard=true", "--disable-usage-stats", *private_ports()]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    head = RayHead(proc, f"http://127.0.0.1:{dash}", token, temp)
+    # `ray start` gives its raylet a fixed 30 s to register; on a loaded machine that can pass, and
+    # then it exits: start again (fresh ports and directory) rather than fail the module.
+    for attempt in range(3):
+        temp = Path("/tmp") / f"swa-{secrets.token_hex(3)}"  # short: Ray's socket paths have a length limit
+        port, dash = free_port(), free_port()
+        argv = [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", "--num-cpus=4",
+                "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--temp-dir={temp}",
+                "--include-dashboard=true", "--disable-usage-stats", *private_ports()]
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        head = RayHead(proc, f"http://127.0.0.1:{dash}", token, temp)
 
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"ray start exited {proc.returncode}:\n{log_tail(log)}")
-        head.get("/api/version")
-        return True
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise ComponentExited(f"ray start exited {proc.returncode}")
+            head.get("/api/version")
+            # job submission needs the head's dashboard agent, which comes up after the dashboard
+            return any(n.get("state") == "ALIVE" for n in head.get("/api/v0/nodes")["data"]["result"]["result"])
 
-    wait_for("Ray head dashboard", up, 120, interval=1.0, on_timeout=lambda: log_tail(log))
+        try:
+            wait_for("Ray head dashboard", up, 180, interval=1.0, on_timeout=lambda: log_tail(log))
+            break
+        except Exception:
+            _stop_head(head)
+            if attempt == 2:
+                raise RuntimeError(f"the Ray head did not start three times; log {log}:\n{log_tail(log)}") from None
     try:
         yield head
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(20)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        import shutil
+        _stop_head(head)
 
-        shutil.rmtree(temp, ignore_errors=True)
+
+def _stop_head(head: RayHead) -> None:
+    import shutil
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(head.proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        head.proc.wait(20)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(head.proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        head.proc.wait(10)
+    shutil.rmtree(head.temp_dir, ignore_errors=True)
 
 
 class Evaluations:
