@@ -59,6 +59,18 @@ class RayHead:
 
         return JobSubmissionClient(self.dashboard_url, headers=self.headers)
 
+    def submit(self, **request: Any) -> str:
+        """`submit_job`, retried while a new head has no job agent yet (Ray answers 500 "No available
+        agent to submit job, please try again later" for a few seconds after it starts)."""
+        deadline = time.monotonic() + HEAD_START_TIMEOUT_S
+        while True:
+            try:
+                return self.client().submit_job(**request)
+            except RuntimeError as exc:
+                if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
+
     def read_log(self, node_id: str, filename: str, lines: int) -> str:
         """What the dashboard's log API serves of `filename` (its last `lines` lines)."""
         query = urllib.parse.urlencode({"node_id": node_id, "filename": filename, "lines": lines})
@@ -93,9 +105,14 @@ def ray_head() -> Iterator[RayHead]:
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
     gcs_port = _free_port()
     ray = str(Path(sys.executable).parent / "ray")
+    # Every port of its own: Ray's fixed defaults (the dashboard agent's 52365, ...) may be taken by
+    # another Ray on this shared machine, and a head whose agent cannot bind accepts no job.
+    ports = {flag: _free_port() for flag in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                                             "metrics-export-port", "runtime-env-agent-port", "node-manager-port",
+                                             "object-manager-port", "ray-client-server-port")}  # fmt: skip
     argv = [ray, "start", "--head", "--block", f"--port={gcs_port}", "--node-ip-address=127.0.0.1",
             "--num-cpus=8", "--dashboard-host=127.0.0.1", f"--dashboard-port={port}", f"--temp-dir={temp}",
-            "--disable-usage-stats"]  # fmt: skip
+            "--disable-usage-stats", *(f"--{flag}={p}" for flag, p in ports.items())]  # fmt: skip
     log = open(Path(temp) / "ray-start.log", "w")  # noqa: SIM115 - closed in the finally below
     head = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:

@@ -63,7 +63,7 @@ class _Submitted:
         env = {EVALUATION_ENV: _payload(evaluation), SUBMISSION_ID_ENV: self.sid}
         if resume is not None:
             env[RESUME_ENV] = encode_payload(resume)
-        head.client().submit_job(entrypoint=ENTRYPOINT, submission_id=self.sid, runtime_env={"env_vars": env})
+        head.submit(entrypoint=ENTRYPOINT, submission_id=self.sid, runtime_env={"env_vars": env})
         self.status = head.wait_job(self.sid, JOB_TIMEOUT_S)
         self.info = head.client().get_job_info(self.sid)
         self.logs = head.client().get_job_logs(self.sid)
@@ -118,7 +118,7 @@ def test_job_reports_progress_and_results_through_the_dashboard(uninterrupted: _
 @pytest.mark.parametrize(
     ("environment", "field"),
     [({"factory": "no_such_module_anywhere:make_env"}, "spec.environment.factory"),
-     ({"factory": "foraging", "params": {"agents": 40, "no_such_param": 1}}, "spec.environment.factory")],
+     ({"factory": "foraging", "params": {"agents": 40, "no_such_param": 1}}, "spec.environment.params.no_such_param")],
     ids=["factory-does-not-import", "params-refused"],
 )  # fmt: skip
 def test_an_invalid_spec_fails_the_job_once_naming_the_field(ray_head: RayHead, environment, field: str) -> None:
@@ -191,7 +191,7 @@ def test_repair_runs_as_a_ray_job_and_prints_json(ray_head: RayHead) -> None:
         "factory": "foraging", "params": {"agents": 40}, "maxSteps": 300})  # fmt: skip
     sid = f"swe-job-repair-{uuid.uuid4().hex[:8]}"
     client = ray_head.client()
-    client.submit_job(
+    ray_head.submit(
         entrypoint=ENTRYPOINT, submission_id=sid,
         runtime_env={"env_vars": {EVALUATION_ENV: _payload(evaluation), SUBMISSION_ID_ENV: sid}},
     )  # fmt: skip
@@ -200,7 +200,7 @@ def test_repair_runs_as_a_ray_job_and_prints_json(ray_head: RayHead) -> None:
 
     command = f"swarm-arena repair {evaluation.qualified_name} --node-id {node} --json"
     repair_sid = f"repair-{uuid.uuid4().hex[:8]}"
-    client.submit_job(entrypoint=command, submission_id=repair_sid)
+    ray_head.submit(entrypoint=command, submission_id=repair_sid)
     assert ray_head.wait_job(repair_sid, JOB_TIMEOUT_S) == JobStatus.SUCCEEDED, client.get_job_logs(repair_sid)
     answer = json.loads(client.get_job_logs(repair_sid).strip().splitlines()[-1])
     assert set(answer) == {"replaced", "seconds"} and answer["seconds"] >= 0
@@ -216,6 +216,6 @@ def test_repair_runs_as_a_ray_job_and_prints_json(ray_head: RayHead) -> None:
 
     # Once the run is over there is nothing to repair: a clear message, exit code 1.
     late_sid = f"repair-{uuid.uuid4().hex[:8]}"
-    client.submit_job(entrypoint=command, submission_id=late_sid)
+    ray_head.submit(entrypoint=command, submission_id=late_sid)
     assert ray_head.wait_job(late_sid, JOB_TIMEOUT_S) == JobStatus.FAILED
     assert "no running evaluation default/job-repair" in client.get_job_logs(late_sid)
