@@ -98,7 +98,7 @@ def test_values_schema_refuses_a_typo_naming_the_key(helm: str) -> None:
 
 def test_two_replicas_need_leader_election(helm: str) -> None:
     with pytest.raises(AssertionError, match="leaderElection.enabled"):
-        template(helm, "replicas=2")
+        template(helm, "replicas=2", "leaderElection.enabled=false")
     deploy = one(template(helm, "replicas=2", "leaderElection.enabled=true"), "Deployment")
     assert deploy["spec"]["strategy"]["type"] == "RollingUpdate"
 
@@ -106,7 +106,10 @@ def test_two_replicas_need_leader_election(helm: str) -> None:
 def test_deployment_is_restricted_and_probed(helm: str) -> None:
     deploy = one(template(helm), "Deployment")
     spec = deploy["spec"]
-    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    single = one(template(helm, "leaderElection.enabled=false"), "Deployment")
+    assert single["spec"]["strategy"] == {"type": "Recreate"}
     pod = spec["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -126,8 +129,9 @@ def _operator_args(objects: list[dict[str, Any]]) -> list[str]:
     return container["args"]
 
 
-@pytest.mark.parametrize("sets", [(), ("watchNamespaces={team-a,team-b}",), ("rayTokens.existingSecret=tokens",)],
-                         ids=["cluster-wide", "namespaced", "ray-tokens"])
+@pytest.mark.parametrize("sets", [(), ("watchNamespaces={team-a,team-b}",), ("rayTokens.existingSecret=tokens",),
+                                  ("leaderElection.enabled=false",)],
+                         ids=["cluster-wide", "namespaced", "ray-tokens", "no-leader-election"])
 def test_the_operator_cli_accepts_the_charts_command_line(helm: str, sets: tuple[str, ...]) -> None:
     from swarm_arena.cli import build_parser
 
@@ -137,6 +141,9 @@ def test_the_operator_cli_accepts_the_charts_command_line(helm: str, sets: tuple
     assert parsed.func.__name__ == "_cmd_operator"
     assert parsed.metrics_port == 9090 and parsed.liveness_port == 8080
     assert parsed.ray_auth_key_file == "/etc/swarm-arena/ray-auth/key"
+    assert parsed.leader_election is ("leaderElection.enabled=false" not in sets)
+    if parsed.leader_election:
+        assert parsed.lease_namespace == "swarm-arena-system"
     if sets and sets[0].startswith("watchNamespaces"):
         assert parsed.namespace == ["team-a", "team-b"] and not parsed.all_namespaces
     else:
@@ -161,7 +168,7 @@ def _rules(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_rbac_never_reads_secrets_nor_writes_spec(helm: str) -> None:
-    for sets in [(), ("watchNamespaces={a}",), ("leaderElection.enabled=true",)]:
+    for sets in [(), ("watchNamespaces={a}",), ("leaderElection.enabled=false",)]:
         rules = _rules(template(helm, *sets))
         for rule in rules:
             assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
@@ -176,21 +183,28 @@ def test_namespaced_install_has_nothing_cluster_wide_but_nodes(helm: str) -> Non
     [cluster_role] = by_kind(objects, "ClusterRole")
     assert cluster_role["metadata"]["name"] == "swarm-arena-operator-nodes"
     assert cluster_role["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]
-    roles = {o["metadata"]["namespace"] for o in by_kind(objects, "Role")}
-    bindings = {o["metadata"]["namespace"] for o in by_kind(objects, "RoleBinding")}
+    roles = {o["metadata"]["namespace"] for o in by_kind(objects, "Role") if not o["metadata"]["name"].endswith("-leader-election")}
+    bindings = {o["metadata"]["namespace"] for o in by_kind(objects, "RoleBinding")
+                if not o["metadata"]["name"].endswith("-leader-election")}
     assert roles == bindings == {"team-a", "team-b"}
+    # and the Lease, in the operator's own namespace
+    lease = one(objects, "Role", "swarm-arena-operator-leader-election")
+    assert lease["metadata"]["namespace"] == "swarm-arena-system"
+    assert {tuple(r["resources"]) for r in lease["rules"]} == {("leases",)}
 
 
 def test_cluster_wide_install_binds_one_cluster_role(helm: str) -> None:
     objects = template(helm)
     assert sorted(o["metadata"]["name"] for o in by_kind(objects, "ClusterRole")) == [
         "swarm-arena-operator", "swarm-arena-operator-nodes"]
-    assert by_kind(objects, "Role") == []
+    assert [o["metadata"]["name"] for o in by_kind(objects, "Role")] == ["swarm-arena-operator-leader-election"]
+    assert by_kind(template(helm, "leaderElection.enabled=false"), "Role") == []
     wide = one(objects, "ClusterRole", "swarm-arena-operator")
-    assert {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]} in wide["rules"]
+    # kopf serving every namespace never lists namespaces (it watches cluster-wide): not granted.
+    assert not any("namespaces" in r["resources"] for r in wide["rules"])
 
 
-@pytest.mark.parametrize("sets", [(), ("watchNamespaces={a}", "leaderElection.enabled=true")],
+@pytest.mark.parametrize("sets", [(), ("watchNamespaces={a}", "leaderElection.enabled=false")],
                          ids=["cluster-wide", "namespaced"])
 def test_every_rbac_rule_says_why(helm: str, sets: tuple[str, ...]) -> None:
     argv = [helm, "template", "r", str(CHART), "--show-only", "templates/rbac.yaml"]

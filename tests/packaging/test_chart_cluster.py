@@ -41,8 +41,9 @@ def _objects(text: str) -> list[dict]:
 
 @pytest.mark.parametrize("sets", [
     (),
-    ("grafanaDashboard.enabled=true", "leaderElection.enabled=true", "replicas=2", "rayTokens.existingSecret=t"),
-], ids=["defaults", "options"])
+    ("grafanaDashboard.enabled=true", "replicas=2", "rayTokens.existingSecret=t"),
+    ("leaderElection.enabled=false",),
+], ids=["defaults", "options", "no-leader-election"])
 def test_helm_template_is_accepted_by_a_server_side_dry_run(control_plane, helm, make_namespace, sets) -> None:
     ns = make_namespace("dry-run")
     out = subprocess.run([helm, "template", "dry", str(CHART), "-n", ns, "--include-crds", *sum((["--set", s] for s in sets), [])],
@@ -164,7 +165,11 @@ def test_chart_token_has_what_the_operator_uses_everywhere(wide, make_namespace)
     for verb in ("create", "update", "delete"):
         assert not wide.can_i(verb, "swarmevaluations.arena.swarm.dev", ns), verb
     assert not wide.can_i("create", "pods", ns)
-    assert not wide.can_i("create", "leases.coordination.k8s.io", ns)  # no leader election by default
+    # Leader election: its own Lease, in its own namespace only.
+    assert wide.can_i("create", "leases.coordination.k8s.io", wide.namespace)
+    assert wide.can_i("update", "leases.coordination.k8s.io/swarm-arena-operator", wide.namespace)
+    assert not wide.can_i("update", "leases.coordination.k8s.io/someone-elses", wide.namespace)
+    assert not wide.can_i("create", "leases.coordination.k8s.io", ns)
 
 
 def test_upgrade_rolls_the_deployment_and_keeps_the_ray_auth_key(wide, kube_api, wait_until) -> None:
