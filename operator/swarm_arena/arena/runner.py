@@ -275,11 +275,12 @@ def _relay(
         metrics.actor_restarted(name)
     metrics.set_actors_alive(batch.actors)
     for event in batch.events:
+        if event.counted is not None:  # metrics first: whoever hears the progress may scrape them
+            metrics.episode_completed(event.counted.returns)
         listener.progress(event.progress)
         if on_progress is not None:
             on_progress(event.progress)
         if event.counted is not None:
-            metrics.episode_completed(event.counted.returns)
             listener.episode(event.counted)
     for recovery in batch.recoveries:
         metrics.recovery()
