@@ -221,7 +221,8 @@ class ContainerRun:
     finished_at: str = ""
     restarts: int = 0
     exit_code: int | None = None
-    last_terminated: dict | None = None
+    last_terminated: dict | None = None  # this run's end
+    previous: dict | None = None  # the end of the run before a restart (status lastState)
     waiting: tuple[str, str] | None = ("ContainerCreating", "")
     ready: bool = False
     started: bool = False  # startup probe passed (or none)
@@ -241,6 +242,20 @@ class ContainerRun:
 
 def _exit_code(rc: int) -> int:
     return 128 - rc if rc < 0 else rc
+
+
+_UNSHARE_SIGKILL = b"unshare: sigprocmask unblock failed: Invalid argument\n"
+
+
+def _killed_init(log: Path) -> bool:
+    """unshare (util-linux 2.38) re-raises its child's fatal signal on itself; for SIGKILL that
+    fails with this message and exit status 1. A kubelet reports such a container as 137."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - len(_UNSHARE_SIGKILL)))
+            return f.read() == _UNSHARE_SIGKILL
+    except OSError:
+        return False
 
 
 # --------------------------------------------------------------------------------------------
@@ -419,6 +434,7 @@ class PodWorker(threading.Thread):
     def _backoff(self, run: ContainerRun) -> None:
         delay = RESTART_BACKOFF[min(run.restarts, len(RESTART_BACKOFF) - 1)]
         run.restarts += 1
+        run.previous, run.last_terminated = run.last_terminated, None
         run.next_start = time.monotonic() + delay
         run.waiting = ("CrashLoopBackOff", f"back-off {delay:.0f}s restarting failed container={run.name} "
                                            f"pod={self.pod_name}")
@@ -521,6 +537,8 @@ class PodWorker(threading.Thread):
     def _reap(self, run: ContainerRun) -> int:
         assert run.proc is not None
         code = _exit_code(run.proc.returncode)
+        if code == 1 and _killed_init(self.logdir / f"{run.name}.log"):
+            code = 137  # the container's init died of SIGKILL (see _killed_init)
         run.exit_code = code
         run.finished_at = now()
         run.last_terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
@@ -647,8 +665,7 @@ class PodWorker(threading.Thread):
             "containerID": f"process://{run.proc.pid}" if run.proc is not None else None,
             "ready": bool(run.running() and run.ready) if not init else (run.exit_code == 0),
             "started": bool(run.running() and run.started), "restartCount": run.restarts, "state": state,
-            "lastState": {"terminated": run.last_terminated} if (run.last_terminated and "terminated" not in state)
-            else {},
+            "lastState": {"terminated": run.previous} if run.previous else {},
         }
         if out["containerID"] is None:
             del out["containerID"]

@@ -445,6 +445,14 @@ class ControlPlane:
                                     "have no real address")
         return f"http://{pod_ip}:{port}{path}"
 
+    def pod_log(self, namespace: str, pod: str, container: str) -> str:
+        """A process-backed container's stdout/stderr, every restart (``kubectl logs`` is not served)."""
+        found = sorted((self.workdir / "process-nodes" / "pods").glob(f"{namespace}_{pod}_*/{container}.log"),
+                       key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise ControlPlaneError(f"no log of container {container} of pod {namespace}/{pod} on a process node")
+        return found[-1].read_text(errors="replace")
+
     def leftovers(self) -> dict[str, list[str]]:
         """What of this plane's pod network still exists (namespaces, links, /etc/netns dirs)."""
         return procnet.leftovers(self.network.plane_id) if self.network else {}

@@ -2,128 +2,24 @@
 
 One RayCluster (head, two CPU workers, one GPU worker) is shared by the tests of this module;
 they run in file order: the cluster forms, a deleted worker pod takes its Ray node with it and
-KubeRay's replacement joins, a killed node loses its Ray node the same way. The authentication
-test makes its own small cluster with KubeRay's ``authOptions``.
+KubeRay's replacement joins, a killed node loses its Ray node the same way; then the kubelet
+duties Ray's pods do not exercise (restarts, exit codes, exec probes). Authentication:
+test_process_auth.py.
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import json
-import shlex
 import time
-import urllib.error
-import urllib.request
 import uuid
 
 import pytest
 
-from tests.controlplane.plane import GPU_LABEL, GPU_RESOURCE, KWOK_ANNOTATION, wait_for
+from tests.controlplane.plane import GPU_LABEL, KWOK_ANNOTATION, wait_for
+from tests.controlplane.ray_on_pods import (DASHBOARD, RAY_VERSION, alive_ips, debug_dump, http_json, pods_of, ray_nodes,
+                                            raycluster, ready, run_job, wait_formed)
 
 pytestmark = pytest.mark.controlplane
-
-RAY_VERSION = "2.60.0"  # the Ray the venv runs (the image is not used by process nodes)
-IMAGE = f"rayproject/ray:{RAY_VERSION}"
-DASHBOARD = 8265
-
-
-def raycluster(name: str, cpu_workers: int = 2, gpu_workers: int = 1, auth: dict | None = None) -> dict:
-    def group(container: str, cpu: str, memory: str, extra: dict | None = None) -> dict:
-        res = {"cpu": cpu, "memory": memory, **(extra or {})}
-        return {"containers": [{"name": container, "image": IMAGE, "resources": {"requests": res, "limits": res}}]}
-
-    params = {"object-store-memory": str(100 * 2**20)}  # keep the object store small: several clusters share a machine
-    workers = [{"groupName": "cpu", "replicas": cpu_workers, "minReplicas": 0, "maxReplicas": 4,
-                "rayStartParams": dict(params), "template": {"spec": group("ray-worker", "1", "1Gi")}}]
-    if gpu_workers:
-        spec = group("ray-worker", "1", "1Gi", {GPU_RESOURCE: "1"})
-        spec["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Equal", "value": "present", "effect": "NoSchedule"}]
-        spec["nodeSelector"] = {GPU_LABEL: "true"}
-        workers.append({"groupName": "gpu", "replicas": gpu_workers, "minReplicas": 0, "maxReplicas": 2,
-                        "rayStartParams": dict(params), "template": {"spec": spec}})
-    body = {
-        "apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": name},
-        "spec": {
-            "rayVersion": RAY_VERSION,
-            "headGroupSpec": {"rayStartParams": {"dashboard-host": "0.0.0.0", **params},
-                              "template": {"spec": group("ray-head", "1", "2Gi")}},
-            "workerGroupSpecs": workers,
-        },
-    }
-    if auth is not None:
-        body["spec"]["authOptions"] = auth
-    return body
-
-
-def http_json(url: str, token: str | None = None, timeout: float = 10) -> tuple[int, object]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as r:
-            body = r.read()
-            return r.status, json.loads(body) if body.strip().startswith((b"{", b"[")) else body.decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode(errors="replace")
-
-
-def ray_nodes(cp, head_ip: str, token: str | None = None) -> list[dict]:
-    """Ray's own view of its nodes, from the host through the head's dashboard (state API)."""
-    status, body = http_json(cp.pod_url(head_ip, DASHBOARD, "/api/v0/nodes?limit=100&detail=true"), token)
-    assert status == 200, body
-    return body["data"]["result"]["result"]
-
-
-def alive_ips(nodes: list[dict]) -> set[str]:
-    return {n["node_ip"] for n in nodes if n["state"] == "ALIVE"}
-
-
-def pods_of(core, ns: str, cluster: str, group: str | None = None) -> list:
-    sel = f"ray.io/cluster={cluster}" + (f",ray.io/group={group}" if group else "")
-    return core.list_namespaced_pod(ns, label_selector=sel).items
-
-
-def ready(pod) -> bool:
-    conds = {c.type: c.status for c in (pod.status.conditions or [])}
-    return (pod.metadata.deletion_timestamp is None and pod.status.phase == "Running" and bool(pod.status.pod_ip)
-            and conds.get("Ready") == "True")
-
-
-def wait_formed(cp, core, ns: str, cluster: str, pods: int, token: str | None = None, timeout: float = 240):
-    """Wait until the RayCluster's ``pods`` pods are Running and Ready and Ray (asked through the
-    head's dashboard from the host) has as many alive nodes; returns (head pod, pods)."""
-    def formed():
-        found = pods_of(core, ns, cluster)
-        if len(found) != pods or not all(ready(p) for p in found):
-            return False
-        head = next(p for p in found if p.metadata.labels["ray.io/node-type"] == "head")
-        return (head, found) if len(alive_ips(ray_nodes(cp, head.status.pod_ip, token))) == pods else False
-
-    return wait_for(f"RayCluster {cluster}: {pods} pods Ready and {pods} alive Ray nodes", formed, timeout=timeout,
-                    interval=1, on_timeout=lambda: _debug(cp, core, ns))
-
-
-@pytest.fixture(scope="module")
-def core(kube_api):
-    from kubernetes import client
-
-    return client.CoreV1Api(kube_api)
-
-
-@pytest.fixture(scope="module")
-def custom(kube_api):
-    from kubernetes import client
-
-    return client.CustomObjectsApi(kube_api)
-
-
-@pytest.fixture(scope="module")
-def module_ns(process_nodes, core):
-    name = f"procnodes-{uuid.uuid4().hex[:6]}"
-    core.create_namespace({"metadata": {"name": name}})
-    process_nodes.kubectl("wait", "--for=jsonpath={.metadata.name}=default", f"serviceaccount/default", "-n", name,
-                          "--timeout=30s", check=False)
-    yield name
-    core.delete_namespace(name, propagation_policy="Background")
 
 
 @pytest.fixture(scope="module")
@@ -135,38 +31,6 @@ def swarm(process_nodes, core, custom, module_ns):
     head, pods = wait_formed(cp, core, module_ns, "swarm", 4)
     print(f"\nRayCluster swarm formed in {time.monotonic() - t0:.1f}s")
     return {"ns": module_ns, "head": head, "pods": pods}
-
-
-def _debug(cp, core, ns: str) -> str:
-    out = []
-    for p in core.list_namespaced_pod(ns).items:
-        cs = [(c.name, c.ready, c.restart_count, c.state.to_dict() if c.state else None)
-              for c in (p.status.container_statuses or [])]
-        out.append(f"{p.metadata.name} on {p.spec.node_name}: {p.status.phase} ip={p.status.pod_ip} {cs}")
-    out.append(cp._tails("node-agent", "ray-operator")())
-    logs = sorted((cp.workdir / "process-nodes" / "pods").glob(f"{ns}_*/logs/*.log"))
-    for f in logs:
-        out.append(f"--- {f.relative_to(cp.workdir)}:\n" + "\n".join(f.read_text(errors="replace").splitlines()[-15:]))
-    return "\n".join(out)
-
-
-def run_job(cp, head_ip: str, script: str, token: str | None = None, timeout: float = 120) -> str:
-    """Submit ``python -c script`` through the head's dashboard (Jobs REST API) and return its logs."""
-    url = cp.pod_url(head_ip, DASHBOARD)
-    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
-    req = urllib.request.Request(url + "api/jobs/", method="POST", headers=headers,
-                                 data=json.dumps({"entrypoint": f"python -c {shlex.quote(script)}"}).encode())
-    with urllib.request.urlopen(req, timeout=30) as r:
-        job = json.loads(r.read())["submission_id"]
-
-    def finished():
-        status, body = http_json(f"{url}api/jobs/{job}", token)
-        return body if status == 200 and body["status"] in ("SUCCEEDED", "FAILED", "STOPPED") else None
-
-    info = wait_for(f"job {job} to finish", finished, timeout=timeout, interval=1)
-    _, logs = http_json(f"{url}api/jobs/{job}/logs", token)
-    assert info["status"] == "SUCCEEDED", (info, logs)
-    return logs["logs"] if isinstance(logs, dict) else str(logs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -235,7 +99,7 @@ def test_deleting_a_worker_pod_kills_its_ray_node_and_the_replacement_joins(swar
         pods = [p for p in pods_of(core, ns, "swarm", "cpu") if p.metadata.uid not in before and ready(p)]
         return pods and pods[0].status.pod_ip in alive_ips(ray_nodes(cp, head_ip)) and pods[0]
     new = wait_for("KubeRay's replacement worker to join the Ray cluster", replaced, timeout=180, interval=1,
-                   on_timeout=lambda: _debug(cp, core, ns))
+                   on_timeout=lambda: debug_dump(cp, core, ns))
     assert len(alive_ips(ray_nodes(cp, head_ip))) == 4
     print(f"\nworker pod deleted: Ray node dead after {t_dead:.1f}s, replacement {new.metadata.name} joined after "
           f"{time.monotonic() - t0:.1f}s")
@@ -284,70 +148,47 @@ def _running(pid: int) -> bool:
         return False
 
 
-def test_token_authentication(process_nodes, core, custom, module_ns):
-    """KubeRay's ``authOptions: {mode: token}``: KubeRay makes the Secret, the pods get it through
-    ``secretKeyRef``, the cluster forms, and its dashboard refuses requests without the token."""
-    cp = process_nodes
-    name = "authed"
-    custom.create_namespaced_custom_object("ray.io", "v1", module_ns, "rayclusters",
-                                           raycluster(name, cpu_workers=1, gpu_workers=0, auth={"mode": "token"}))
-    secret = wait_for("KubeRay's auth Secret", lambda: core.read_namespaced_secret(name, module_ns), 60)
-    token = base64.b64decode(secret.data["auth_token"]).decode()
-    head, _ = wait_formed(cp, core, module_ns, name, 2, token)
-    env = {e.name: e for e in head.spec.containers[0].env}
-    assert env["RAY_AUTH_MODE"].value == "token"
-    assert env["RAY_AUTH_TOKEN"].value_from.secret_key_ref.name == name
-    status, _ = http_json(cp.pod_url(head.status.pod_ip, DASHBOARD, "/api/v0/nodes"))
-    assert status in (401, 403), status
-    status, _ = http_json(cp.pod_url(head.status.pod_ip, DASHBOARD, "/api/v0/nodes"), token="not-the-token")
-    assert status in (401, 403), status
-    logs = run_job(cp, head.status.pod_ip, "import ray; ray.init(); print('ALIVE=%d' % len([n for n in ray.nodes() "
-                   "if n['Alive']]))", token=token)
-    assert "ALIVE=2" in logs.splitlines()
-    custom.delete_namespaced_custom_object("ray.io", "v1", module_ns, "rayclusters", name)
+def test_restarts_exit_codes_and_exec_probes(process_nodes, core, module_ns):
+    """The kubelet duties that Ray's pods above do not exercise: restartPolicy OnFailure with the
+    exit code and restart count in the status, an emptyDir that outlives a container restart, exec
+    readiness and liveness probes (a failing liveness probe kills the container: 137)."""
+    ns = module_ns
+    core.create_namespaced_pod(ns, {"metadata": {"name": "twice"}, "spec": {
+        "restartPolicy": "OnFailure",
+        "containers": [{"name": "main", "image": "unused", "command": ["bash", "-c",
+                        "if [ -f /data/ran ]; then exit 0; fi; touch /data/ran; exit 3"],
+                        "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+        "volumes": [{"name": "data", "emptyDir": {}}]}})
+    core.create_namespaced_pod(ns, {"metadata": {"name": "probed"}, "spec": {"containers": [{
+        "name": "main", "image": "unused",
+        "command": ["bash", "-c", "sleep 1; touch /tmp/ready; exec sleep 3000"],
+        "readinessProbe": {"exec": {"command": ["test", "-f", "/tmp/ready"]}, "periodSeconds": 1},
+        # alive while /tmp/ready exists; the test removes it through the pod's own /tmp below
+        "livenessProbe": {"exec": {"command": ["test", "-f", "/tmp/ready"]}, "initialDelaySeconds": 3,
+                          "periodSeconds": 1, "failureThreshold": 2}}]}})
 
+    def finished():
+        p = core.read_namespaced_pod("twice", ns)
+        return p if p.status.phase == "Succeeded" else None
+    twice = wait_for("pod twice Succeeded after one restart", finished, 60)
+    cs = twice.status.container_statuses[0]
+    assert cs.restart_count == 1
+    assert cs.state.terminated.exit_code == 0 and cs.last_state.terminated.exit_code == 3
+    assert process_nodes.pod_log(ns, "twice", "main").count(" start (restart ") == 2
 
-def test_kubernetes_token_authentication(process_nodes, core, custom, kube_api, module_ns):
-    """``authOptions: {mode: token, enableK8sTokenAuth: true}``: Ray delegates authentication to
-    the API server (TokenReview, then SubjectAccessReview for verb ``ray:write`` on the
-    RayCluster). The pods need their service-account tokens (the projected ``ray-token`` volume
-    and the automounted one) and a route to the API server; no Secret is involved."""
-    from kubernetes import client
+    def is_ready():
+        p = core.read_namespaced_pod("probed", ns)
+        return p if ready(p) else None
+    probed = wait_for("pod probed Ready (exec readiness probe)", is_ready, 60)
+    assert probed.status.container_statuses[0].restart_count == 0
+    pod_dir = next(d for n in process_nodes.process_nodes() for d in n["pods"] if d["name"] == "probed")
+    tmp = next(process_nodes.network.files.glob(f"pods/{ns}_probed_{pod_dir['uid'][:8]}/tmp"))
+    (tmp / "ready").unlink()
 
-    cp, ns, name = process_nodes, module_ns, "k8sauth"
-    rbac = client.RbacAuthorizationV1Api(kube_api)
-    for sa in ("ray", "allowed", "denied"):
-        core.create_namespaced_service_account(ns, {"metadata": {"name": sa}})
-    # the head checks tokens with the API server; the pods and the allowed client may write to the cluster
-    rbac.create_cluster_role_binding({
-        "metadata": {"name": f"{ns}-ray-auth-delegator"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator"},
-        "subjects": [{"kind": "ServiceAccount", "name": "ray", "namespace": ns}]})
-    rbac.create_namespaced_role(ns, {"metadata": {"name": "ray-write"}, "rules": [
-        {"apiGroups": ["ray.io"], "resources": ["rayclusters"], "resourceNames": [name], "verbs": ["ray:write"]}]})
-    rbac.create_namespaced_role_binding(ns, {
-        "metadata": {"name": "ray-write"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "ray-write"},
-        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns} for sa in ("ray", "allowed")]})
-    try:
-        body = raycluster(name, cpu_workers=1, gpu_workers=0, auth={"mode": "token", "enableK8sTokenAuth": True})
-        for tpl in (body["spec"]["headGroupSpec"]["template"], body["spec"]["workerGroupSpecs"][0]["template"]):
-            tpl["spec"]["serviceAccountName"] = "ray"
-        custom.create_namespaced_custom_object("ray.io", "v1", ns, "rayclusters", body)
-
-        def token(sa: str) -> str:
-            return core.create_namespaced_service_account_token(sa, ns, {"spec": {"expirationSeconds": 3600}}).status.token
-
-        allowed, denied = token("allowed"), token("denied")
-        head, _ = wait_formed(cp, core, ns, name, 2, allowed)
-        assert "ray-token" in {v.name for v in head.spec.volumes}
-        assert not [s for s in core.list_namespaced_secret(ns).items if s.metadata.name == name]
-        url = cp.pod_url(head.status.pod_ip, DASHBOARD, "/api/v0/nodes")
-        assert http_json(url)[0] in (401, 403)
-        assert http_json(url, token=denied)[0] in (401, 403)  # a valid identity without ray:write
-        assert http_json(url, token=allowed)[0] == 200
-    finally:
-        with contextlib.suppress(Exception):
-            custom.delete_namespaced_custom_object("ray.io", "v1", ns, "rayclusters", name)
-        with contextlib.suppress(Exception):
-            rbac.delete_cluster_role_binding(f"{ns}-ray-auth-delegator")
+    def restarted():
+        p = core.read_namespaced_pod("probed", ns)
+        cs = p.status.container_statuses[0]
+        return p if cs.restart_count >= 1 and cs.last_state.terminated else None
+    probed = wait_for("liveness probe failure to restart the container", restarted, 60)
+    assert probed.status.container_statuses[0].last_state.terminated.exit_code == 137
+    wait_for("pod probed Ready again after its restart", is_ready, 60)
