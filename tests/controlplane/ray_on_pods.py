@@ -94,6 +94,8 @@ def wait_formed(cp, core, ns: str, cluster: str, pods: int, token: str | None = 
 
 
 def debug_dump(cp, core, ns: str) -> str:
+    """The pods of ``ns`` with their container states, the agent's and KubeRay's log tails, every
+    container log and the tails of Ray's own logs (GCS, raylet) in each pod's /tmp/ray."""
     out = []
     for p in core.list_namespaced_pod(ns).items:
         cs = [(c.name, c.ready, c.restart_count, c.state.to_dict() if c.state else None)
@@ -103,6 +105,10 @@ def debug_dump(cp, core, ns: str) -> str:
     logs = sorted((cp.workdir / "process-nodes" / "pods").glob(f"{ns}_*/*.log"))
     for f in logs:
         out.append(f"--- {f.relative_to(cp.workdir)}:\n" + "\n".join(f.read_text(errors="replace").splitlines()[-15:]))
+    if cp.network is not None:
+        for f in sorted(cp.network.files.glob(f"pods/{ns}_*/tmp/ray/session_latest/logs/*")):
+            if f.name in ("gcs_server.out", "gcs_server.err", "raylet.out", "raylet.err") and f.stat().st_size:
+                out.append(f"--- {f}:\n" + "\n".join(f.read_text(errors="replace").splitlines()[-10:]))
     return "\n".join(out)
 
 
