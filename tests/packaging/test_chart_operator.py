@@ -1,0 +1,33 @@
+"""The chart's RBAC is enough, proven the only way that counts: `swarm-arena operator`, run with a
+token of the chart's own ServiceAccount (TokenRequest), carries an evaluation on a RayCluster of
+process-backed pods (real Ray) to Succeeded, and no request it makes is refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.operator.conftest import Evaluations, crd, manifest, operator_factory  # noqa: F401 (fixtures)
+
+pytestmark = [pytest.mark.controlplane, pytest.mark.timeout(900)]
+
+
+def test_operator_with_the_charts_token_carries_an_evaluation_to_succeeded(
+        process_nodes, chart_release, namespace, operator_factory) -> None:  # noqa: F811
+    # The Lease lives in the release namespace, the only place the chart lets the operator keep one.
+    op = operator_factory([namespace], extra=["--lease-namespace", chart_release.namespace])
+    op.start(kubeconfig=chart_release.kubeconfig())
+    evaluations = Evaluations(process_nodes, namespace, op.tail)
+    doc = manifest("charted")
+    doc["spec"]["cluster"] = {
+        "head": {"resources": {"cpu": 1, "memory": "2Gi"}},
+        "workerGroups": [{"name": "cpu", "replicas": 1, "resources": {"cpu": 2, "memory": "3Gi"}}],
+    }
+
+    evaluations.apply(doc)
+    status = evaluations.wait_phase("charted", "Succeeded", timeout=480)
+
+    assert status["progress"]["episodesCompleted"] == status["progress"]["episodesTotal"] == 4
+    assert {row["policy"] for row in status["results"]["leaderboard"]} == {"greedy", "random"}
+    assert evaluations.configmap("charted-results")
+    log = op.log.read_text()
+    assert "Forbidden" not in log and "forbidden" not in log, op.tail(120)
