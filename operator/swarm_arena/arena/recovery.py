@@ -65,6 +65,7 @@ class ActorEntry:
     lost_on: str | None = None  # the node its last lost incarnation lived on
     generation: int = 0  # +1 whenever a new instance holds no state of the old one (replaced or restarted)
     replacing: bool = False  # a replace() of it is under way
+    in_group: bool = True  # False while a replacement runs outside its placement-group bundle
 
 
 def remote_actor_class(cls: type) -> Any:
@@ -241,12 +242,48 @@ class ActorTable:
                 with self._lock:
                     entry.handle, entry.replacing = handle, False
                     entry.generation += 1
+                    entry.in_group = not entry.recipe.placement
                 replaced.append(entry.recipe.name)
         finally:
             with self._lock:
                 for entry, _, _ in claimed:
                     entry.replacing = False
         return replaced
+
+    def outside_group(self, names: Iterable[str]) -> list[tuple[str, Any, int]]:
+        """(name, placement group, bundle index) of each of `names` running outside its bundle."""
+        out = []
+        with self._lock:
+            for name in names:
+                entry = self._entries[name]
+                strategy = entry.recipe.placement.get("scheduling_strategy")
+                if not entry.in_group and not entry.replacing and strategy is not None:
+                    out.append((name, strategy.placement_group, strategy.placement_group_bundle_index))
+        return out
+
+    def regroup(self, name: str) -> bool:
+        """Re-create `name` inside its placement-group bundle (not a loss: no restart is counted).
+        The new instance holds no state: call it only where the slot begins afresh."""
+        import ray
+
+        with self._lock:
+            entry = self._entries[name]
+            if entry.in_group or entry.replacing:
+                return False
+            entry.replacing, entry.info, old = True, None, entry.handle
+        try:
+            try:
+                ray.kill(old, no_restart=True)
+            except Exception:  # noqa: BLE001 - already dead is fine
+                pass
+            handle = self._start(entry.recipe, entry.recipe.placement, max(self.max_restarts - entry.restarts, 0))
+            with self._lock:
+                entry.handle, entry.in_group = handle, True
+                entry.generation += 1
+        finally:
+            with self._lock:
+                entry.replacing = False
+        return True
 
     def lost_on(self, name: str) -> str | None:
         """The node id the actor's previous incarnation lived on, once it was replaced or restarted."""

@@ -229,6 +229,7 @@ class EpisodeScheduler:
                 repaired = self.marks.take(slot.actors)
                 if repaired:
                     self._record(set(repaired), repaired, min(repaired.values()), None, None)
+            self._regroup(slot)
         else:
             assert result.checkpoint is not None
             self.ledger.store.save_checkpoint(result.checkpoint)
@@ -243,6 +244,25 @@ class EpisodeScheduler:
                 if repaired:
                     self._record(set(repaired), repaired, min(repaired.values()), task.episode, result.checkpoint)
         self.ledger.emit_progress(counted)
+
+    def _regroup(self, slot: Slot) -> None:
+        """Between two episodes, move shards a fast repair started outside the placement group back
+        into their bundles, once Ray has placed those bundles again on a live node (not the lost
+        one): STRICT_PACK / STRICT_SPREAD hold again for the rest of the run."""
+        import ray
+        from ray.util import placement_group_table
+
+        outside = self.table.outside_group(slot.shards.values())
+        if not outside:
+            return
+        alive = {node["NodeID"] for node in ray.nodes() if node.get("Alive")}
+        for name, group, bundle in outside:
+            info = placement_group_table(group)
+            node = info.get("bundles_to_node_id", {}).get(bundle)
+            if info.get("state") != "CREATED" or node not in alive or node == self.table.lost_on(name):
+                continue  # Ray has not rescheduled the bundle yet: try again after the next episode
+            if self.table.regroup(name):
+                log.info("%s: %s is back in its placement-group bundle %d (node %s)", self.evaluation, name, bundle, node)
 
     # ---- recovery ----------------------------------------------------------------------------
 
