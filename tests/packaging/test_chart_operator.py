@@ -31,3 +31,27 @@ def test_operator_with_the_charts_token_carries_an_evaluation_to_succeeded(
     assert evaluations.configmap("charted-results")
     log = op.log.read_text()
     assert "Forbidden" not in log and "forbidden" not in log, op.tail(120)
+
+
+def test_operator_with_a_namespaced_install_token_runs_an_evaluation_in_its_namespace(
+        process_nodes, chart_install, make_namespace, kube_api, wait_until, operator_factory) -> None:  # noqa: F811
+    from tests.packaging.conftest import deployment_available, unique
+
+    system, watched = make_namespace("sa-ns-op"), make_namespace("team-op")
+    release = chart_install(unique("narrow-op"), system, f"watchNamespaces={{{watched}}}")
+    wait_until("Deployment Available", deployment_available(kube_api, system, release.fullname), timeout=120)
+    op = operator_factory([watched], extra=["--lease-namespace", system])
+    op.start(kubeconfig=release.kubeconfig())
+    evaluations = Evaluations(process_nodes, watched, op.tail)
+    doc = manifest("narrow")
+    doc["spec"]["cluster"] = {
+        "head": {"resources": {"cpu": 1, "memory": "2Gi"}},
+        "workerGroups": [{"name": "cpu", "replicas": 1, "resources": {"cpu": 2, "memory": "3Gi"}}],
+    }
+
+    evaluations.apply(doc)
+    status = evaluations.wait_phase("narrow", "Succeeded", timeout=480)
+
+    assert status["progress"]["episodesCompleted"] == 4
+    log = op.log.read_text()
+    assert "Forbidden" not in log and "forbidden" not in log, op.tail(120)
