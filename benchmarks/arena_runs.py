@@ -18,10 +18,18 @@ shard layouts. `--json` prints the raw rows; `--plot FILE.png` draws both tables
 
 from __future__ import annotations
 
+import os
+
+# One BLAS thread per process, set before numpy loads anywhere (this process, the spawned plain
+# loops, the embedded Ray's workers inherit it): every process is one core's worth of work, and
+# BLAS threads do not fight each other on a small machine (without it the plain MLP loop took
+# 56.6 ms a step instead of 13.8 ms on the shared 2-core machine, docs/performance.md).
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
 import argparse
 import json
 import multiprocessing
-import os
 import platform
 import statistics
 import sys
@@ -178,15 +186,9 @@ def _plain_dicts(case: Case, seed: int = 0) -> dict[str, Any]:
 PLAIN = {"batched": _plain_batched, "dicts": _plain_dicts}
 
 
-def _one_core() -> None:
-    # The plain loop is the single-process baseline: one core, no BLAS threads fighting over it.
-    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[name] = "1"
-
-
 def _in_process(function: Any, *args: Any) -> dict[str, Any]:
     for attempt in range(3):
-        with multiprocessing.get_context("spawn").Pool(1, initializer=_one_core if function in PLAIN.values() else None) as pool:
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
             try:
                 return pool.apply(function, args)
             except Exception as exc:  # noqa: BLE001 - an overloaded machine can time Ray's start-up out
