@@ -11,17 +11,23 @@ from tests.operator.conftest import Evaluations, crd, manifest, operator_factory
 pytestmark = [pytest.mark.controlplane, pytest.mark.timeout(900)]
 
 
+def small_evaluation(name: str) -> dict:
+    """tests/operator's small foraging evaluation on a RayCluster with one worker."""
+    doc = manifest(name)
+    doc["spec"]["cluster"] = {
+        "head": {"resources": {"cpu": 1, "memory": "2Gi"}},
+        "workerGroups": [{"name": "cpu", "replicas": 1, "resources": {"cpu": 2, "memory": "3Gi"}}],
+    }
+    return doc
+
+
 def test_operator_with_the_charts_token_carries_an_evaluation_to_succeeded(
         process_nodes, chart_release, namespace, operator_factory) -> None:  # noqa: F811
     # The Lease lives in the release namespace, the only place the chart lets the operator keep one.
     op = operator_factory([namespace], extra=["--lease-namespace", chart_release.namespace])
     op.start(kubeconfig=chart_release.kubeconfig())
     evaluations = Evaluations(process_nodes, namespace, op.tail)
-    doc = manifest("charted")
-    doc["spec"]["cluster"] = {
-        "head": {"resources": {"cpu": 1, "memory": "2Gi"}},
-        "workerGroups": [{"name": "cpu", "replicas": 1, "resources": {"cpu": 2, "memory": "3Gi"}}],
-    }
+    doc = small_evaluation("charted")
 
     evaluations.apply(doc)
     status = evaluations.wait_phase("charted", "Succeeded", timeout=480)
@@ -43,11 +49,7 @@ def test_operator_with_a_namespaced_install_token_runs_an_evaluation_in_its_name
     op = operator_factory([watched], extra=["--lease-namespace", system])
     op.start(kubeconfig=release.kubeconfig())
     evaluations = Evaluations(process_nodes, watched, op.tail)
-    doc = manifest("narrow")
-    doc["spec"]["cluster"] = {
-        "head": {"resources": {"cpu": 1, "memory": "2Gi"}},
-        "workerGroups": [{"name": "cpu", "replicas": 1, "resources": {"cpu": 2, "memory": "3Gi"}}],
-    }
+    doc = small_evaluation("narrow")
 
     evaluations.apply(doc)
     status = evaluations.wait_phase("narrow", "Succeeded", timeout=480)
