@@ -261,6 +261,9 @@ def run_locally(doc: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
     path = tmp_path / "local.yaml"
     path.write_text(yaml.safe_dump(local))
     out = tmp_path / "local-results.json"
-    subprocess.run([str(BIN / "swarm-arena"), "run", str(path), "--output", str(out), "--quiet"],
-                   check=True, capture_output=True, timeout=300)
-    return json.loads(out.read_text())
+    for attempt in range(2):  # an embedded Ray can time out starting on a loaded machine: once more
+        result = subprocess.run([str(BIN / "swarm-arena"), "run", str(path), "--output", str(out), "--quiet"],
+                                capture_output=True, text=True, timeout=600)
+        if result.returncode == 0:
+            return json.loads(out.read_text())
+    raise AssertionError(f"swarm-arena run {path} exited {result.returncode}:\n{result.stderr[-3000:]}")
