@@ -81,10 +81,12 @@ def rayjob(name: str) -> dict[str, Any]:
 
 
 class Watcher:
-    """First time (monotonic) each object of a kind was seen, and when a predicate first held."""
+    """First time (monotonic) each custom object of a kind in a namespace was seen, and when a
+    predicate first held for it (a watch through the kubernetes client, re-opened when it ends)."""
 
-    def __init__(self, cp: ControlPlane, path: str, done: Any = None) -> None:
-        self.cp, self.path, self.done = cp, path, done
+    def __init__(self, cp: ControlPlane, group: str, version: str, namespace: str, plural: str,
+                 done: Any = None) -> None:
+        self.cp, self.where, self.done = cp, (group, version, namespace, plural), done
         self.seen: dict[str, float] = {}
         self.ready: dict[str, float] = {}
         self._stop = threading.Event()
@@ -94,17 +96,11 @@ class Watcher:
     def _run(self) -> None:
         from kubernetes import client, watch
 
-        api = client.ApiClient()
-        api.configuration = self.cp.api_client().configuration
+        api = client.CustomObjectsApi(self.cp.api_client())
         while not self._stop.is_set():
             try:
-                for event in watch.Watch().stream(
-                    lambda **kw: api.call_api(self.path, "GET", query_params=[("watch", "true"),
-                                              ("timeoutSeconds", str(kw.get("timeout_seconds", 30)))],
-                                              auth_settings=["BearerToken"], _preload_content=False,
-                                              response_type="object"),
-                    timeout_seconds=30,
-                ):
+                for event in watch.Watch().stream(api.list_namespaced_custom_object, *self.where,
+                                                  timeout_seconds=30):
                     obj = event["object"]
                     name = obj["metadata"]["name"]
                     now = time.monotonic()
@@ -113,8 +109,9 @@ class Watcher:
                         self.ready[name] = now
                     if self._stop.is_set():
                         return
-            except Exception:  # noqa: BLE001 - re-watch
-                time.sleep(0.2)
+            except Exception as exc:  # noqa: BLE001 - re-watch
+                print(f"  watch {self.where[-1]}: {exc}; watching again", file=sys.stderr)
+                self._stop.wait(0.5)
 
     def stop(self) -> None:
         self._stop.set()
@@ -149,8 +146,8 @@ def run_one(cp: ControlPlane, op: OperatorProcess, n: int, timeout: float) -> di
     ns = f"bench-{n}-{secrets.token_hex(2)}"
     cp.kubectl("create", "namespace", ns)
     wait_for("default ServiceAccount", lambda: cp.kubectl("get", "sa", "default", "-n", ns, check=False).returncode == 0, 60)
-    rc = Watcher(cp, f"/apis/ray.io/v1/namespaces/{ns}/rayclusters")
-    ev = Watcher(cp, f"/apis/arena.swarm.dev/v1alpha1/namespaces/{ns}/swarmevaluations", cluster_ready)
+    rc = Watcher(cp, "ray.io", "v1", ns, "rayclusters")
+    ev = Watcher(cp, "arena.swarm.dev", "v1alpha1", ns, "swarmevaluations", cluster_ready)
     names = [f"e{i:04d}" for i in range(n)]
     t0 = apply_all(cp, ns, [evaluation(x) for x in names])
     ok = True
@@ -167,7 +164,7 @@ def run_one(cp: ControlPlane, op: OperatorProcess, n: int, timeout: float) -> di
     # KubeRay's RayJob, same N, same control plane
     jns = f"rayjob-{n}-{secrets.token_hex(2)}"
     cp.kubectl("create", "namespace", jns)
-    jrc = Watcher(cp, f"/apis/ray.io/v1/namespaces/{jns}/rayclusters")
+    jrc = Watcher(cp, "ray.io", "v1", jns, "rayclusters")
     t1 = apply_all(cp, jns, [rayjob(f"j{i:04d}") for i in range(n)])
     try:
         wait_for(f"{n} RayJob RayClusters", lambda: len(jrc.seen) >= n, timeout, interval=0.5)
