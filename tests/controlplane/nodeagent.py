@@ -178,10 +178,19 @@ class Api:
 
 _SETUP = r"""
 set -e
-hn=$1; podtmp=$2; shm=$3; wd=$4; mounts=$5; shift 5
+hn=$1; podtmp=$2; shm=$3; wd=$4; mounts=$5; keep=$6; hosttmp=$7; shift 7
 hostname "$hn"
 mount -t tmpfs -o "size=$shm,mode=1777" shm /dev/shm
+# The pod gets its own /tmp; host paths under /tmp that stand in for the image (the Python
+# environment, the checkout it was installed from) stay visible at the same path.
+if [ -n "$keep" ]; then mkdir -p "$hosttmp"; mount --bind /tmp "$hosttmp"; fi
 mount --bind "$podtmp" /tmp
+if [ -n "$keep" ]; then
+  IFS=:; for p in $keep; do
+    rel=${p#/tmp/}; mkdir -p "/tmp/$rel"; mount --bind "$hosttmp/$rel" "/tmp/$rel"
+  done; unset IFS
+  umount -l "$hosttmp"
+fi
 while IFS='	' read -r kind src dst opt; do
   [ -n "$kind" ] || continue
   if [ "$kind" = tmpfs ]; then
@@ -519,6 +528,7 @@ class PodWorker(threading.Thread):
                self.agent.tools["unshare"], "--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child",
                "--mount-proc", "--propagation", "private", "--",
                "/bin/sh", "-c", _SETUP, "podinit", self.pod_name, str(self.dir / "tmp"), shm, wd, str(mounts),
+               ":".join(self.agent.keep_paths), str(self.dir / "host-tmp"),
                *argv]
         logf = self.logdir / f"{c['name']}.log"
         with open(logf, "ab") as out:
@@ -734,6 +744,7 @@ class Agent:
         bins = net.files / "bin"  # not under the host's /tmp, which a pod's own /tmp hides
         bins.mkdir(parents=True, exist_ok=True)
         self.shim_dir = _write_shims(bins)
+        self.keep_paths = _host_tmp_paths(python_bin)
         self._initial_nodes = nodes
 
     # -- environment for pods ---------------------------------------------------------------
@@ -1053,6 +1064,20 @@ except Exception as exc:
 if out in (None, "-"): sys.stdout.buffer.write(body)
 else: open(out, "wb").write(body)
 """
+
+
+def _host_tmp_paths(python_bin: str) -> list[str]:
+    """What a pod's own /tmp would hide that stands in for the image: the Python environment and
+    the checkout (an editable install) when they live under the host's /tmp (a clone in /tmp)."""
+    env = Path(python_bin).resolve().parent
+    checkout = Path(__file__).resolve().parents[2]
+    paths = []
+    for p in (env, checkout):
+        if p.is_relative_to("/tmp") and p != Path("/tmp") and not any(p.is_relative_to(q) for q in paths):
+            paths = [q for q in paths if not q.is_relative_to(p)] + [p]
+    if any(":" in str(p) or "\n" in str(p) for p in paths):
+        raise SystemExit(f"process nodes cannot keep {paths} visible in pods (':' in a path)")
+    return [str(p) for p in paths]
 
 
 def _write_shims(bindir: Path) -> str:
