@@ -118,3 +118,26 @@ def test_records_and_checkpoints_come_back_after_a_restart(tmp_path: Path) -> No
     assert reopened.records() == {0: record}
     assert sorted(reopened.checkpoints()) == [1]
     assert spec_fingerprint(foraging_evaluation("dur").spec) in reopened.prefix
+
+
+def test_episodes_only_the_durable_store_knows_are_reported_once_on_resume(tmp_path: Path) -> None:
+    """An attempt counted episode 1 into the durable store, then lost its head before its report
+    reached the operator; the next attempt is resumed with episode 0 only. It must not play
+    episode 1 again, and must report it, so the operator's results hear of it."""
+    from swarm_arena.api.job_channel import ResumePayload
+    from swarm_arena.api.report import EpisodeRecord
+    from swarm_arena.arena.run_ledger import RunLedger
+
+    def rec(i: int) -> EpisodeRecord:
+        return EpisodeRecord(episode=i, pairing={"all": "greedy"}, returns={"greedy": 1.0 + i},
+                             agents={"greedy": 5}, steps=30, agent_steps=150)
+
+    earlier = _store(tmp_path)
+    earlier.save_record(rec(0))
+    earlier.save_record(rec(1))
+    ledger = RunLedger(_store(tmp_path), ResumePayload(episodes=[rec(0)]))
+    ledger.adopt_resumed()
+    counted = [e.counted for e in ledger.poll(0).events if e.counted is not None]
+    assert counted == [rec(1)]
+    assert not ledger.count(rec(1))  # a replayed finish would not count twice
+    assert ledger.poll(0).events == []

@@ -20,9 +20,10 @@ READY = ClusterView(exists=True, owned=True, ready=True, state="ready")
 
 
 def obs(status: SwarmEvaluationStatus | None = None, *, cluster=READY, reachable=True, job=None, now=NOW,
-        **spec) -> Observation:
+        rejoin=None, **spec) -> Observation:
     return Observation(now=now, uid=UID, generation=2, spec=SPEC.model_copy(update=spec), status=status or
-                       SwarmEvaluationStatus(), cluster=cluster, dashboard_reachable=reachable, job=job)
+                       SwarmEvaluationStatus(), cluster=cluster, dashboard_reachable=reachable, job=job,
+                       rejoin=rejoin)
 
 
 def record(state=JobState.RUNNING, done=1, reason=None, message=None, results=None) -> JobStatusRecord:
@@ -190,3 +191,26 @@ def test_invalid_stored_spec_fails_naming_the_field() -> None:
 
 def condition_message(d) -> str:
     return cond.get(d.status.conditions, cond.FAILED).message
+
+
+def test_after_a_head_is_replaced_the_job_waits_for_the_workers_and_restarts_the_orphans() -> None:
+    from swarm_arena.controller.decide import REJOIN_TIMEOUT_S, RejoinView, RestartWorkers
+
+    sid = names.submission_id(UID, 1)
+    status = SwarmEvaluationStatus(phase=Phase.RECOVERING, job_id=sid, attempts=1)
+    left = (("w-old", "uid-old"),)
+    # The new head answers; its Ray cluster has no worker yet and one old worker pod is left behind.
+    d = decide(obs(status, job=JobView(sid, found=False), rejoin=RejoinView(0, 1, left, 3.0)))
+    assert d.actions == [RestartWorkers(left)]
+    assert d.status.phase is Phase.RECOVERING and d.status.attempts == 1 and not d.status.head_restarts
+    assert condition(d.status, cond.DEGRADED) == ("True", "HeadLost")
+    assert "w-old" in cond.get(d.status.conditions, cond.DEGRADED).message
+    # Still waiting while the replacement joins: nothing submitted, nothing counted twice.
+    d = decide(obs(status, job=JobView(sid, found=False), rejoin=RejoinView(0, 1, (), 10.0)))
+    assert d.actions == [] and d.status.attempts == 1 and not d.status.head_restarts
+    # Joined: the next attempt, once.
+    d = decide(obs(status, job=JobView(sid, found=False), rejoin=RejoinView(1, 1, (), 20.0)))
+    assert d.actions == [Submit(2, names.submission_id(UID, 2))] and d.status.head_restarts == 1
+    # Never waits forever: past the timeout it submits with what there is.
+    d = decide(obs(status, job=JobView(sid, found=False), rejoin=RejoinView(0, 1, (), REJOIN_TIMEOUT_S)))
+    assert d.actions == [Submit(2, names.submission_id(UID, 2))]

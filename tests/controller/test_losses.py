@@ -65,3 +65,19 @@ def test_repair_job_calls_swarm_arena_repair_with_the_lost_node_ids() -> None:
     body = build_repair_submission(evaluation(), "swe-1", "swe-1-repair-a", ("n1", "n2"))
     assert body["entrypoint"] == "swarm-arena repair team-a/duel --json --ray-address auto --node-id n1 --node-id n2"
     assert body["submission_id"] == "swe-1-repair-a" and body["entrypoint_num_cpus"] == 0
+
+
+def test_workers_older_than_the_new_head_and_unknown_to_its_ray_cluster_are_orphans() -> None:
+    from swarm_arena.controller.losses import orphaned_workers
+
+    def view(name, kind, created, ip, phase="Running"):
+        return PodView(name=name, uid=f"u-{name}", ip=ip, node="n1", phase=phase, deleting=False, kind=kind,
+                       created=created)
+
+    pods = [view("head-new", "head", "2026-11-26T12:05:00Z", "10.0.0.9"),
+            view("w-old", "worker", "2026-11-26T12:00:00Z", "10.0.0.2"),          # left behind
+            view("w-old-joined", "worker", "2026-11-26T12:00:00Z", "10.0.0.3"),   # rejoined by itself
+            view("w-new", "worker", "2026-11-26T12:05:30Z", "10.0.0.4"),          # starting: not an orphan
+            view("w-pending", "worker", "2026-11-26T12:00:00Z", None, "Pending")]
+    assert [p.name for p in orphaned_workers(pods, {"10.0.0.9", "10.0.0.3"})] == ["w-old"]
+    assert orphaned_workers([p for p in pods if p.kind != "head"], set()) == []  # no head yet: nothing to judge

@@ -121,20 +121,28 @@ def test_a_deleted_worker_pod_is_repaired_and_every_episode_counts_once(real, tm
 
 
 def test_a_killed_node_twice_in_one_run_still_counts_every_episode_once(real, tmp_path: Path) -> None:
-    doc = real_manifest("crash", workers=2, episodes=6, max_steps=300, agents=60)
+    doc = real_manifest("crash", workers=2, episodes=6, max_steps=2000, agents=60)
+    # The head sits on the GPU process node (tainted: no worker lands there), so each kill takes
+    # workers only; a lost head is the next test.
+    doc["spec"]["cluster"]["head"].update({
+        "nodeSelector": {"kubernetes.io/hostname": "proc-gpu-0"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    })
     real.apply(doc)
     for round_ in (1, 2):
         _running_with_progress(real, "crash", at_least=round_)
         victim = pod_holding(real, "crash", "env-0")
         node = victim["spec"]["nodeName"]
+        assert node != "proc-gpu-0", victim
         real.cp.kill_node(node)
         real.wait("crash", f"recovery {round_}", lambda s: (s.get("recoveries") or 0) >= round_, timeout=180)
         real.cp.add_process_node(f"{node}-r{round_}")  # a replacement machine joins
     status = real.wait_phase("crash", "Succeeded", timeout=600)
-    assert status["recoveries"] >= 2
+    assert status["recoveries"] >= 2 and status["attempts"] == 1, status
     assert _episodes(real, "crash") == list(range(6))
     reference = run_locally(doc, tmp_path)
     assert status["results"]["leaderboard"] == reference["results"]["leaderboard"]
+    assert status["progress"]["agentSteps"] == reference["progress"]["agentSteps"]
 
 
 def test_a_lost_head_is_resubmitted_and_resumes_from_the_durable_checkpoint(real, tmp_path: Path) -> None:

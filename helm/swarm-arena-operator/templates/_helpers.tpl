@@ -71,9 +71,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   resources: [secrets]
   verbs: [create]
 # Pods: the Ray pods of each cluster are watched to notice a lost worker or head at once.
+# Delete: after a lost head is replaced, a worker pod that the new head's Ray cluster does not
+# know (the old head left it behind; KubeRay #1141) is deleted so that KubeRay makes one that joins.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch]
+  verbs: [get, list, watch, delete]
 {{- end -}}
 
 {{- define "swarm-arena.rayAuthSecret" -}}

@@ -37,8 +37,17 @@ class RunLedger:
         self._inflight_steps: dict[int, int] = {}  # slot -> agent-steps of its episode up to its last checkpoint
 
     def adopt_resumed(self) -> None:
+        """Take over what earlier attempts counted: the resume payload, and the durable store.
+
+        Episodes only the durable store knows (an attempt finished them after its last report
+        reached the operator, then lost its head) are reported now, once, as counted by this run:
+        whoever keeps the results (the operator's ConfigMap) hears of every episode."""
+        resumed = {record.episode for record in self.resume.episodes}
         for record in self.resume.episodes:
             self.store.adopt_record(record)
+        for episode, record in sorted(self.store.records().items()):
+            if episode not in resumed:
+                self.emit_progress(record)
 
     # ---- what the run thread records ---------------------------------------------------------
 

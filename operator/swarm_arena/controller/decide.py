@@ -23,6 +23,8 @@ from swarm_arena.controller.losses import Loss
 
 # A job the dashboard no longer knows although it ran (the head was replaced) is re-submitted as a
 # new attempt; one the dashboard cannot be asked about for this long is treated the same way.
+REJOIN_TIMEOUT_S = 180.0
+"""After a head is replaced, how long the re-submission waits for the workers to join it."""
 HEAD_LOSS_GRACE_S = 30.0
 # How many leaderboard rows status carries; the results ConfigMap has all of them.
 STATUS_LEADERBOARD_ROWS = 10
@@ -72,6 +74,20 @@ class Observation:
     """Ray pods lost since the last pass and not handled yet (Ray node ids mapped where known)."""
     repair: JobView | None = None
     """The repair job in flight, if any."""
+    rejoin: RejoinView | None = None
+    """After the head was replaced (the job is gone with it): the workers of the new Ray cluster."""
+
+
+@dataclass(frozen=True)
+class RejoinView:
+    joined: int
+    """Alive Ray worker nodes of the new head."""
+    wanted: int
+    """Workers the spec asks for (minReplicas under autoscaling)."""
+    orphans: tuple[tuple[str, str], ...]
+    """(name, uid) of worker pods the old head left behind (losses.orphaned_workers)."""
+    waited_s: float
+    """Seconds since the new head answered."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +117,13 @@ class WriteResults:
 
 
 @dataclass(frozen=True)
+class RestartWorkers:
+    """Delete worker pods a replaced head left behind; KubeRay creates new ones that join it."""
+
+    pods: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class Repair:
     """Ask the running job to restart, from their checkpoints, the named actors on these Ray nodes."""
 
@@ -108,7 +131,7 @@ class Repair:
     losses: tuple[Loss, ...]
 
 
-Action = Submit | StopJob | EnsureCluster | DeleteCluster | WriteResults | Repair
+Action = Submit | StopJob | EnsureCluster | DeleteCluster | WriteResults | Repair | RestartWorkers
 
 
 @dataclass
@@ -313,8 +336,22 @@ def _decide(obs: Observation, st: _Status, d: Decision) -> None:  # noqa: C901 -
         return
     if not job.found:
         if s.phase in (Phase.RUNNING, Phase.RECOVERING):
-            # It ran, and the dashboard no longer knows it: the head was replaced. New attempt,
-            # not counted against backoffLimit; it resumes from what was counted.
+            # It ran, and the dashboard no longer knows it: the head was replaced. First the
+            # workers must be part of the new Ray cluster (a job started on a bare head waits for
+            # resources and fails); then a new attempt, not counted against backoffLimit, that
+            # resumes from what was counted.
+            r = obs.rejoin
+            if r is not None and (r.orphans or r.joined < r.wanted) and r.waited_s < REJOIN_TIMEOUT_S:
+                if r.orphans:
+                    d.actions.append(RestartWorkers(r.orphans))
+                what = (f"restarting {len(r.orphans)} worker pod(s) the lost head left behind "
+                        f"({', '.join(n for n, _ in r.orphans)}); " if r.orphans else "")
+                msg = (f"the Ray head was replaced; {what}{r.joined} of {r.wanted} worker(s) joined the new head; "
+                       f"the job is re-submitted once they have (at most {REJOIN_TIMEOUT_S:.0f}s)")
+                st.set(cond.DEGRADED, True, "HeadLost", msg)
+                st.phase(Phase.RECOVERING, "WaitingForWorkers", msg)
+                d.requeue_s = 2.0
+                return
             s.head_restarts = (s.head_restarts or 0) + 1
             st.set(cond.DEGRADED, True, "HeadLost", f"job {s.job_id} vanished with the Ray head; re-submitting")
             _submit(st, d, obs, attempts + 1, "HeadLost", "the Ray head was lost; re-submitting the job to resume")

@@ -88,6 +88,17 @@ class Kube:
             if exc.status != 404:
                 raise
 
+    async def delete_pod(self, namespace: str, name: str, uid: str) -> bool:
+        """Delete that pod (that instance: a precondition on its uid); False when it is gone already."""
+        try:
+            await self._run(self.core.delete_namespaced_pod, name, namespace,
+                            body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid)))
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                return False
+            raise
+        return True
+
     # -- the evaluation's status ----------------------------------------------------------------
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:

@@ -21,6 +21,8 @@ class PodView:
     deleting: bool
     kind: str
     """`head` or `worker` (KubeRay's ray.io/node-type)."""
+    created: str | None = None
+    """metadata.creationTimestamp (RFC 3339)."""
 
     @property
     def alive(self) -> bool:
@@ -53,7 +55,20 @@ def summarize_pod(body: Any) -> dict[str, Any]:
         "phase": status.get("phase"),
         "deleting": bool(meta.get("deletionTimestamp")),
         "kind": (meta.get("labels") or {}).get("ray.io/node-type", "worker"),
+        "created": meta.get("creationTimestamp"),
     }
+
+
+def orphaned_workers(pods: list[PodView], alive_ray_ips: set[str]) -> list[PodView]:
+    """Worker pods left behind by a replaced head: running, older than the current head pod, and
+    not a node of its Ray cluster. Without GCS fault tolerance the new head's cluster does not know
+    them, and their raylets may never rejoin (KubeRay #1141, #104); a new pod joins at once."""
+    heads = [p for p in pods if p.kind == "head" and p.alive and p.created]
+    if not heads:
+        return []
+    head_created = max(p.created for p in heads)  # RFC 3339 UTC strings sort by time
+    return [p for p in pods if p.kind != "head" and p.alive and p.ip and p.created and p.created < head_created
+            and p.ip not in alive_ray_ips]
 
 
 def find_losses(seen: dict[str, PodView], current: list[PodView], nodes_ready: dict[str, bool]) -> list[Loss]:

@@ -31,12 +31,14 @@ from swarm_arena.controller.decide import (
     JobView,
     Observation,
     StopJob,
+    RejoinView,
+    RestartWorkers,
     Submit,
     WriteResults,
     decide,
 )
 from swarm_arena.controller.kube import Kube
-from swarm_arena.controller.losses import Loss, PodView, find_losses, summarize_pod  # noqa: F401
+from swarm_arena.controller.losses import Loss, PodView, find_losses, orphaned_workers, summarize_pod  # noqa: F401
 from swarm_arena.controller.settings import OperatorSettings, token_for_address
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,9 @@ class Memory:
     """pod IP -> Ray node id (alive), from the dashboard."""
     ray_nodes_at: float = 0.0
     repair_id: str | None = None
+    head_back_since: float | None = None
+    """Monotonic time the replaced head first answered without the job (the re-submission waits
+    for the workers to join it)."""
 
 
 
@@ -251,12 +256,18 @@ class Reconciler:
         else:
             memory.seen.clear()
             memory.pending.clear()
+        rejoin = None
+        if (job is not None and not job.found and dashboard is not None and not address_mode
+                and status.phase in (Phase.RUNNING, Phase.RECOVERING)):
+            rejoin = await self._rejoin_view(spec, dashboard, pods, memory)
+        else:
+            memory.head_back_since = None
         losses = tuple(Loss(**{**loss.__dict__, "ray_node_id": memory.ray_nodes.get(loss.ip or "")})
                        for loss in memory.pending.values())
         obs = Observation(
             now=now, uid=uid, generation=meta.get("generation", 1), spec=spec, status=status, cluster=cluster,
             dashboard_reachable=reachable, dashboard_error=error, job=job,
-            unreachable_since=memory.unreachable_since, losses=losses, repair=repair,
+            unreachable_since=memory.unreachable_since, losses=losses, repair=repair, rejoin=rejoin,
         )
         decision = decide(obs)
         if _has(decision, WriteResults) or memory.counted.dirty:
@@ -268,6 +279,10 @@ class Reconciler:
         # Status first: the submission id is recorded before the job is submitted.
         await self._write_status(ns, name, uid, status, decision, memory)
         await self._act(evaluation, uid, decision, memory, dashboard)
+        if _has(decision, Submit):  # a new attempt: the lost head it answers is handled
+            for key in [k for k, loss in memory.pending.items() if loss.kind == "head"]:
+                memory.pending.pop(key)
+            memory.ray_nodes.clear()  # a new head may be a new Ray cluster: map the pods again
         if decision.status.phase in (Phase.RUNNING, Phase.RECOVERING, Phase.PROVISIONING):
             wait = self.settings.poll_s
         elif decision.status.phase is Phase.SUSPENDED:
@@ -277,6 +292,26 @@ class Reconciler:
         if decision.requeue_s is not None:
             wait = min(wait, max(decision.requeue_s, 0.5))
         return wait
+
+    async def _rejoin_view(self, spec, dashboard: Dashboard, pods: list[dict[str, Any]],
+                           memory: Memory) -> RejoinView | None:
+        """The new head's Ray workers against the pods: who joined, who was left behind."""
+        try:
+            nodes = await dashboard.nodes()
+        except DashboardError as exc:
+            log.debug("could not list Ray nodes: %s", exc)
+            return None
+        now = time.monotonic()
+        if memory.head_back_since is None:
+            memory.head_back_since = now
+        alive = {n["node_ip"] for n in nodes if n.get("state") == "ALIVE" and n.get("node_ip")}
+        joined = sum(1 for n in nodes if n.get("state") == "ALIVE" and not n.get("is_head_node"))
+        groups = spec.cluster.worker_groups if spec.cluster is not None else []
+        autoscaling = spec.cluster is not None and spec.cluster.autoscaling
+        wanted = sum(g.min_replicas if autoscaling else g.replicas for g in groups)
+        orphans = orphaned_workers([PodView(**p) for p in pods], alive)
+        return RejoinView(joined=joined, wanted=wanted, orphans=tuple((p.name, p.uid) for p in orphans),
+                          waited_s=now - memory.head_back_since)
 
     def _track_pods(self, memory: Memory, pods: list[PodView], nodes_ready: dict[str, bool]) -> None:
         for loss in find_losses(memory.seen, pods, nodes_ready):
@@ -346,6 +381,15 @@ class Reconciler:
                 await self._submit(evaluation, uid, action, memory, dashboard)
             elif isinstance(action, Repair) and dashboard is not None:
                 await self._repair(evaluation, uid, decision, action, memory, dashboard)
+            elif isinstance(action, RestartWorkers):
+                for pod, pod_uid in action.pods:
+                    memory.seen.pop(pod_uid, None)  # restarted on purpose: not a loss to repair
+                    if await self.kube.delete_pod(ns, pod, pod_uid):
+                        log.info("%s/%s: deleted worker pod %s: the replaced head's Ray cluster does not know it",
+                                 ns, name, pod)
+                        events.post(ns, name, uid, "Normal", "RestartingWorker",
+                                    f"worker pod {pod} was left behind by the replaced Ray head; deleted so "
+                                    "that KubeRay creates one that joins the new head")
         if memory.counted.dirty and not _has(decision, WriteResults):
             await self._write_results(evaluation, uid, decision, memory, final=False)
 
