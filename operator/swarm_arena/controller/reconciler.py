@@ -71,6 +71,8 @@ class Memory:
     """pod IP -> Ray node id (alive), from the dashboard."""
     ray_nodes_at: float = 0.0
     repair_id: str | None = None
+    restarted: set[str] = field(default_factory=set)
+    """uids of worker pods deleted because a replaced head left them behind."""
     head_back_since: float | None = None
     """Monotonic time the replaced head first answered without the job (the re-submission waits
     for the workers to join it)."""
@@ -384,6 +386,9 @@ class Reconciler:
             elif isinstance(action, RestartWorkers):
                 for pod, pod_uid in action.pods:
                     memory.seen.pop(pod_uid, None)  # restarted on purpose: not a loss to repair
+                    if pod_uid in memory.restarted:  # our watch has not seen the deletion yet
+                        continue
+                    memory.restarted.add(pod_uid)
                     if await self.kube.delete_pod(ns, pod, pod_uid):
                         log.info("%s/%s: deleted worker pod %s: the replaced head's Ray cluster does not know it",
                                  ns, name, pod)
