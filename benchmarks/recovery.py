@@ -70,6 +70,11 @@ def one(cp: ControlPlane, op: OperatorProcess, how: str, path: str, round_: int)
     evals.operator = op
     name = "rec"
     doc = real_manifest(name, workers=2, episodes=3, max_steps=2000, agents=60)
+    # The head on the (tainted) GPU process node: a lost worker never takes the head with it.
+    doc["spec"]["cluster"]["head"].update({
+        "nodeSelector": {"nvidia.com/gpu.present": "true"},  # a GPU process node (kwok's is tainted too)
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    })
     evals.apply(doc)
     evals.wait(name, "an episode running", lambda s: s.get("phase") == "Running" and (s.get("progress") or {}).get(
         "agentSteps", 0) > 0, timeout=400)

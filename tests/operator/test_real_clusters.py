@@ -122,10 +122,10 @@ def test_a_deleted_worker_pod_is_repaired_and_every_episode_counts_once(real, tm
 
 def test_a_killed_node_twice_in_one_run_still_counts_every_episode_once(real, tmp_path: Path) -> None:
     doc = real_manifest("crash", workers=2, episodes=6, max_steps=2000, agents=60)
-    # The head sits on the GPU process node (tainted: no worker lands there), so each kill takes
+    # The head sits on a GPU process node (tainted: no worker lands there), so each kill takes
     # workers only; a lost head is the next test.
     doc["spec"]["cluster"]["head"].update({
-        "nodeSelector": {"kubernetes.io/hostname": "proc-gpu-0"},
+        "nodeSelector": {"nvidia.com/gpu.present": "true"},  # a GPU process node (kwok's is tainted too)
         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
     })
     real.apply(doc)
@@ -133,7 +133,8 @@ def test_a_killed_node_twice_in_one_run_still_counts_every_episode_once(real, tm
         _running_with_progress(real, "crash", at_least=round_)
         victim = pod_holding(real, "crash", "env-0")
         node = victim["spec"]["nodeName"]
-        assert node != "proc-gpu-0", victim
+        head = next(p for p in pods(real, "crash") if p["metadata"]["labels"].get("ray.io/node-type") == "head")
+        assert node != head["spec"]["nodeName"], (victim, head)
         real.cp.kill_node(node)
         real.wait("crash", f"recovery {round_}", lambda s: (s.get("recoveries") or 0) >= round_, timeout=180)
         real.cp.add_process_node(f"{node}-r{round_}")  # a replacement machine joins
