@@ -70,6 +70,9 @@ def one(cp: ControlPlane, op: OperatorProcess, how: str, path: str, round_: int)
     evals.operator = op
     name = "rec"
     doc = real_manifest(name, workers=2, episodes=3, max_steps=2000, agents=60)
+    # One worker per process node (5 of a node's 8 CPUs each), so a killed node takes one worker
+    # and the other has room for what was lost: what is timed is the recovery, not new capacity.
+    doc["spec"]["cluster"]["workerGroups"][0]["resources"]["cpu"] = 5
     # The head on the (tainted) GPU process node: a lost worker never takes the head with it.
     doc["spec"]["cluster"]["head"].update({
         "nodeSelector": {"nvidia.com/gpu.present": "true"},  # a GPU process node (kwok's is tainted too)
