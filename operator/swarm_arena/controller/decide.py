@@ -23,9 +23,9 @@ from swarm_arena.controller.losses import Loss
 
 # A job the dashboard no longer knows although it ran (the head was replaced) is re-submitted as a
 # new attempt; one the dashboard cannot be asked about for this long is treated the same way.
-REJOIN_TIMEOUT_S = 180.0
-"""After a head is replaced, how long the re-submission waits for the workers to join it."""
 HEAD_LOSS_GRACE_S = 30.0
+# After a head is replaced, how long the re-submission waits for the workers to join it.
+REJOIN_TIMEOUT_S = 180.0
 # How many leaderboard rows status carries; the results ConfigMap has all of them.
 STATUS_LEADERBOARD_ROWS = 10
 
