@@ -39,19 +39,24 @@ def local_ray_with_one_gpu() -> Iterator[None]:
     yield from fresh_local_ray(num_cpus=16, num_gpus=1)
 
 
-@pytest.fixture
-def ray_cluster() -> Iterator[Cluster]:
-    """A head with one CPU (the coordinator and the environment actor live there); tests add workers."""
+def multinode_cluster(**system_config: Any) -> Iterator[Cluster]:
+    """A head with one CPU (the coordinator and the environment actor live there); tests add workers.
+    `system_config`: Ray's internal settings for the whole cluster (e.g. its node health checks)."""
     if ray.is_initialized():
         ray.shutdown()
-    cluster = Cluster(
-        initialize_head=True,
-        connect=True,
-        head_node_args={"num_cpus": 1, "include_dashboard": False},
-    )
+    head: dict[str, Any] = {"num_cpus": 1, "include_dashboard": False}
+    if system_config:
+        head["_system_config"] = system_config
+    cluster = Cluster(initialize_head=True, connect=True, head_node_args=head)
     yield cluster
     ray.shutdown()
     cluster.shutdown()
+
+
+@pytest.fixture
+def ray_cluster() -> Iterator[Cluster]:
+    """Ray's default node health checks: a killed node is declared dead after ~15-30 s."""
+    yield from multinode_cluster()
 
 
 def foraging_evaluation(name: str, **spec: Any) -> SwarmEvaluation:

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 import ray
+from ray.cluster_utils import Cluster
 from ray.util import placement_group_table
 
 from swarm_arena.api.report import RunReport
 from swarm_arena.api.status import Progress
 from swarm_arena.arena.recovery import request_repair
 from swarm_arena.arena.runner import run_evaluation
-from tests.arena.conftest import foraging_evaluation
+from tests.arena.conftest import foraging_evaluation, multinode_cluster
 
 pytestmark = [pytest.mark.ray, pytest.mark.multinode, pytest.mark.timeout(400)]
 
@@ -32,7 +34,20 @@ def _bundles_used_on(node_id: str) -> bool:
     return all(available.get(f"CPU_group_{i}_{group['placement_group_id']}", 0.0) == 0.0 for i in group["bundles"])
 
 
-def test_repaired_shards_return_to_their_placement_group(ray_cluster) -> None:
+@pytest.fixture
+def quick_detection_cluster() -> Iterator[Cluster]:
+    """Ray declares a killed node dead after ~3 s instead of its default ~15-30 s, so the bundles
+    are placed again early in the run whatever the machine's load: the run (~25 s) must have
+    episodes left after that for the shards to move back into. The repair still comes first: it is
+    asked for right after the kill and swaps the actors in about a second."""
+    yield from multinode_cluster(
+        health_check_initial_delay_ms=0, health_check_period_ms=1000, health_check_timeout_ms=1000,
+        health_check_failure_threshold=3,
+    )  # fmt: skip
+
+
+def test_repaired_shards_return_to_their_placement_group(quick_detection_cluster: Cluster) -> None:
+    ray_cluster = quick_detection_cluster
     worker_a = ray_cluster.add_node(num_cpus=4)
     ray_cluster.wait_for_nodes()
     evaluation = foraging_evaluation(
@@ -57,12 +72,15 @@ def test_repaired_shards_return_to_their_placement_group(ray_cluster) -> None:
     worker_b = ray_cluster.add_node(num_cpus=8)
     ray_cluster.wait_for_nodes()
     ray_cluster.remove_node(worker_a, allow_graceful=False)
+    lost = time.monotonic()
     assert len(request_repair(evaluation.qualified_name, [worker_a.node_id])) == 4
 
     back = False
     while thread.is_alive() and not back:
         back = _bundles_used_on(worker_b.node_id)
         time.sleep(0.5)
+    if back:
+        print(f"\nthe repaired shards were back in their placement group {time.monotonic() - lost:.1f} s after the loss")
     thread.join(300)
     assert not thread.is_alive() and reports, "the run did not finish"
     assert back, "the repaired shards never went back into their placement group"

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from swarm_arena.arena.connection import join_cluster
@@ -39,9 +40,17 @@ START_TIMEOUT_S = 60.0
 
 
 __all__ = [
-    "ActorRecipe", "ActorTable", "EvaluationFailed", "EvaluationNotRunning", "InvalidSpec", "RepairTimedOut",
-    "request_repair",
+    "ActorRecipe", "ActorTable", "EvaluationFailed", "EvaluationNotRunning", "InvalidSpec", "Noted",
+    "RepairTimedOut", "request_repair",
 ]  # fmt: skip
+
+
+class Noted(Enum):
+    """What a ping answer told the table (`ActorTable.note_incarnation`)."""
+
+    SAME = "same"  # the incarnation it knew (or the first answer of a new instance)
+    RESTARTED = "restarted"  # Ray restarted it in place: its state is gone
+    STALE = "stale"  # the answer came from an instance the name no longer refers to
 
 
 @dataclass
@@ -204,16 +213,23 @@ class ActorTable:
 
     # ---- restarts ----------------------------------------------------------------------------
 
-    def note_incarnation(self, name: str, info: ActorInfo) -> bool:
-        """Record a ping answer; True when it comes from a new incarnation (Ray restarted it)."""
+    def note_incarnation(self, name: str, handle: Any, info: ActorInfo) -> Noted:
+        """Record the answer `handle` gave to a ping. RESTARTED when it comes from a new incarnation
+        (Ray restarted it in place); STALE, and ignored, when `handle` no longer holds the name.
+
+        A stale answer is real: a replaced actor's process can outlive its killed node for a moment
+        and still answer calls made straight to it. Recording it would put the replacement back on
+        the lost node, and the next repair would replace it a second time."""
         with self._lock:
             entry = self._entries[name]
+            if handle is not entry.handle:
+                return Noted.STALE
             restarted = entry.info is not None and entry.info.instance != info.instance
             if restarted:
                 self._count(entry)
                 entry.generation += 1
             entry.info = info
-            return restarted
+            return Noted.RESTARTED if restarted else Noted.SAME
 
     def replace(self, names: Iterable[str], expected: dict[str, Any] | None = None) -> list[str]:
         """Kill each of `names` for good and start it again now, under the same name, outside the

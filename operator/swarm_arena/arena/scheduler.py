@@ -29,7 +29,7 @@ from swarm_arena.arena.episode import EpisodeCheckpoint, EpisodeTask, ShardPart
 from swarm_arena.arena.errors import EvaluationFailed
 from swarm_arena.arena.matchmaking import Match, assign_agents, shard_layout
 from swarm_arena.arena.naming import shard_name
-from swarm_arena.arena.recovery import RAY_RESTART_WAIT_S, START_TIMEOUT_S, ActorTable, is_actor_loss
+from swarm_arena.arena.recovery import RAY_RESTART_WAIT_S, START_TIMEOUT_S, ActorTable, Noted, is_actor_loss
 from swarm_arena.arena.revival import Answer, Revival
 from swarm_arena.arena.run_ledger import RunLedger
 from swarm_arena.arena.run_setup import RunLayout, Slot
@@ -158,12 +158,12 @@ class EpisodeScheduler:
     def _restarted_in_place(self, slot: Slot) -> bool:
         """Whether a ping finds an actor of the slot in a new incarnation (counted as a restart)."""
         answers = self.table.ping(slot.actors)
-        restarted = [
-            self.table.note_incarnation(name, answer)  # every one noted: no short-circuit
-            for name, (_, answer) in answers.items()
+        noted = [
+            self.table.note_incarnation(name, handle, answer)  # every one noted: no short-circuit
+            for name, (handle, answer) in answers.items()
             if isinstance(answer, ActorInfo)
         ]
-        return any(restarted)
+        return Noted.RESTARTED in noted
 
     def _go_on(
         self, slot: Slot, episode: int, checkpoint: EpisodeCheckpoint | None, *, restore: bool = False
@@ -295,11 +295,13 @@ class EpisodeScheduler:
         while True:
             answers = self.table.ping(slot.actors)
             kinds: dict[str, Answer] = {}
-            for name, (_, answer) in answers.items():
+            for name, (handle, answer) in answers.items():
                 if isinstance(answer, ActorInfo):
-                    if self.table.note_incarnation(name, answer):
+                    noted = self.table.note_incarnation(name, handle, answer)
+                    if noted is Noted.RESTARTED:
                         restarted.add(name)  # Ray restarted it in place
-                    kinds[name] = Answer.ALIVE
+                    # A stale answer (a repair swapped the actor meanwhile) says nothing of the new one.
+                    kinds[name] = Answer.SILENT if noted is Noted.STALE else Answer.ALIVE
                 elif isinstance(answer, rex.ActorDiedError):
                     kinds[name] = Answer.DEAD  # Ray will not restart it (budget spent, or killed)
                 else:
