@@ -86,3 +86,20 @@ def test_replace_skips_a_name_another_caller_already_swapped() -> None:
     assert table.restarts("a") == 1 and len(cls.started) == 2
     # The replacement runs outside the placement group: no scheduling strategy, the budget left.
     assert cls.started[-1]["max_restarts"] == 1 and "scheduling_strategy" not in cls.started[-1]
+
+
+def test_replacements_keep_off_every_node_reported_lost() -> None:
+    # Until Ray's health checks agree, a lost node's resources look free: a replacement placed
+    # there would hang. Every later replacement (a repair's or the run thread's) avoids them all.
+    table, cls = _table("a", "b")
+    table.replace(["a"], lost_nodes=["node-A"])
+    assert cls.started[-1]["label_selector"] == {"ray.io/node-id": "!in(node-A)"}
+    table.replace(["b"], lost_nodes=["node-C"])
+    table.replace(["a"])  # the run thread's own replacement, later
+    assert cls.started[-1]["label_selector"] == {"ray.io/node-id": "!in(node-A,node-C)"}
+
+
+def test_replacements_go_anywhere_when_no_node_was_reported_lost() -> None:
+    table, cls = _table("a")
+    table.replace(["a"])  # an actor that died on a live node may come back on it
+    assert "label_selector" not in cls.started[-1]

@@ -88,7 +88,7 @@ class Coordinator:
         log.warning("%s: repair requested; replacing %s", self.evaluation, ", ".join(names))
         self._marks.mark(names, began)  # before the kill: the failed chunk it causes must see the mark
         try:
-            return self._table.replace(names)
+            return self._table.replace(names, lost_nodes=lost_node_ids or ())
         except BaseException as exc:
             self._failure = exc
             raise

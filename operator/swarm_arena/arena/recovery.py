@@ -37,6 +37,8 @@ LIVENESS_GROUP = "liveness"
 RAY_RESTART_WAIT_S = 90.0
 # How long a re-created actor may take to answer its first ping.
 START_TIMEOUT_S = 60.0
+# The label Ray gives every node, its node id: replacements select nodes *not* reported lost.
+NODE_ID_LABEL = "ray.io/node-id"
 
 
 __all__ = [
@@ -112,6 +114,10 @@ class ActorTable:
         self.max_restarts = max_restarts
         self._entries: dict[str, ActorEntry] = {}
         self._lock = threading.RLock()
+        # Nodes a repair was told are gone. Until Ray's own health checks agree (~15-60 s, longer when
+        # a vanished node's packets are dropped rather than refused), Ray still counts their
+        # resources as free, and would place a replacement right back on one: it would hang there.
+        self._lost_nodes: set[str] = set()
 
     # ---- creation ----------------------------------------------------------------------------
 
@@ -231,10 +237,13 @@ class ActorTable:
             entry.info = info
             return Noted.RESTARTED if restarted else Noted.SAME
 
-    def replace(self, names: Iterable[str], expected: dict[str, Any] | None = None) -> list[str]:
+    def replace(
+        self, names: Iterable[str], expected: dict[str, Any] | None = None, lost_nodes: Iterable[str] = ()
+    ) -> list[str]:
         """Kill each of `names` for good and start it again now, under the same name, outside the
-        placement group. Skips a name being replaced by another caller, or whose handle is no
-        longer `expected[name]` (replaced already). Returns the names replaced (started, not yet
+        placement group and off every node reported lost (`lost_nodes`, and those of earlier
+        calls). Skips a name being replaced by another caller, or whose handle is no longer
+        `expected[name]` (replaced already). Returns the names replaced (started, not yet
         answering); raises EvaluationFailed when one was lost more than maxActorRestarts times."""
         import ray
 
@@ -242,6 +251,8 @@ class ActorTable:
         replaced = []
         try:
             with self._lock:
+                self._lost_nodes.update(lost_nodes)
+                away = self._away_from_lost_nodes()
                 for name in names:
                     entry = self._entries[name]
                     if entry.replacing or (expected is not None and entry.handle is not expected.get(name)):
@@ -254,7 +265,7 @@ class ActorTable:
                     ray.kill(old, no_restart=True)
                 except Exception:  # noqa: BLE001 - already dead is fine
                     pass
-                handle = self._start(entry.recipe, {}, left)
+                handle = self._start(entry.recipe, away, left)
                 with self._lock:
                     entry.handle, entry.replacing = handle, False
                     entry.generation += 1
@@ -265,6 +276,12 @@ class ActorTable:
                 for entry, _, _ in claimed:
                     entry.replacing = False
         return replaced
+
+    def _away_from_lost_nodes(self) -> dict[str, Any]:
+        """Scheduling options that keep an actor off every node reported lost (none: anywhere)."""
+        if not self._lost_nodes:
+            return {}
+        return {"label_selector": {NODE_ID_LABEL: f"!in({','.join(sorted(self._lost_nodes))})"}}
 
     def outside_group(self, names: Iterable[str]) -> list[tuple[str, Any, int]]:
         """(name, placement group, bundle index) of each of `names` running outside its bundle."""
