@@ -136,6 +136,13 @@ def test_submission_carries_the_evaluation_the_users_runtime_env_and_a_determini
     payload = job_channel.decode_payload(env[job_channel.EVALUATION_ENV])
     assert SwarmEvaluation.model_validate(payload).spec == ev.spec
     assert job_channel.RESUME_ENV not in env
+    # A cluster the operator made: the job takes the operator's repair requests on the head.
+    assert env[job_channel.REPAIR_PORT_ENV] == str(job_channel.REPAIR_PORT)
+
+
+def test_a_job_on_someone_elses_cluster_opens_no_repair_port() -> None:
+    body = build_job.build_submission(evaluation(cluster={"address": "http://ray-head.lab:8265"}), "swe-x-1", 1)
+    assert job_channel.REPAIR_PORT_ENV not in body["runtime_env"]["env_vars"]
 
 
 def _record(i: int) -> EpisodeRecord:

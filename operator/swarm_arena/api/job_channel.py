@@ -46,6 +46,13 @@ RESUME_ENV = "SWARM_ARENA_RESUME"
 ATTEMPT_ENV = "SWARM_ARENA_ATTEMPT"
 """Optional: the attempt number (1, 2, ...) the operator counts; echoed in every status line."""
 
+REPAIR_PORT_ENV = "SWARM_ARENA_REPAIR_PORT"
+"""Optional: the port on which the job (its driver, on the head) takes the operator's repair
+requests, `POST /repair` with the cluster's Ray token (arena/repair_endpoint.py)."""
+REPAIR_PORT = 8275
+"""The port the operator asks for: next to the dashboard's 8265, clear of Ray's other defaults."""
+REPAIR_PATH = "/repair"
+
 ENTRYPOINT = "python -m swarm_arena.arena.job"
 """The job's entrypoint as the operator submits it."""
 

@@ -24,6 +24,7 @@ from swarm_arena.api.job_channel import (
     ATTEMPT_ENV,
     EVALUATION_ENV,
     EXIT_FAILED,
+    REPAIR_PORT_ENV,
     RESUME_ENV,
     SUBMISSION_ID_ENV,
     FailureReason,
@@ -35,11 +36,14 @@ from swarm_arena.api.job_channel import (
 from swarm_arena.api.resource import SwarmEvaluation
 from swarm_arena.api.validation import ManifestError, validate_manifest
 from swarm_arena.arena.errors import EvaluationFailed, InvalidSpec
+from swarm_arena.arena.repair_endpoint import RepairEndpoint
 
 log = logging.getLogger(__name__)
 
 # Exit code when the job cannot even say why it failed in its status file (no submission id).
 EXIT_UNREPORTABLE = 2
+# How long a repair request over HTTP waits for the coordinator (it answers in well under a second).
+REPAIR_TIMEOUT_S = 20.0
 
 
 def session_logs_dir() -> Path:
@@ -94,6 +98,41 @@ def read_attempt(environ: Mapping[str, str]) -> int | None:
     return int(raw)
 
 
+def ray_token(environ: Mapping[str, str]) -> str:
+    """The cluster's Ray token as Ray itself finds it: `RAY_AUTH_TOKEN`, else `RAY_AUTH_TOKEN_PATH`."""
+    token = environ.get("RAY_AUTH_TOKEN", "").strip()
+    path = environ.get("RAY_AUTH_TOKEN_PATH", "")
+    if not token and path:
+        try:
+            token = Path(path).read_text().strip()
+        except OSError:
+            token = ""
+    return token
+
+
+def open_repair_endpoint(environ: Mapping[str, str], evaluation: str) -> RepairEndpoint | None:
+    """Listen for the operator's repair requests when it asked for a port and Ray's token is set."""
+    from swarm_arena.arena.recovery import request_repair
+
+    port_text = environ.get(REPAIR_PORT_ENV)
+    if not port_text:
+        return None
+    token = ray_token(environ)
+    if not token:
+        print(f"{REPAIR_PORT_ENV} is set but Ray's authentication is off (no RAY_AUTH_TOKEN): not listening "
+              "for repair requests; the operator uses a repair job instead", flush=True)
+        return None
+    try:
+        endpoint = RepairEndpoint(token, lambda ids: request_repair(evaluation, ids, timeout=REPAIR_TIMEOUT_S),
+                                  port=int(port_text))
+    except (ValueError, OSError) as exc:
+        print(f"{REPAIR_PORT_ENV}={port_text}: cannot listen ({exc}); the operator uses a repair job instead",
+              flush=True)
+        return None
+    print(f"taking repair requests on port {endpoint.port}", flush=True)
+    return endpoint.start()
+
+
 def main(environ: Mapping[str, str] | None = None) -> int:
     import ray
 
@@ -125,7 +164,12 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         evaluation = read_evaluation(environ)
         resume = read_resume(environ)
         reporter.start(evaluation, resume, count_matches(evaluation.spec))
-        report = run_evaluation(evaluation, ray_address="auto", listener=reporter, resume=resume)
+        endpoint = open_repair_endpoint(environ, evaluation.qualified_name)
+        try:
+            report = run_evaluation(evaluation, ray_address="auto", listener=reporter, resume=resume)
+        finally:
+            if endpoint is not None:
+                endpoint.close()
         reporter.succeeded(report)
         return 0
     except InvalidSpec as exc:

@@ -44,6 +44,10 @@ def build_submission(
     env_vars[job_channel.EVALUATION_ENV] = job_channel.encode_payload(evaluation_payload(evaluation))
     env_vars[job_channel.SUBMISSION_ID_ENV] = submission_id
     env_vars[job_channel.ATTEMPT_ENV] = str(attempt)
+    if spec.cluster is None or not spec.cluster.address:
+        # A cluster the operator made: the job also takes repair requests on the head, the fast
+        # way in (arena/repair_endpoint.py). Never opened on someone else's existing cluster.
+        env_vars[job_channel.REPAIR_PORT_ENV] = str(job_channel.REPAIR_PORT)
     if resume is not None and (resume.episodes or resume.recoveries):
         packed = job_channel.encode_payload(resume.model_dump(by_alias=True, mode="json"))
         if len(packed) > MAX_ENV_VALUE_BYTES:

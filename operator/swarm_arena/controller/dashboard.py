@@ -14,9 +14,13 @@ from urllib.parse import urlencode
 
 import aiohttp
 
+from swarm_arena.api import job_channel
+
 DEFAULT_TIMEOUT_S = 5.0
 # Submitting waits for Ray to start the job's supervisor actor: seconds on a busy head.
 SUBMIT_TIMEOUT_S = 60.0
+# The job's repair endpoint answers once the coordinator has swapped the actors (well under 1 s).
+HEAD_REPAIR_TIMEOUT_S = 10.0
 
 
 class DashboardError(RuntimeError):
@@ -136,3 +140,19 @@ class Dashboard:
         data = json.loads(text)
         result = data.get("data", {}).get("result", {})
         return list(result.get("result", result) if isinstance(result, dict) else result)
+
+
+async def repair_on_head(session: aiohttp.ClientSession, host: str, token: str, node_ids: tuple[str, ...],
+                         timeout_s: float = HEAD_REPAIR_TIMEOUT_S, port: int = job_channel.REPAIR_PORT) -> list[str]:
+    """Ask the running job itself, on its head, to replace the actors of `node_ids` now
+    (arena/repair_endpoint.py): the names it replaced. DashboardError when it did not take the
+    request (no job listening yet, an older job, the head unreachable): submit a repair job then."""
+    import json
+
+    door = Dashboard(session, f"http://{host}:{port}", token, timeout_s)
+    _, text = await door._request("POST", job_channel.REPAIR_PATH, json={"nodeIds": list(node_ids) or None})
+    try:
+        replaced = json.loads(text)["replaced"]
+    except (ValueError, KeyError, TypeError):
+        raise DashboardError(f"the repair endpoint on {host} answered {text[:200]!r}") from None
+    return [str(name) for name in replaced]

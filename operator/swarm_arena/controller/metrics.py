@@ -30,6 +30,11 @@ SUBMISSION_SECONDS = Histogram(
 RECOVERIES = Counter(
     "swarm_arena_operator_recoveries_total", "Recoveries recorded in evaluations' status.", registry=REGISTRY,
 )
+REPAIRS = Counter(
+    "swarm_arena_operator_repairs_total",
+    "Repair requests for lost workers, by route (head: the job's endpoint; job: a repair job) and outcome.",
+    ["route", "outcome"], registry=REGISTRY,
+)
 PHASE_CHANGES = Counter(
     "swarm_arena_operator_phase_transitions_total", "Phase changes, by the phase entered.", ["phase"],
     registry=REGISTRY,

@@ -22,7 +22,7 @@ from swarm_arena.api.resource import SwarmEvaluation
 from swarm_arena.api.status import Phase, Recovery, Results, SwarmEvaluationStatus
 from swarm_arena.api.validation import ManifestError, validate_manifest
 from swarm_arena.controller import build_cluster, build_job, build_results, events, metrics, names
-from swarm_arena.controller.dashboard import Dashboard, DashboardError, JobInfo
+from swarm_arena.controller.dashboard import Dashboard, DashboardError, JobInfo, repair_on_head
 from swarm_arena.controller.decide import (
     ClusterView,
     DeleteCluster,
@@ -73,6 +73,8 @@ class Memory:
     repair_id: str | None = None
     restarted: set[str] = field(default_factory=set)
     """uids of worker pods deleted because a replaced head left them behind."""
+    head_ip: str | None = None
+    """The head pod's IP, where the job takes repair requests (a cluster the operator made)."""
     head_back_since: float | None = None
     """Monotonic time the replaced head first answered without the job (the re-submission waits
     for the workers to join it)."""
@@ -218,6 +220,7 @@ class Reconciler:
         spec = evaluation.spec
         address_mode = spec.cluster is not None and spec.cluster.address is not None
         summary = summaries[0] if summaries else None
+        memory.head_ip = None if address_mode or summary is None else summary.get("head_ip")
         cluster = None if address_mode else cluster_view(summaries, uid)
         dashboard = None
         reachable, error, job, info = False, None, None, None
@@ -406,13 +409,34 @@ class Reconciler:
         job_id = decision.status.job_id or ""
         repair_id = f"{job_id}-repair-{secrets.token_hex(3)}"
         body = build_job.build_repair_submission(evaluation, job_id, repair_id, action.node_ids)
+        lost = ", ".join(loss.describe() for loss in action.losses)
         for loss in action.losses:
             events.post(ns, name, uid, "Warning", "WorkerLost", f"{loss.describe()}; restarting its actors from their checkpoints")
-        await dashboard.submit(body)
+        if memory.head_ip and action.node_ids:
+            # The fast way: the job's own endpoint on the head (no job supervisor, no new driver).
+            token = names.ray_auth_token(self.settings.ray_auth_key, ns, name, uid)
+            try:
+                replaced = await repair_on_head(self.session, memory.head_ip, token, action.node_ids)
+            except DashboardError as exc:
+                metrics.REPAIRS.labels(route="head", outcome="error").inc()
+                log.info("%s/%s: the job on the head did not take the repair (%s); submitting a repair job", ns, name, exc)
+            else:
+                metrics.REPAIRS.labels(route="head", outcome="ok").inc()
+                for loss in action.losses:
+                    memory.pending.pop(loss.uid, None)
+                log.info("%s/%s: repaired through the job on the head for %s: replaced %s", ns, name, lost,
+                         ", ".join(replaced) or "nothing (already replaced)")
+                return
+        try:
+            await dashboard.submit(body)
+        except DashboardError:
+            metrics.REPAIRS.labels(route="job", outcome="error").inc()
+            raise
+        metrics.REPAIRS.labels(route="job", outcome="ok").inc()
         memory.repair_id = repair_id
         for loss in action.losses:
             memory.pending.pop(loss.uid, None)
-        log.info("%s/%s: repair %s submitted for %s", ns, name, repair_id, ", ".join(l.describe() for l in action.losses))
+        log.info("%s/%s: repair %s submitted for %s", ns, name, repair_id, lost)
 
     async def _write_results(self, evaluation: SwarmEvaluation, uid: str, decision, memory: Memory, *, final: bool) -> None:
         counted = memory.counted
