@@ -118,6 +118,15 @@ def test_a_deleted_worker_pod_is_repaired_and_every_episode_counts_once(real, tm
     assert "WorkerLost" in reasons and "Recovering" in reasons
     lost = next(e for e in real.events("loss") if e["reason"] == "WorkerLost")
     assert victim["metadata"]["name"] in lost["message"] and victim["spec"]["nodeName"] in lost["message"]
+    # The fast way in: the job on the head took the request itself (no repair job was needed).
+    assert _repairs(real, "head", "ok") >= 1, real.operator.tail()
+
+
+def _repairs(real, route: str, outcome: str) -> float:
+    """The operator's swarm_arena_operator_repairs_total{route, outcome}."""
+    prefix = f'swarm_arena_operator_repairs_total{{outcome="{outcome}",route="{route}"}} '
+    lines = [line for line in real.operator.metrics().splitlines() if line.startswith(prefix)]
+    return float(lines[0].split()[-1]) if lines else 0.0
 
 
 def test_a_killed_node_twice_in_one_run_still_counts_every_episode_once(real, tmp_path: Path) -> None:
@@ -140,6 +149,7 @@ def test_a_killed_node_twice_in_one_run_still_counts_every_episode_once(real, tm
         real.cp.add_process_node(f"{node}-r{round_}")  # a replacement machine joins
     status = real.wait_phase("crash", "Succeeded", timeout=600)
     assert status["recoveries"] >= 2 and status["attempts"] == 1, status
+    assert _repairs(real, "head", "ok") >= 1, real.operator.tail()
     assert _episodes(real, "crash") == list(range(6))
     reference = run_locally(doc, tmp_path)
     assert status["results"]["leaderboard"] == reference["results"]["leaderboard"]
