@@ -9,10 +9,13 @@ nodes, the real KubeRay operator; tests/controlplane), for each N in --counts:
 * in the same run, N KubeRay RayJobs applied at once: time from the apply to each RayCluster
   KubeRay creates for them.
 
+Each N is run --repeats times with the two batches in alternating order, and every batch waits
+for the one before it to be deleted entirely, so neither side pays for the other's clean-up.
+
 Pods go to kwok's fake nodes (Ray never runs: this measures the control loop, not Ray). Prints a
 table (medians and p99 over the N objects) with the machine.
 
-    .venv/bin/python benchmarks/operator_latency.py --counts 1,100,1000
+    .venv/bin/python benchmarks/operator_latency.py --counts 1,100,1000 --repeats 2
 """
 
 from __future__ import annotations
@@ -142,7 +145,15 @@ def apply_all(cp: ControlPlane, namespace: str, docs: list[dict[str, Any]]) -> f
     return t0
 
 
-def run_one(cp: ControlPlane, op: OperatorProcess, n: int, timeout: float) -> dict[str, Any]:
+def _settle(cp: ControlPlane, namespace: str, timeout: float) -> None:
+    """Delete a batch's namespace and wait until it is gone (its RayClusters and pods with it), so
+    the next batch does not race the garbage collector for the API server."""
+    cp.kubectl("delete", "namespace", namespace, "--wait=false")
+    wait_for(f"namespace {namespace} gone",
+             lambda: cp.kubectl("get", "namespace", namespace, check=False).returncode != 0, timeout, interval=1.0)
+
+
+def run_operator(cp: ControlPlane, op: OperatorProcess, n: int, timeout: float) -> dict[str, Any]:
     ns = f"bench-{n}-{secrets.token_hex(2)}"
     cp.kubectl("create", "namespace", ns)
     wait_for("default ServiceAccount", lambda: cp.kubectl("get", "sa", "default", "-n", ns, check=False).returncode == 0, 60)
@@ -161,7 +172,13 @@ def run_one(cp: ControlPlane, op: OperatorProcess, n: int, timeout: float) -> di
     ready = [ev.ready[x] - t0 for x in names if x in ev.ready]
     memory = rss_mb(op.proc.pid)
     rc.stop(), ev.stop()
-    # KubeRay's RayJob, same N, same control plane
+    _settle(cp, ns, timeout)
+    return {"complete": ok, "created": percentiles(created), "ready": percentiles(ready), "rss_mb": memory,
+            "counts": (len(created), len(ready))}
+
+
+def run_rayjobs(cp: ControlPlane, n: int, timeout: float) -> dict[str, Any]:
+    """KubeRay's own RayJob, same N, same control plane: apply -> the RayCluster KubeRay makes."""
     jns = f"rayjob-{n}-{secrets.token_hex(2)}"
     cp.kubectl("create", "namespace", jns)
     jrc = Watcher(cp, "ray.io", "v1", jns, "rayclusters")
@@ -172,16 +189,40 @@ def run_one(cp: ControlPlane, op: OperatorProcess, n: int, timeout: float) -> di
         print(f"  N={n} RayJob: {exc}", file=sys.stderr)
     jcreated = [t - t1 for t in jrc.seen.values()]
     jrc.stop()
-    for namespace in (ns, jns):
-        cp.kubectl("delete", "namespace", namespace, "--wait=false")
-    return {"n": n, "complete": ok, "created": percentiles(created), "ready": percentiles(ready),
-            "rss_mb": memory, "rayjob_created": percentiles(jcreated), "counts": (len(created), len(ready), len(jcreated))}
+    _settle(cp, jns, timeout)
+    return {"rayjob_created": percentiles(jcreated), "rayjob_count": len(jcreated)}
+
+
+def run_one(cp: ControlPlane, op: OperatorProcess, n: int, timeout: float, repeat: int) -> dict[str, Any]:
+    """One repeat at N: the operator's batch and KubeRay's RayJob batch, in alternating order
+    (even repeats the operator first), each on a quiet plane (the other's objects gone)."""
+    if repeat % 2 == 0:
+        ours = run_operator(cp, op, n, timeout)
+        theirs = run_rayjobs(cp, n, timeout)
+    else:
+        theirs = run_rayjobs(cp, n, timeout)
+        ours = run_operator(cp, op, n, timeout)
+    row = {"n": n, "repeat": repeat, **ours, **theirs}
+    first = "operator" if repeat % 2 == 0 else "RayJob"
+    print(f"  N={n:<5} repeat {repeat} ({first} first): RayCluster p50 {row['created'][0]:.2f} s, ClusterReady p50 "
+          f"{row['ready'][0]:.2f} s, RSS {row['rss_mb']:.0f} MB; RayJob RayCluster p50 {row['rayjob_created'][0]:.2f} s",
+          flush=True)
+    return row
+
+
+def _median(rows: list[dict[str, Any]], key: str, i: int | None = None) -> float:
+    import statistics
+
+    values = [r[key] if i is None else r[key][i] for r in rows]
+    return statistics.median(values)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--counts", default="1,100,1000")
     ap.add_argument("--timeout", type=float, default=900)
+    ap.add_argument("--repeats", type=int, default=2,
+                    help="repeats per N; the order of the two batches alternates (default 2)")
     args = ap.parse_args()
     counts = [int(x) for x in args.counts.split(",")]
     cp = ControlPlane(build_dir=cpbuild.build(), process_nodes=())
@@ -202,21 +243,24 @@ def main() -> int:
         (work / "tokens").mkdir()
         op = OperatorProcess(cp, work, [], key, work / "tokens", ["--poll-seconds", "2", "--no-leader-election"])
         op.start()
-        rows = [run_one(cp, op, n, args.timeout) for n in counts]
+        rows = [run_one(cp, op, n, args.timeout, r) for n in counts for r in range(args.repeats)]
         op.kill()
     finally:
         cp.stop()
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}, "
-          f"load {os.getloadavg()[0]:.1f}")
+          f"load {os.getloadavg()[0]:.1f}; medians over {args.repeats} repeats (order alternating) of each "
+          "batch's p50 / p99")
     print("| evaluations | apply -> RayCluster p50 / p99 (s) | apply -> ClusterReady p50 / p99 (s) | "
           "operator RSS (MB) | KubeRay RayJob: apply -> RayCluster p50 / p99 (s) |")
     print("|---:|---:|---:|---:|---:|")
-    for r in rows:
-        c, rd, j = r["created"], r["ready"], r["rayjob_created"]
-        note = "" if r["complete"] else f" (reached {r['counts'][0]}/{r['counts'][1]} of {r['n']})"
-        print(f"| {r['n']:,}{note} | {c[0]:.2f} / {c[1]:.2f} | {rd[0]:.2f} / {rd[1]:.2f} | {r['rss_mb']:.0f} | "
-              f"{j[0]:.2f} / {j[1]:.2f} |")
+    for n in counts:
+        batch = [r for r in rows if r["n"] == n]
+        incomplete = [r for r in batch if not r["complete"] or r["rayjob_count"] < n]
+        note = f" ({len(incomplete)} incomplete)" if incomplete else ""
+        print(f"| {n:,}{note} | {_median(batch, 'created', 0):.2f} / {_median(batch, 'created', 1):.2f} | "
+              f"{_median(batch, 'ready', 0):.2f} / {_median(batch, 'ready', 1):.2f} | {_median(batch, 'rss_mb'):.0f} | "
+              f"{_median(batch, 'rayjob_created', 0):.2f} / {_median(batch, 'rayjob_created', 1):.2f} |")
     return 0
 
 
