@@ -34,6 +34,16 @@ class _ActorClass:
         return _Handle(self.started[-1]["name"], len(self.started))
 
 
+@pytest.fixture(autouse=True)
+def killed(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """`ray.kill` records instead: no Ray runs here (a real one would be started, or joined, on the first call)."""
+    import ray
+
+    calls: list[Any] = []
+    monkeypatch.setattr(ray, "kill", lambda handle, no_restart=True: calls.append((handle, no_restart)))
+    return calls
+
+
 def _table(*names: str, max_restarts: int = 2) -> tuple[ActorTable, _ActorClass]:
     cls = _ActorClass()
     table = ActorTable(max_restarts)
@@ -46,7 +56,7 @@ def _info(name: str, node: str, instance: str) -> ActorInfo:
     return ActorInfo(name=name, node_id=node, instance=instance)
 
 
-def test_a_late_answer_from_a_replaced_instance_does_not_put_it_back_on_the_lost_node() -> None:
+def test_a_late_answer_from_a_replaced_instance_does_not_put_it_back_on_the_lost_node(killed: list[Any]) -> None:
     table, _ = _table("a", "b")
     old = {n: table.handle(n) for n in ("a", "b")}
     for n in ("a", "b"):
@@ -54,6 +64,7 @@ def test_a_late_answer_from_a_replaced_instance_does_not_put_it_back_on_the_lost
     assert sorted(table.on_nodes(["node-A"])) == ["a", "b"]
 
     assert sorted(table.replace(table.on_nodes(["node-A"]))) == ["a", "b"]
+    assert sorted(killed, key=repr) == sorted([(old["a"], True), (old["b"], True)], key=repr)  # for good
     assert all(table.handle(n) is not old[n] for n in ("a", "b"))
     # The old process outlived its node for a moment and answered a ping sent before the swap.
     assert table.note_incarnation("b", old["b"], _info("b", "node-A", "b-1")) is Noted.STALE
@@ -94,6 +105,9 @@ def test_replacements_keep_off_every_node_reported_lost() -> None:
     table, cls = _table("a", "b")
     table.replace(["a"], lost_nodes=["node-A"])
     assert cls.started[-1]["label_selector"] == {"ray.io/node-id": "!in(node-A)"}
+    # Preferred, not required: a node reported lost that is alive after all (a one-node cluster)
+    # still takes the replacement when no other node can.
+    assert cls.started[-1]["fallback_strategy"] == [{"label_selector": {"ray.io/node-id": "in(node-A)"}}]
     table.replace(["b"], lost_nodes=["node-C"])
     table.replace(["a"])  # the run thread's own replacement, later
     assert cls.started[-1]["label_selector"] == {"ray.io/node-id": "!in(node-A,node-C)"}

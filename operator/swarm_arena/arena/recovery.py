@@ -278,10 +278,17 @@ class ActorTable:
         return replaced
 
     def _away_from_lost_nodes(self) -> dict[str, Any]:
-        """Scheduling options that keep an actor off every node reported lost (none: anywhere)."""
+        """Scheduling options that prefer every node but those reported lost (none: anywhere).
+
+        Preferred, not required: a node reported lost that is in fact alive (a wrong report, or a
+        cluster of one node) may still take the replacement when no other node can."""
         if not self._lost_nodes:
             return {}
-        return {"label_selector": {NODE_ID_LABEL: f"!in({','.join(sorted(self._lost_nodes))})"}}
+        lost = ",".join(sorted(self._lost_nodes))
+        return {
+            "label_selector": {NODE_ID_LABEL: f"!in({lost})"},
+            "fallback_strategy": [{"label_selector": {NODE_ID_LABEL: f"in({lost})"}}],
+        }
 
     def outside_group(self, names: Iterable[str]) -> list[tuple[str, Any, int]]:
         """(name, placement group, bundle index) of each of `names` running outside its bundle."""
