@@ -7,6 +7,7 @@ and counted episodes from the lines added since the last pass.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import dataclass, field
@@ -78,8 +79,44 @@ class Memory:
     head_back_since: float | None = None
     """Monotonic time the replaced head first answered without the job (the re-submission waits
     for the workers to join it)."""
+    spec_seen: dict[str, Any] | None = None
+    """The spec `validated` was made from: a pass validates again only when the spec changed."""
+    validated: SwarmEvaluation | ManifestError | None = None
 
 
+WATCHED_WAIT_S = 30.0
+"""How long a Provisioning evaluation whose RayCluster is not ready sleeps: the RayCluster's own
+events wake it (handlers/rayclusters.py), so this is only a safety net. Polling it every
+`poll_s` instead made 1,000 new evaluations cost 500 passes a second while they waited."""
+
+
+def next_pass_in(decision: Any, cluster: ClusterView | None, poll_s: float) -> float:
+    """Seconds until an evaluation's next pass is due, unless a watch event wakes it sooner."""
+    phase = decision.status.phase
+    if phase is Phase.PROVISIONING and cluster is not None and not (cluster.exists and cluster.ready):
+        wait = WATCHED_WAIT_S  # waiting on KubeRay: its RayCluster events wake the loop
+    elif phase in (Phase.RUNNING, Phase.RECOVERING, Phase.PROVISIONING):
+        wait = poll_s  # the job's progress, the dashboard coming up
+    elif phase is Phase.SUSPENDED:
+        wait = 2.0 if (cluster is not None and cluster.exists) or _has(decision, StopJob) else 30.0
+    else:
+        wait = 300.0
+    if decision.requeue_s is not None:
+        wait = min(wait, max(decision.requeue_s, 0.5))
+    return wait
+
+
+def _validated(memory: Memory, doc: dict[str, Any]) -> SwarmEvaluation | ManifestError:
+    """`validate_manifest` of the evaluation (or why it is invalid), again only when its spec
+    changed: about 0.8 ms a time, on every pass of every evaluation otherwise."""
+    if memory.validated is None or memory.spec_seen != doc["spec"]:
+        spec = copy.deepcopy(doc["spec"])
+        try:
+            memory.validated = validate_manifest(doc, check_imports=False)
+        except ManifestError as exc:
+            memory.validated = exc
+        memory.spec_seen = spec
+    return memory.validated
 
 
 def cluster_view(summaries: list[dict[str, Any]], uid: str) -> ClusterView:
@@ -208,10 +245,9 @@ class Reconciler:
             status = SwarmEvaluationStatus()
         doc = {"apiVersion": body["apiVersion"], "kind": body["kind"],
                "metadata": {"name": name, "namespace": ns}, "spec": body.get("spec") or {}}
-        try:
-            evaluation = validate_manifest(doc, check_imports=False)
-        except ManifestError as exc:
-            invalid = "; ".join(exc.problems)
+        evaluation = _validated(memory, doc)
+        if isinstance(evaluation, ManifestError):
+            invalid = "; ".join(evaluation.problems)
             decision = decide(Observation(now, uid, meta.get("generation", 1), None, status, None, True,
                                           invalid=invalid))
             await self._write_status(ns, name, uid, status, decision, memory)
@@ -281,22 +317,18 @@ class Reconciler:
                 decision.status.results = Results(results_config_map=cm_name)
             else:
                 decision.status.results.results_config_map = cm_name
-        # Status first: the submission id is recorded before the job is submitted.
+        if _has(decision, EnsureCluster):
+            # Before status: the RayCluster is what a new evaluation waits for, and status does not
+            # refer to it (at 1,000 new evaluations, each status write first put all of them ahead).
+            await self._ensure_cluster(evaluation, uid)
+        # Status before the other actions: the submission id is recorded before the job is submitted.
         await self._write_status(ns, name, uid, status, decision, memory)
         await self._act(evaluation, uid, decision, memory, dashboard)
         if _has(decision, Submit):  # a new attempt: the lost head it answers is handled
             for key in [k for k, loss in memory.pending.items() if loss.kind == "head"]:
                 memory.pending.pop(key)
             memory.ray_nodes.clear()  # a new head may be a new Ray cluster: map the pods again
-        if decision.status.phase in (Phase.RUNNING, Phase.RECOVERING, Phase.PROVISIONING):
-            wait = self.settings.poll_s
-        elif decision.status.phase is Phase.SUSPENDED:
-            wait = 2.0 if (cluster is not None and cluster.exists) or _has(decision, StopJob) else 30.0
-        else:
-            wait = 300.0
-        if decision.requeue_s is not None:
-            wait = min(wait, max(decision.requeue_s, 0.5))
-        return wait
+        return next_pass_in(decision, cluster, self.settings.poll_s)
 
     async def _rejoin_view(self, spec, dashboard: Dashboard, pods: list[dict[str, Any]],
                            memory: Memory) -> RejoinView | None:
@@ -368,11 +400,7 @@ class Reconciler:
     async def _act(self, evaluation: SwarmEvaluation, uid: str, decision, memory: Memory, dashboard: Dashboard | None) -> None:
         ns, name = evaluation.metadata.namespace, evaluation.metadata.name
         for action in decision.actions:
-            if isinstance(action, EnsureCluster):
-                token = names.ray_auth_token(self.settings.ray_auth_key, ns, name, uid)
-                await self.kube.create_if_absent(build_cluster.build_auth_secret(evaluation, uid, token))
-                await self.kube.create_if_absent(build_cluster.build_ray_cluster(evaluation, uid))
-            elif isinstance(action, DeleteCluster):
+            if isinstance(action, DeleteCluster):
                 log.info("%s/%s: deleting its RayCluster (%s)", ns, name, action.why)
                 await self.kube.delete_ray_cluster(ns, names.ray_cluster_name(name))
             elif isinstance(action, StopJob) and dashboard is not None:
@@ -400,6 +428,13 @@ class Reconciler:
                                     "that KubeRay creates one that joins the new head")
         if memory.counted.dirty and not _has(decision, WriteResults):
             await self._write_results(evaluation, uid, decision, memory, final=False)
+
+    async def _ensure_cluster(self, evaluation: SwarmEvaluation, uid: str) -> None:
+        """The auth Secret, then the RayCluster whose pods read it; each created only if absent."""
+        ns, name = evaluation.metadata.namespace, evaluation.metadata.name
+        token = names.ray_auth_token(self.settings.ray_auth_key, ns, name, uid)
+        await self.kube.create_if_absent(build_cluster.build_auth_secret(evaluation, uid, token))
+        await self.kube.create_if_absent(build_cluster.build_ray_cluster(evaluation, uid))
 
     async def _repair(self, evaluation: SwarmEvaluation, uid: str, decision, action: Repair, memory: Memory,
                       dashboard: Dashboard) -> None:

@@ -1,0 +1,78 @@
+"""How often an evaluation's loop runs and what a pass repeats, pure: the pacing that decides what
+1,000 evaluations cost the operator while they wait for KubeRay."""
+
+from __future__ import annotations
+
+import copy
+
+from swarm_arena.api.resource import SwarmEvaluation
+from swarm_arena.api.status import Phase, SwarmEvaluationStatus
+from swarm_arena.api.validation import ManifestError
+from swarm_arena.controller import reconciler
+from swarm_arena.controller.decide import ClusterView, decide
+from swarm_arena.controller.reconciler import WATCHED_WAIT_S, Memory, next_pass_in
+from tests.controller.test_builders import DOC
+from tests.controller.test_decide import READY, obs
+
+POLL = 2.0
+
+
+def wait_for(status=None, cluster=READY, **kw) -> float:
+    return next_pass_in(decide(obs(status, cluster=cluster, **kw)), cluster, POLL)
+
+
+def test_an_evaluation_waiting_on_kuberay_sleeps_until_its_raycluster_changes() -> None:
+    # Created just now, or created and not ready: RayCluster events wake the loop (handlers/rayclusters.py).
+    assert wait_for(cluster=ClusterView(exists=False)) == WATCHED_WAIT_S
+    provisioning = SwarmEvaluationStatus(phase=Phase.PROVISIONING)
+    assert wait_for(provisioning, cluster=ClusterView(exists=True, owned=True, ready=False, state=None)) == WATCHED_WAIT_S
+    assert WATCHED_WAIT_S > 10 * POLL
+
+
+def test_a_ready_cluster_whose_dashboard_is_not_up_yet_is_polled() -> None:
+    provisioning = SwarmEvaluationStatus(phase=Phase.PROVISIONING)
+    assert wait_for(provisioning, reachable=False) == POLL
+
+
+def test_a_deadline_wakes_a_waiting_evaluation_in_time() -> None:
+    started = SwarmEvaluationStatus(phase=Phase.PROVISIONING, start_time="2026-11-23T11:59:50Z")
+    waiting = ClusterView(exists=True, owned=True, ready=False, state=None)
+    assert wait_for(started, cluster=waiting, active_deadline_seconds=15) == 5.0  # due at 12:00:05
+
+
+def test_running_evaluations_are_polled_for_progress_and_finished_ones_rest() -> None:
+    n = next_pass_in
+    running = decide(obs(SwarmEvaluationStatus(phase=Phase.RUNNING, job_id="sid", attempts=1)))
+    assert running.status.phase is Phase.RUNNING and n(running, READY, POLL) == POLL
+    done = decide(obs(SwarmEvaluationStatus(phase=Phase.SUCCEEDED)))
+    assert n(done, READY, POLL) == 300.0
+
+
+def test_the_manifest_is_validated_again_only_when_the_spec_changes(monkeypatch) -> None:
+    calls = []
+    real = reconciler.validate_manifest
+
+    def counting(doc, **kw):
+        calls.append(doc["spec"])
+        return real(doc, **kw)
+
+    monkeypatch.setattr(reconciler, "validate_manifest", counting)
+    memory = Memory()
+    doc = copy.deepcopy(DOC)
+    first = reconciler._validated(memory, copy.deepcopy(doc))
+    assert isinstance(first, SwarmEvaluation)
+    assert reconciler._validated(memory, copy.deepcopy(doc)) is first and len(calls) == 1
+    doc["spec"]["suspend"] = True
+    again = reconciler._validated(memory, copy.deepcopy(doc))
+    assert len(calls) == 2 and again.spec.suspend is True
+
+
+def test_an_invalid_spec_is_remembered_as_its_error_until_it_changes() -> None:
+    memory = Memory()
+    doc = copy.deepcopy(DOC)
+    doc["spec"]["policies"] = []
+    bad = reconciler._validated(memory, copy.deepcopy(doc))
+    assert isinstance(bad, ManifestError) and any("policies" in p for p in bad.problems)
+    assert reconciler._validated(memory, copy.deepcopy(doc)) is bad
+    fixed = reconciler._validated(memory, copy.deepcopy(DOC))
+    assert isinstance(fixed, SwarmEvaluation)
