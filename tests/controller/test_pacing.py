@@ -76,3 +76,52 @@ def test_an_invalid_spec_is_remembered_as_its_error_until_it_changes() -> None:
     assert reconciler._validated(memory, copy.deepcopy(doc)) is bad
     fixed = reconciler._validated(memory, copy.deepcopy(DOC))
     assert isinstance(fixed, SwarmEvaluation)
+
+
+def test_a_pass_after_deletion_began_touches_nothing() -> None:
+    import asyncio
+
+    from swarm_arena.controller.settings import OperatorSettings
+
+    class NoKube:  # any call would fail the test
+        def __getattr__(self, name):
+            raise AssertionError(f"a pass of an evaluation being deleted called kube.{name}")
+
+    body = copy.deepcopy(DOC)
+    body["metadata"].update(namespace="ns", uid="u1", generation=1, deletionTimestamp="2026-11-23T12:00:00Z")
+    r = reconciler.Reconciler(OperatorSettings(), NoKube(), None)
+    assert asyncio.run(r.reconcile(body, [], Memory())) == 300.0
+
+
+def test_the_pass_reads_a_lean_copy_of_the_body() -> None:
+    import kopf
+
+    from swarm_arena.controller.handlers.evaluations import _snapshot
+
+    raw = copy.deepcopy(DOC)
+    raw["metadata"].update(namespace="ns", uid="u1", generation=3, managedFields=[{"manager": "kubectl"}] * 50,
+                           annotations={"big": "x" * 10_000})
+    raw["status"] = {"phase": "Running", "progress": {"episodesDone": 1}}
+    snap = _snapshot(kopf.Body(raw))
+    assert snap["metadata"] == {"name": raw["metadata"]["name"], "namespace": "ns", "uid": "u1", "generation": 3}
+    assert snap["spec"] == raw["spec"] and snap["status"] == raw["status"]
+    snap["status"]["progress"]["episodesDone"] = 2  # a copy: kopf's body is not changed by a pass
+    assert raw["status"]["progress"]["episodesDone"] == 1
+
+
+def test_the_phase_gauge_follows_each_evaluation_once() -> None:
+    from swarm_arena.controller import metrics
+
+    def gauge(phase: Phase) -> float:
+        return metrics.EVALUATIONS.labels(phase=phase.value)._value.get()
+
+    before = {p: gauge(p) for p in Phase}
+    metrics.set_phase("g1", Phase.PENDING)
+    metrics.set_phase("g2", Phase.PENDING)
+    metrics.set_phase("g1", Phase.RUNNING)
+    metrics.set_phase("g1", Phase.RUNNING)  # every pass reports; counted once
+    assert gauge(Phase.PENDING) - before[Phase.PENDING] == 1 and gauge(Phase.RUNNING) - before[Phase.RUNNING] == 1
+    metrics.set_phase("g1", None)
+    metrics.set_phase("g2", None)
+    metrics.set_phase("g2", None)  # gone twice (the delete handler and a late pass)
+    assert {p: gauge(p) for p in Phase} == before

@@ -20,6 +20,10 @@ from swarm_arena.controller.names import FIELD_MANAGER
 RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayclusters"
 
 
+class NamespaceTerminating(Exception):
+    """The namespace is being deleted: the API server refuses new objects in it (HTTP 403)."""
+
+
 def load_client() -> client.ApiClient:
     """In a pod: its ServiceAccount; elsewhere: KUBECONFIG / ~/.kube/config."""
     try:
@@ -39,6 +43,19 @@ class Kube:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
 
+    async def _write(self, fn, *args, **kwargs) -> None:
+        """A write whose answer is not needed: the response is read (the connection goes back to the
+        pool) but not turned into the client's model objects, which cost more than the request."""
+
+        def call() -> None:
+            response = fn(*args, _preload_content=False, **kwargs)
+            try:
+                response.read()
+            finally:
+                response.release_conn()
+
+        await asyncio.get_running_loop().run_in_executor(self._pool, call)
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
@@ -49,24 +66,26 @@ class Kube:
         ns = obj["metadata"]["namespace"]
         try:
             if obj["kind"] == "RayCluster":
-                await self._run(self.custom.create_namespaced_custom_object, RAY_GROUP, RAY_VERSION, ns, RAY_PLURAL,
+                await self._write(self.custom.create_namespaced_custom_object, RAY_GROUP, RAY_VERSION, ns, RAY_PLURAL,
                                 obj, field_manager=FIELD_MANAGER)
             elif obj["kind"] == "Secret":
-                await self._run(self.core.create_namespaced_secret, ns, obj, field_manager=FIELD_MANAGER)
+                await self._write(self.core.create_namespaced_secret, ns, obj, field_manager=FIELD_MANAGER)
             elif obj["kind"] == "ConfigMap":
-                await self._run(self.core.create_namespaced_config_map, ns, obj, field_manager=FIELD_MANAGER)
+                await self._write(self.core.create_namespaced_config_map, ns, obj, field_manager=FIELD_MANAGER)
             else:
                 raise ValueError(f"cannot create {obj['kind']}")
         except ApiException as exc:
             if exc.status == 409:
                 return False
+            if exc.status == 403 and "being terminated" in (exc.body or ""):
+                raise NamespaceTerminating(ns) from None
             raise
         return True
 
     async def apply_configmap(self, obj: dict[str, Any]) -> None:
         """Server-side apply with the operator's field manager (the results ConfigMap changes as the run goes)."""
         meta = obj["metadata"]
-        await self._run(
+        await self._write(
             self.core.patch_namespaced_config_map, meta["name"], meta["namespace"], obj,
             field_manager=FIELD_MANAGER, force=True, _content_type="application/apply-patch+yaml",
         )
@@ -103,7 +122,7 @@ class Kube:
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Merge-patch `status` (keys set to None are removed)."""
-        await self._run(
+        await self._write(
             self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, PLURAL, name,
             {"status": status},
         )

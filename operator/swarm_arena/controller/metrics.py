@@ -44,16 +44,21 @@ _phases: dict[str, str] = {}
 
 
 def set_phase(uid: str, phase: Phase | None) -> None:
-    """Track one evaluation's phase for the by-phase gauge (None: it is gone)."""
-    if phase is None:
-        _phases.pop(uid, None)
-    else:
+    """Track one evaluation's phase for the by-phase gauge (None: it is gone); O(1) a call."""
+    before = _phases.pop(uid, None)
+    if phase is not None:
         _phases[uid] = phase.value
-    counts = {p.value: 0 for p in Phase}
-    for value in _phases.values():
-        counts[value] += 1
-    for name, count in counts.items():
-        EVALUATIONS.labels(phase=name).set(count)
+    after = None if phase is None else phase.value
+    if before == after:
+        return
+    if before is not None:
+        EVALUATIONS.labels(phase=before).dec()
+    if after is not None:
+        EVALUATIONS.labels(phase=after).inc()
+
+
+for _phase in Phase:  # every phase is exported from the start, at 0
+    EVALUATIONS.labels(phase=_phase.value).set(0)
 
 
 def serve(port: int, address: str = "0.0.0.0") -> None:

@@ -38,7 +38,7 @@ from swarm_arena.controller.decide import (
     WriteResults,
     decide,
 )
-from swarm_arena.controller.kube import Kube
+from swarm_arena.controller.kube import Kube, NamespaceTerminating
 from swarm_arena.controller.losses import Loss, PodView, find_losses, orphaned_workers, summarize_pod  # noqa: F401
 from swarm_arena.controller.settings import OperatorSettings, token_for_address
 
@@ -238,6 +238,10 @@ class Reconciler:
                          pods: list[dict[str, Any]], nodes_ready: dict[str, bool]) -> float:
         meta = body["metadata"]
         ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
+        if meta.get("deletionTimestamp"):
+            # Deletion began: the delete handler stops the job and the children go by their owner
+            # references; a pass now would only re-create what the garbage collector is deleting.
+            return 300.0
         now = datetime.now(timezone.utc)
         try:
             status = SwarmEvaluationStatus.model_validate(body.get("status") or {})
@@ -320,7 +324,12 @@ class Reconciler:
         if _has(decision, EnsureCluster):
             # Before status: the RayCluster is what a new evaluation waits for, and status does not
             # refer to it (at 1,000 new evaluations, each status write first put all of them ahead).
-            await self._ensure_cluster(evaluation, uid)
+            try:
+                await self._ensure_cluster(evaluation, uid)
+            except NamespaceTerminating:
+                # The evaluation goes with its namespace: retrying only adds load while it does.
+                log.info("%s/%s: its namespace is being deleted; not creating its RayCluster", ns, name)
+                return 300.0
         # Status before the other actions: the submission id is recorded before the job is submitted.
         await self._write_status(ns, name, uid, status, decision, memory)
         await self._act(evaluation, uid, decision, memory, dashboard)
@@ -375,6 +384,7 @@ class Reconciler:
 
     async def _write_status(self, ns: str, name: str, uid: str, old: SwarmEvaluationStatus, decision, memory: Memory) -> None:
         new = decision.status.to_wire()
+        metrics.set_phase(uid, decision.status.phase)  # every pass: right after an operator restart too
         if new == memory.last_status or new == old.to_wire():
             memory.last_status = new
             return
@@ -384,7 +394,6 @@ class Reconciler:
                 patch[key] = None
         await self.kube.patch_status(ns, name, patch)
         memory.last_status = new
-        metrics.set_phase(uid, decision.status.phase)
         recovered = (decision.status.recoveries or 0) - (old.recoveries or 0)
         last = decision.status.last_recovery
         if recovered > 0 and last is not None:

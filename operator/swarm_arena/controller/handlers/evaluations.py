@@ -17,6 +17,7 @@ from swarm_arena.controller.reconciler import Memory
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 60.0
 STOP_ON_DELETE_TIMEOUT_S = 5.0
+SNAPSHOT_METADATA = ("name", "namespace", "uid", "generation", "creationTimestamp", "deletionTimestamp")
 
 
 def poke(memo: kopf.Memo, namespace: str, name: str) -> None:
@@ -26,8 +27,19 @@ def poke(memo: kopf.Memo, namespace: str, name: str) -> None:
         event.set()
 
 
-def _plain(body: kopf.Body) -> dict:
-    return copy.deepcopy({k: (dict(v) if hasattr(v, "keys") else v) for k, v in body.items()})
+def _snapshot(body: kopf.Body) -> dict:
+    """What a pass reads of the evaluation, copied (kopf's body changes under a running pass).
+
+    Not the whole body: its managedFields alone outweigh spec and status, and a deep copy of it
+    on every pass of every evaluation was a fifth of the operator's CPU at 1,000 evaluations.
+    """
+    meta = body.get("metadata") or {}
+    return {
+        "apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
+        "metadata": {k: copy.deepcopy(meta[k]) for k in SNAPSHOT_METADATA if k in meta},
+        "spec": copy.deepcopy(dict(body.get("spec") or {})),
+        "status": copy.deepcopy(dict(body.get("status") or {})),
+    }
 
 
 async def _nap(stopped: kopf.DaemonStopped, wake: asyncio.Event, seconds: float) -> None:
@@ -53,7 +65,7 @@ async def evaluation_loop(
             wake.clear()
             try:
                 nodes = {name: ready for name, values in node_ready.items() for ready in values}
-                wait = await memo.reconciler.reconcile(_plain(body), list(rayclusters.get(key, [])), memory,
+                wait = await memo.reconciler.reconcile(_snapshot(body), list(rayclusters.get(key, [])), memory,
                                                        list(ray_pods.get(key, [])), nodes)
                 backoff = 1.0
             except asyncio.CancelledError:
