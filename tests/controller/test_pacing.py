@@ -34,6 +34,14 @@ def test_a_ready_cluster_whose_dashboard_is_not_up_yet_is_polled() -> None:
     assert wait_for(provisioning, reachable=False) == POLL
 
 
+def test_a_dashboard_that_takes_long_to_answer_is_asked_less_often() -> None:
+    provisioning = SwarmEvaluationStatus(phase=Phase.PROVISIONING)
+    d = decide(obs(provisioning, reachable=False))
+    assert next_pass_in(d, READY, POLL, unreachable_s=0.0) == POLL
+    assert next_pass_in(d, READY, POLL, unreachable_s=14.0) == 3.5
+    assert next_pass_in(d, READY, POLL, unreachable_s=600.0) == d.requeue_s == 5.0  # never longer than that
+
+
 def test_a_deadline_wakes_a_waiting_evaluation_in_time() -> None:
     started = SwarmEvaluationStatus(phase=Phase.PROVISIONING, start_time="2026-11-23T11:59:50Z")
     waiting = ClusterView(exists=True, owned=True, ready=False, state=None)
@@ -125,3 +133,49 @@ def test_the_phase_gauge_follows_each_evaluation_once() -> None:
     metrics.set_phase("g2", None)
     metrics.set_phase("g2", None)  # gone twice (the delete handler and a late pass)
     assert {p: gauge(p) for p in Phase} == before
+
+
+def test_an_evaluation_whose_namespace_is_being_deleted_stops_creating() -> None:
+    import asyncio
+
+    from swarm_arena.controller.kube import NamespaceTerminating
+    from swarm_arena.controller.settings import OperatorSettings
+
+    class TerminatingKube:
+        def __init__(self) -> None:
+            self.creates = 0
+
+        async def create_if_absent(self, obj):
+            self.creates += 1
+            raise NamespaceTerminating(obj["metadata"]["namespace"])
+
+    body = copy.deepcopy(DOC)
+    body["metadata"].update(namespace="ns", uid="u1", generation=1)
+    kube, memory = TerminatingKube(), Memory()
+    r = reconciler.Reconciler(OperatorSettings(ray_auth_key=b"k" * 32), kube, None)
+    assert asyncio.run(r.reconcile(body, [], memory)) == 300.0 and memory.namespace_terminating
+    assert asyncio.run(r.reconcile(body, [], memory)) == 300.0  # its pods' deletions poke it: no retry
+    assert kube.creates == 1
+
+
+def test_the_lean_diff_base_is_kopfs_essence() -> None:
+    import kopf
+
+    from swarm_arena.controller.handlers.lifecycle import LeanDiffBaseStorage
+
+    raw = copy.deepcopy(DOC)
+    raw["metadata"].update(
+        namespace="ns", uid="u1", generation=3, resourceVersion="7", labels={"team": "a"},
+        annotations={"note": "x", "arena.swarm.dev/last-handled-configuration": "{}",
+                     "kubectl.kubernetes.io/last-applied-configuration": "{}"},
+        managedFields=[{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+        ownerReferences=[{"kind": "Application", "name": "argo", "uid": "o1", "apiVersion": "v1"}],
+    )
+    raw["status"] = {"phase": "Running"}
+    kw = dict(prefix="arena.swarm.dev", key="last-handled-configuration")
+    body = kopf.Body(raw)
+    lean = LeanDiffBaseStorage(**kw).build(body=body)
+    assert lean == kopf.AnnotationsDiffBaseStorage(**kw).build(body=body)
+    assert lean["spec"] == raw["spec"] and lean["metadata"] == {"labels": {"team": "a"}, "annotations": {"note": "x"}}
+    lean["spec"]["policies"].clear()  # a copy
+    assert raw["spec"]["policies"]

@@ -79,6 +79,8 @@ class Memory:
     head_back_since: float | None = None
     """Monotonic time the replaced head first answered without the job (the re-submission waits
     for the workers to join it)."""
+    namespace_terminating: bool = False
+    """Its namespace is being deleted (the API server said so): it goes with it, nothing to do."""
     spec_seen: dict[str, Any] | None = None
     """The spec `validated` was made from: a pass validates again only when the spec changed."""
     validated: SwarmEvaluation | ManifestError | None = None
@@ -90,11 +92,20 @@ events wake it (handlers/rayclusters.py), so this is only a safety net. Polling 
 `poll_s` instead made 1,000 new evaluations cost 500 passes a second while they waited."""
 
 
-def next_pass_in(decision: Any, cluster: ClusterView | None, poll_s: float) -> float:
-    """Seconds until an evaluation's next pass is due, unless a watch event wakes it sooner."""
+def next_pass_in(decision: Any, cluster: ClusterView | None, poll_s: float,
+                 unreachable_s: float | None = None) -> float:
+    """Seconds until an evaluation's next pass is due, unless a watch event wakes it sooner.
+
+    `unreachable_s`: how long the dashboard has not answered; a new cluster's dashboard is asked
+    again less often the longer it takes (a quarter of the wait so far, at least `poll_s`), so the
+    job starts within about a quarter of the time the head took, and 1,000 heads coming up do not
+    cost 1,000 probes every `poll_s`.
+    """
     phase = decision.status.phase
     if phase is Phase.PROVISIONING and cluster is not None and not (cluster.exists and cluster.ready):
         wait = WATCHED_WAIT_S  # waiting on KubeRay: its RayCluster events wake the loop
+    elif phase is Phase.PROVISIONING and unreachable_s is not None:
+        wait = max(poll_s, unreachable_s / 4)  # its head is starting: capped by decide's requeue
     elif phase in (Phase.RUNNING, Phase.RECOVERING, Phase.PROVISIONING):
         wait = poll_s  # the job's progress, the dashboard coming up
     elif phase is Phase.SUSPENDED:
@@ -238,7 +249,7 @@ class Reconciler:
                          pods: list[dict[str, Any]], nodes_ready: dict[str, bool]) -> float:
         meta = body["metadata"]
         ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
-        if meta.get("deletionTimestamp"):
+        if meta.get("deletionTimestamp") or memory.namespace_terminating:
             # Deletion began: the delete handler stops the job and the children go by their owner
             # references; a pass now would only re-create what the garbage collector is deleting.
             return 300.0
@@ -266,7 +277,10 @@ class Reconciler:
         reachable, error, job, info = False, None, None, None
         if address_mode or (cluster is not None and cluster.exists and cluster.owned):
             dashboard = self._dashboard(evaluation, uid, summary)
-        if dashboard is not None and status.phase not in (Phase.SUCCEEDED, Phase.FAILED):
+        # An unready cluster with no job yet is not asked: nothing is decided on its dashboard, and
+        # every change of its RayCluster's status would otherwise cost a probe.
+        waiting = cluster is not None and not cluster.ready and not status.job_id
+        if dashboard is not None and not waiting and status.phase not in (Phase.SUCCEEDED, Phase.FAILED):
             try:
                 if status.job_id:
                     job, info = await self._job_view(dashboard, status.job_id)
@@ -327,8 +341,10 @@ class Reconciler:
             try:
                 await self._ensure_cluster(evaluation, uid)
             except NamespaceTerminating:
-                # The evaluation goes with its namespace: retrying only adds load while it does.
+                # The evaluation goes with its namespace: every pass until then (each of its pods
+                # deleted pokes one) would only be refused again.
                 log.info("%s/%s: its namespace is being deleted; not creating its RayCluster", ns, name)
+                memory.namespace_terminating = True
                 return 300.0
         # Status before the other actions: the submission id is recorded before the job is submitted.
         await self._write_status(ns, name, uid, status, decision, memory)
@@ -337,7 +353,8 @@ class Reconciler:
             for key in [k for k, loss in memory.pending.items() if loss.kind == "head"]:
                 memory.pending.pop(key)
             memory.ray_nodes.clear()  # a new head may be a new Ray cluster: map the pods again
-        return next_pass_in(decision, cluster, self.settings.poll_s)
+        unreachable_s = None if memory.unreachable_since is None else (now - memory.unreachable_since).total_seconds()
+        return next_pass_in(decision, cluster, self.settings.poll_s, unreachable_s)
 
     async def _rejoin_view(self, spec, dashboard: Dashboard, pods: list[dict[str, Any]],
                            memory: Memory) -> RejoinView | None:
