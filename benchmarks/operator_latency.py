@@ -5,14 +5,19 @@ nodes, the real KubeRay operator; tests/controlplane), for each N in --counts:
 
 * apply N SwarmEvaluations at once; time from the apply to each RayCluster existing, and to each
   evaluation's `ClusterReady` condition (KubeRay made the pods, kwok made them Running);
-* the operator's RSS once all N are ClusterReady (the process and its children);
+* the operator's RSS once all N are ClusterReady (the process and its children), and again once
+  they are deleted;
+* the CPU seconds each component (the operator, the API server, etcd, KubeRay, kwok, ...) spent
+  from the apply until the batch's last RayCluster existed (the same window for both batches);
 * in the same run, N KubeRay RayJobs applied at once: time from the apply to each RayCluster
   KubeRay creates for them.
 
 Each N is run --repeats times with the two batches in alternating order, and every batch waits
 for the one before it to be deleted entirely, so neither side pays for the other's clean-up.
 
-Pods go to kwok's fake nodes (Ray never runs: this measures the control loop, not Ray). Prints a
+Pods go to kwok's fake nodes (Ray never runs: this measures the control loop, not Ray). Their
+fake IPs are routed nowhere while it runs (root), so the operator's probes of a head's dashboard
+fail at once, as they do in a cluster before the head listens. Prints a
 table (medians and p99 over the N objects) with the machine.
 
     .venv/bin/python benchmarks/operator_latency.py --counts 1,100,1000 --repeats 2
@@ -25,6 +30,8 @@ import json
 import os
 import platform
 import secrets
+import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -37,7 +44,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "operator")]
 import psutil  # noqa: E402
 
 from tests.controlplane import build as cpbuild  # noqa: E402
-from tests.controlplane.plane import KWOK_NODE_SELECTOR, KWOK_TOLERATION, ControlPlane, wait_for  # noqa: E402
+from tests.controlplane.plane import (  # noqa: E402
+    KWOK_NODE_SELECTOR, KWOK_TOLERATION, POD_CIDR, ControlPlane, wait_for,
+)
 from tests.operator.conftest import CRD_FILE, CRD_NAME, OperatorProcess  # noqa: E402
 
 EXTRA_KWOK_NODES = 6
@@ -138,6 +147,42 @@ def rss_mb(pid: int) -> float:
     return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
 
 
+def cpu_seconds(cp: ControlPlane, op: OperatorProcess | None) -> dict[str, float]:
+    """User + system CPU seconds so far of each control-plane component and of the operator (each
+    with its children)."""
+    pids = dict(cp.pids())
+    if op is not None and op.proc is not None:
+        pids["operator"] = op.proc.pid
+    out = {}
+    for name, pid in pids.items():
+        try:
+            proc = psutil.Process(pid)
+            out[name] = sum(sum(p.cpu_times()[:2]) for p in [proc, *proc.children(recursive=True)])
+        except psutil.Error:
+            continue
+    return out
+
+
+def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: after[k] - before.get(k, 0.0) for k in after}
+
+
+def refuse_fake_pod_ips() -> bool:
+    """Make kwok's fake pod IPs fail at once, as a head whose dashboard is not listening yet does.
+
+    Nothing listens there; on a host whose network accepts any connection (this sandbox's does),
+    every probe of a head's dashboard would instead hang until its timeout, and 1,000 of them
+    would be measured as the operator's memory and CPU. Needs root (`ip route`); False otherwise.
+    """
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        print(f"  not root: probes of kwok's fake pod IPs ({POD_CIDR}) wait out their timeout", file=sys.stderr)
+        return False
+    r = subprocess.run(["ip", "route", "replace", "unreachable", POD_CIDR], capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"  could not route {POD_CIDR} nowhere: {r.stderr.strip()}", file=sys.stderr)
+    return r.returncode == 0
+
+
 def apply_all(cp: ControlPlane, namespace: str, docs: list[dict[str, Any]]) -> float:
     text = "\n---\n".join(json.dumps(d) for d in docs)
     t0 = time.monotonic()
@@ -160,10 +205,12 @@ def run_operator(cp: ControlPlane, op: OperatorProcess, n: int, timeout: float) 
     rc = Watcher(cp, "ray.io", "v1", ns, "rayclusters")
     ev = Watcher(cp, "arena.swarm.dev", "v1alpha1", ns, "swarmevaluations", cluster_ready)
     names = [f"e{i:04d}" for i in range(n)]
+    cpu0 = cpu_seconds(cp, op)
     t0 = apply_all(cp, ns, [evaluation(x) for x in names])
-    ok = True
+    ok, cpu = True, {}
     try:
         wait_for(f"{n} RayClusters", lambda: len(rc.seen) >= n, timeout, interval=0.5)
+        cpu = cpu_delta(cpu0, cpu_seconds(cp, op))  # the same window as the RayJob batch's
         wait_for(f"{n} ClusterReady", lambda: len(ev.ready) >= n, timeout, interval=0.5)
     except Exception as exc:  # noqa: BLE001 - report what was reached
         print(f"  N={n}: {exc}", file=sys.stderr)
@@ -174,7 +221,7 @@ def run_operator(cp: ControlPlane, op: OperatorProcess, n: int, timeout: float) 
     rc.stop(), ev.stop()
     _settle(cp, ns, timeout)
     return {"complete": ok, "created": percentiles(created), "ready": percentiles(ready), "rss_mb": memory,
-            "counts": (len(created), len(ready))}
+            "rss_after_delete_mb": rss_mb(op.proc.pid), "counts": (len(created), len(ready)), "cpu": cpu}
 
 
 def run_rayjobs(cp: ControlPlane, n: int, timeout: float) -> dict[str, Any]:
@@ -182,15 +229,17 @@ def run_rayjobs(cp: ControlPlane, n: int, timeout: float) -> dict[str, Any]:
     jns = f"rayjob-{n}-{secrets.token_hex(2)}"
     cp.kubectl("create", "namespace", jns)
     jrc = Watcher(cp, "ray.io", "v1", jns, "rayclusters")
+    cpu0 = cpu_seconds(cp, None)
     t1 = apply_all(cp, jns, [rayjob(f"j{i:04d}") for i in range(n)])
     try:
         wait_for(f"{n} RayJob RayClusters", lambda: len(jrc.seen) >= n, timeout, interval=0.5)
     except Exception as exc:  # noqa: BLE001
         print(f"  N={n} RayJob: {exc}", file=sys.stderr)
     jcreated = [t - t1 for t in jrc.seen.values()]
+    cpu = cpu_delta(cpu0, cpu_seconds(cp, None))
     jrc.stop()
     _settle(cp, jns, timeout)
-    return {"rayjob_created": percentiles(jcreated), "rayjob_count": len(jcreated)}
+    return {"rayjob_created": percentiles(jcreated), "rayjob_count": len(jcreated), "rayjob_cpu": cpu}
 
 
 def run_one(cp: ControlPlane, op: OperatorProcess, n: int, timeout: float, repeat: int) -> dict[str, Any]:
@@ -205,8 +254,11 @@ def run_one(cp: ControlPlane, op: OperatorProcess, n: int, timeout: float, repea
     row = {"n": n, "repeat": repeat, **ours, **theirs}
     first = "operator" if repeat % 2 == 0 else "RayJob"
     print(f"  N={n:<5} repeat {repeat} ({first} first): RayCluster p50 {row['created'][0]:.2f} s, ClusterReady p50 "
-          f"{row['ready'][0]:.2f} s, RSS {row['rss_mb']:.0f} MB; RayJob RayCluster p50 {row['rayjob_created'][0]:.2f} s",
-          flush=True)
+          f"{row['ready'][0]:.2f} s, RSS {row['rss_mb']:.0f} MB ({row['rss_after_delete_mb']:.0f} MB once deleted); "
+          f"RayJob RayCluster p50 {row['rayjob_created'][0]:.2f} s", flush=True)
+    for label, cpu in (("operator batch", row["cpu"]), ("RayJob batch", row["rayjob_cpu"])):
+        top = sorted(cpu.items(), key=lambda kv: -kv[1])
+        print(f"    CPU s, {label}: " + ", ".join(f"{k} {v:.1f}" for k, v in top), flush=True)
     return row
 
 
@@ -227,6 +279,7 @@ def main() -> int:
     counts = [int(x) for x in args.counts.split(",")]
     cp = ControlPlane(build_dir=cpbuild.build(), process_nodes=())
     cp.start()
+    refused = refuse_fake_pod_ips()
     try:
         for i in range(EXTRA_KWOK_NODES):
             node = cp.node_manifest(f"kwok-bench-{i}")
@@ -246,21 +299,33 @@ def main() -> int:
         rows = [run_one(cp, op, n, args.timeout, r) for n in counts for r in range(args.repeats)]
         op.kill()
     finally:
+        if refused:
+            subprocess.run(["ip", "route", "del", "unreachable", POD_CIDR], check=False)
         cp.stop()
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}, "
           f"load {os.getloadavg()[0]:.1f}; medians over {args.repeats} repeats (order alternating) of each "
           "batch's p50 / p99")
     print("| evaluations | apply -> RayCluster p50 / p99 (s) | apply -> ClusterReady p50 / p99 (s) | "
-          "operator RSS (MB) | KubeRay RayJob: apply -> RayCluster p50 / p99 (s) |")
+          "operator RSS (MB): ready / deleted | KubeRay RayJob: apply -> RayCluster p50 / p99 (s) |")
     print("|---:|---:|---:|---:|---:|")
     for n in counts:
         batch = [r for r in rows if r["n"] == n]
         incomplete = [r for r in batch if not r["complete"] or r["rayjob_count"] < n]
         note = f" ({len(incomplete)} incomplete)" if incomplete else ""
         print(f"| {n:,}{note} | {_median(batch, 'created', 0):.2f} / {_median(batch, 'created', 1):.2f} | "
-              f"{_median(batch, 'ready', 0):.2f} / {_median(batch, 'ready', 1):.2f} | {_median(batch, 'rss_mb'):.0f} | "
+              f"{_median(batch, 'ready', 0):.2f} / {_median(batch, 'ready', 1):.2f} | {_median(batch, 'rss_mb'):.0f} / "
+              f"{_median(batch, 'rss_after_delete_mb'):.0f} | "
               f"{_median(batch, 'rayjob_created', 0):.2f} / {_median(batch, 'rayjob_created', 1):.2f} |")
+    print("\nCPU seconds per component from the apply to the batch's last RayCluster (medians):")
+    parts = sorted({k for r in rows for k in (*r["cpu"], *r["rayjob_cpu"])})
+    print("| evaluations | batch | " + " | ".join(parts) + " |")
+    print("|---:|---|" + "---:|" * len(parts))
+    for n in counts:
+        batch = [r for r in rows if r["n"] == n]
+        for label, key in (("operator", "cpu"), ("RayJob", "rayjob_cpu")):
+            cells = [f"{_median([{'v': r[key].get(p, 0.0)} for r in batch], 'v'):.1f}" for p in parts]
+            print(f"| {n:,} | {label} | " + " | ".join(cells) + " |")
     return 0
 
 
