@@ -3,14 +3,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
+
+import kopf
 
 from swarm_arena.api.resource import SwarmEvaluation
 from swarm_arena.api.status import Phase, SwarmEvaluationStatus
 from swarm_arena.api.validation import ManifestError
-from swarm_arena.controller import reconciler
+from swarm_arena.controller import metrics, reconciler
 from swarm_arena.controller.decide import ClusterView, decide
+from swarm_arena.controller.handlers.evaluations import _snapshot
+from swarm_arena.controller.handlers.lifecycle import LeanDiffBaseStorage
+from swarm_arena.controller.kube import NamespaceTerminating
 from swarm_arena.controller.reconciler import WATCHED_WAIT_S, Memory, next_pass_in
+from swarm_arena.controller.settings import OperatorSettings
 from tests.controller.test_builders import DOC
 from tests.controller.test_decide import READY, obs
 
@@ -87,10 +94,6 @@ def test_an_invalid_spec_is_remembered_as_its_error_until_it_changes() -> None:
 
 
 def test_a_pass_after_deletion_began_touches_nothing() -> None:
-    import asyncio
-
-    from swarm_arena.controller.settings import OperatorSettings
-
     class NoKube:  # any call would fail the test
         def __getattr__(self, name):
             raise AssertionError(f"a pass of an evaluation being deleted called kube.{name}")
@@ -102,10 +105,6 @@ def test_a_pass_after_deletion_began_touches_nothing() -> None:
 
 
 def test_the_pass_reads_a_lean_copy_of_the_body() -> None:
-    import kopf
-
-    from swarm_arena.controller.handlers.evaluations import _snapshot
-
     raw = copy.deepcopy(DOC)
     raw["metadata"].update(namespace="ns", uid="u1", generation=3, managedFields=[{"manager": "kubectl"}] * 50,
                            annotations={"big": "x" * 10_000})
@@ -118,8 +117,6 @@ def test_the_pass_reads_a_lean_copy_of_the_body() -> None:
 
 
 def test_the_phase_gauge_follows_each_evaluation_once() -> None:
-    from swarm_arena.controller import metrics
-
     def gauge(phase: Phase) -> float:
         return metrics.EVALUATIONS.labels(phase=phase.value)._value.get()
 
@@ -136,11 +133,6 @@ def test_the_phase_gauge_follows_each_evaluation_once() -> None:
 
 
 def test_an_evaluation_whose_namespace_is_being_deleted_stops_creating() -> None:
-    import asyncio
-
-    from swarm_arena.controller.kube import NamespaceTerminating
-    from swarm_arena.controller.settings import OperatorSettings
-
     class TerminatingKube:
         def __init__(self) -> None:
             self.creates = 0
@@ -159,10 +151,6 @@ def test_an_evaluation_whose_namespace_is_being_deleted_stops_creating() -> None
 
 
 def test_the_lean_diff_base_is_kopfs_essence() -> None:
-    import kopf
-
-    from swarm_arena.controller.handlers.lifecycle import LeanDiffBaseStorage
-
     raw = copy.deepcopy(DOC)
     raw["metadata"].update(
         namespace="ns", uid="u1", generation=3, resourceVersion="7", labels={"team": "a"},

@@ -54,7 +54,7 @@ class Kube:
             finally:
                 response.release_conn()
 
-        await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        await self._run(call)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -67,7 +67,7 @@ class Kube:
         try:
             if obj["kind"] == "RayCluster":
                 await self._write(self.custom.create_namespaced_custom_object, RAY_GROUP, RAY_VERSION, ns, RAY_PLURAL,
-                                obj, field_manager=FIELD_MANAGER)
+                                  obj, field_manager=FIELD_MANAGER)
             elif obj["kind"] == "Secret":
                 await self._write(self.core.create_namespaced_secret, ns, obj, field_manager=FIELD_MANAGER)
             elif obj["kind"] == "ConfigMap":
