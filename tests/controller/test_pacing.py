@@ -14,9 +14,10 @@ from swarm_arena.api.validation import ManifestError
 from swarm_arena.controller import metrics, reconciler
 from swarm_arena.controller.decide import ClusterView, decide
 from swarm_arena.controller.handlers.evaluations import _snapshot
-from swarm_arena.controller.handlers.lifecycle import LeanDiffBaseStorage
+from swarm_arena.controller.handlers import evaluations as eval_handlers
+from swarm_arena.controller.handlers.lifecycle import MemoryDiffBaseStorage
 from swarm_arena.controller.kube import NamespaceTerminating
-from swarm_arena.controller.reconciler import WATCHED_WAIT_S, Memory, next_pass_in
+from swarm_arena.controller.reconciler import DETAIL_INTERVAL_S, WATCHED_WAIT_S, Memory, next_pass_in
 from swarm_arena.controller.settings import OperatorSettings
 from tests.controller.test_builders import DOC
 from tests.controller.test_decide import READY, obs
@@ -150,20 +151,118 @@ def test_an_evaluation_whose_namespace_is_being_deleted_stops_creating() -> None
     assert kube.creates == 1
 
 
-def test_the_lean_diff_base_is_kopfs_essence() -> None:
+def _evaluation_body(**meta) -> dict:
     raw = copy.deepcopy(DOC)
     raw["metadata"].update(
         namespace="ns", uid="u1", generation=3, resourceVersion="7", labels={"team": "a"},
-        annotations={"note": "x", "arena.swarm.dev/last-handled-configuration": "{}",
+        annotations={"note": "x", "arena.swarm.dev/delete_fn": '{"retries": 1}',
                      "kubectl.kubernetes.io/last-applied-configuration": "{}"},
         managedFields=[{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
-        ownerReferences=[{"kind": "Application", "name": "argo", "uid": "o1", "apiVersion": "v1"}],
+        ownerReferences=[{"kind": "Application", "name": "argo", "uid": "o1", "apiVersion": "v1"}], **meta,
     )
     raw["status"] = {"phase": "Running"}
-    kw = dict(prefix="arena.swarm.dev", key="last-handled-configuration")
-    body = kopf.Body(raw)
-    lean = LeanDiffBaseStorage(**kw).build(body=body)
-    assert lean == kopf.AnnotationsDiffBaseStorage(**kw).build(body=body)
-    assert lean["spec"] == raw["spec"] and lean["metadata"] == {"labels": {"team": "a"}, "annotations": {"note": "x"}}
-    lean["spec"]["policies"].clear()  # a copy
+    return raw
+
+
+def test_the_diff_base_is_kopfs_essence_kept_in_memory() -> None:
+    raw = _evaluation_body()
+    storage = MemoryDiffBaseStorage()
+    kopfs = kopf.AnnotationsDiffBaseStorage(prefix="arena.swarm.dev", key="last-handled-configuration")
+    essence = storage.build(body=kopf.Body(raw))
+    assert essence == kopf.AnnotationsProgressStorage(prefix="arena.swarm.dev").clear(essence=kopfs.build(body=kopf.Body(raw)))
+    assert essence["spec"] == raw["spec"] and essence["metadata"] == {"labels": {"team": "a"}, "annotations": {"note": "x"}}
+    essence["spec"]["policies"].clear()  # a copy
     assert raw["spec"]["policies"]
+
+    assert storage.fetch(body=kopf.Body(raw)) is None  # new to this operator: kopf sees a creation
+    patch = kopf.Patch()
+    storage.store(body=kopf.Body(raw), patch=patch, essence=storage.build(body=kopf.Body(raw)))
+    assert not patch and len(storage) == 1  # no PATCH of the object
+    raw["status"] = {"phase": "Succeeded"}
+    raw["metadata"]["resourceVersion"] = "8"
+    assert storage.fetch(body=kopf.Body(raw)) == storage.build(body=kopf.Body(raw))  # nothing essential
+    raw["spec"]["suspend"] = True
+    assert storage.fetch(body=kopf.Body(raw)) == {}  # an essential change: kopf sees an update
+    raw["metadata"]["deletionTimestamp"] = "2026-11-23T12:00:00Z"
+    assert storage.fetch(body=kopf.Body(raw)) is None and len(storage) == 0  # forgotten once deleting
+    storage.store(body=kopf.Body(raw), patch=patch, essence=storage.build(body=kopf.Body(raw)))
+    assert len(storage) == 0
+
+
+def test_other_kinds_get_no_diff_base() -> None:
+    pod = kopf.Body({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "uid": "p1"}, "spec": {"x": 1}})
+    storage = MemoryDiffBaseStorage()
+    assert storage.build(body=pod) is None and storage.fetch(body=pod) is None
+
+
+class _Writes:
+    def __init__(self) -> None:
+        self.patches: list[dict] = []
+
+    async def patch_status(self, ns, name, status) -> None:
+        self.patches.append(status)
+
+    async def create_if_absent(self, obj) -> bool:
+        return True
+
+
+def _raycluster(uid: str, **status) -> dict:
+    return {"owners": [uid], "state": status.get("state"), "ready": status.get("ready", False),
+            "reason": status.get("reason"), "head_ip": None, "created": None}
+
+
+def test_a_provisioning_evaluation_writes_only_what_changed_meaning_at_once(monkeypatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(reconciler.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(reconciler.events, "post", lambda *a: None)  # kopf posts them when it runs
+    body = copy.deepcopy(DOC)
+    body["metadata"].update(namespace="ns", uid="u1", generation=1)
+    kube, memory = _Writes(), Memory()
+    # pod-ip: a head with no IP yet is not asked (no dashboard here)
+    r = reconciler.Reconciler(OperatorSettings(ray_auth_key=b"k" * 32, dashboard_via="pod-ip"), kube, None)
+
+    def run(*summaries, seen: bool = True) -> float:
+        wait = asyncio.run(r.reconcile(body, list(summaries), memory))
+        if seen:  # kopf's body has the write's watch event
+            body["status"] = copy.deepcopy(memory.last_status)
+        return wait
+
+    run(seen=False)  # creates the RayCluster: written at once
+    assert len(kube.patches) == 1 and kube.patches[0]["phase"] == "Provisioning"
+    clock[0] += 1
+    # KubeRay's passing reason, before the write's own event reached kopf's body: reworded only
+    wait = run(_raycluster("u1", reason="HeadPodNotFound"), seen=False)
+    assert len(kube.patches) == 1 and wait == DETAIL_INTERVAL_S - 1
+    body["status"] = copy.deepcopy(memory.last_status)
+    clock[0] += 3
+    wait = run(_raycluster("u1", reason="RayClusterPodsProvisioning"))
+    assert len(kube.patches) == 1 and wait == DETAIL_INTERVAL_S - 4
+    clock[0] += DETAIL_INTERVAL_S  # due: the latest wording goes out
+    run(_raycluster("u1", reason="RayClusterPodsProvisioning"))
+    assert len(kube.patches) == 2
+    ready = [c for c in kube.patches[1]["conditions"] if c["type"] == "ClusterReady"][0]
+    assert ready["reason"] == "RayClusterPodsProvisioning"
+    clock[0] += 1
+    run(_raycluster("u1", state="ready", ready=True))  # a condition turns true: at once
+    assert len(kube.patches) == 3
+    ready = [c for c in kube.patches[2]["conditions"] if c["type"] == "ClusterReady"][0]
+    assert ready["status"] == "True"
+
+
+def test_pods_wake_only_running_evaluations_and_own_status_writes_wake_none() -> None:
+    memo = kopf.Memo(pokes={("ns", "a"): asyncio.Event(), ("ns", "b"): asyncio.Event()}, running={("ns", "b")},
+                     generations={})
+    eval_handlers.poke_if_running(memo, "ns", "a")
+    eval_handlers.poke_if_running(memo, "ns", "b")
+    assert not memo.pokes["ns", "a"].is_set() and memo.pokes["ns", "b"].is_set()
+
+    def changed(generation: int, type_: str = "MODIFIED") -> bool:
+        memo.pokes["ns", "a"].clear()
+        body = kopf.Body({"metadata": {"name": "a", "namespace": "ns", "generation": generation}})
+        eval_handlers.evaluation_changed(type=type_, namespace="ns", name="a", body=body, memo=memo)
+        return memo.pokes["ns", "a"].is_set()
+
+    assert changed(1)  # first seen
+    assert not changed(1)  # a status write: same generation
+    assert changed(2)  # the spec changed (e.g. suspend)
+    assert not changed(2, "DELETED") and ("ns", "a") not in memo.generations

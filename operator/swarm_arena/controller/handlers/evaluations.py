@@ -20,11 +20,22 @@ STOP_ON_DELETE_TIMEOUT_S = 5.0
 SNAPSHOT_METADATA = ("name", "namespace", "uid", "generation", "creationTimestamp", "deletionTimestamp")
 
 
+RUNNING_PHASES = ("Running", "Recovering")
+
+
 def poke(memo: kopf.Memo, namespace: str, name: str) -> None:
     """Wake the evaluation's loop now (its next pass sees what changed)."""
     event = getattr(memo, "pokes", {}).get((namespace, name))
     if event is not None:
         event.set()
+
+
+def poke_if_running(memo: kopf.Memo, namespace: str, name: str) -> None:
+    """Wake the loop of a Running or Recovering evaluation (what its pods and nodes matter to: a
+    lost one is repaired at once). Before that KubeRay's RayCluster status, which wakes it too,
+    already says what its pods do: at 1,000 new evaluations their pods' events were 8,000 passes."""
+    if (namespace, name) in getattr(memo, "running", ()):
+        poke(memo, namespace, name)
 
 
 def _snapshot(body: kopf.Body) -> dict:
@@ -68,6 +79,10 @@ async def evaluation_loop(
                 wait = await memo.reconciler.reconcile(_snapshot(body), list(rayclusters.get(key, [])), memory,
                                                        list(ray_pods.get(key, [])), nodes)
                 backoff = 1.0
+                if (memory.last_status or {}).get("phase") in RUNNING_PHASES:
+                    memo.running.add(key)
+                else:
+                    memo.running.discard(key)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one evaluation's trouble never stops the others
@@ -77,11 +92,22 @@ async def evaluation_loop(
             await _nap(stopped, wake, wait)
     finally:
         memo.pokes.pop(key, None)
+        memo.running.discard(key)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def evaluation_changed(namespace: str, name: str, memo: kopf.Memo, **_) -> None:
-    poke(memo, namespace, name)
+def evaluation_changed(type: str, namespace: str, name: str, body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    """A new generation (the spec changed: suspend, deadline, TTL) wakes the loop. The loop's own
+    status writes do not: it already acted on what it wrote (each was a pass that did nothing).
+    Deletion stops the loop through kopf."""
+    key = (namespace, name)
+    if type == "DELETED":
+        memo.generations.pop(key, None)
+        return
+    generation = (body.get("metadata") or {}).get("generation")
+    if memo.generations.get(key) != generation:
+        memo.generations[key] = generation
+        poke(memo, namespace, name)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)

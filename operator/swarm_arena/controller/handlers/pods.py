@@ -1,11 +1,12 @@
-"""The Ray pods of every evaluation and the nodes they run on: indexes, and a poke on every change,
-so a lost worker is repaired at once instead of after Ray's own node-death detection."""
+"""The Ray pods of every evaluation and the nodes they run on: indexes, and a poke on every change
+while the evaluation runs, so a lost worker is repaired at once instead of after Ray's own
+node-death detection."""
 
 from __future__ import annotations
 
 import kopf
 
-from swarm_arena.controller.handlers.evaluations import poke
+from swarm_arena.controller.handlers.evaluations import poke_if_running
 from swarm_arena.controller.names import LABEL_EVALUATION
 from swarm_arena.controller.reconciler import summarize_pod
 
@@ -19,7 +20,7 @@ def ray_pods(namespace: str, labels: kopf.Labels, body: kopf.Body, **_) -> dict:
 
 @kopf.on.event("", "v1", "pods", labels=POD_SELECTOR)
 def ray_pod_changed(namespace: str, labels: kopf.Labels, memo: kopf.Memo, **_) -> None:
-    poke(memo, namespace, labels[LABEL_EVALUATION])
+    poke_if_running(memo, namespace, labels[LABEL_EVALUATION])
 
 
 @kopf.index("", "v1", "nodes")
@@ -35,4 +36,4 @@ def node_changed(name: str, type: str, status: kopf.Status, memo: kopf.Memo, ray
         return
     for (namespace, evaluation), pods in ray_pods.items():
         if any(p.get("node") == name for p in pods):
-            poke(memo, namespace, evaluation)
+            poke_if_running(memo, namespace, evaluation)
