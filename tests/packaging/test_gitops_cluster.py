@@ -35,14 +35,14 @@ def _example_in(namespace: str, tmp_path: Path) -> Path:
 
 
 def _operator_writes(control_plane, namespace: str, name: str, status: dict) -> None:
-    """What the operator writes: kopf's finalizer and annotation (the names controller/handlers/
-    lifecycle.py gives them), and the status subresource."""
+    """What the operator writes: kopf's finalizer and its bookkeeping annotation (the names
+    controller/handlers/lifecycle.py gives them), and the status subresource."""
     from swarm_arena.controller.handlers.lifecycle import FINALIZER
 
     control_plane.kubectl(
         "patch", "swarmevaluation", name, "-n", namespace, "--type=merge", "--field-manager=kopf",
         "-p", json.dumps({"metadata": {"finalizers": [FINALIZER],
-                                       "annotations": {"arena.swarm.dev/last-handled-configuration": "{}"}}}))
+                                       "annotations": {"arena.swarm.dev/evaluation_deleted": "{\"retries\": 1}"}}}))
     control_plane.kubectl(
         "patch", "swarmevaluation", name, "-n", namespace, "--subresource=status", "--type=merge",
         "--field-manager=swarm-arena-operator", "-p", json.dumps({"status": status}))
