@@ -259,7 +259,7 @@ def test_pods_wake_only_running_evaluations_and_own_status_writes_wake_none() ->
     def changed(generation: int, type_: str = "MODIFIED") -> bool:
         memo.pokes["ns", "a"].clear()
         body = kopf.Body({"metadata": {"name": "a", "namespace": "ns", "generation": generation}})
-        eval_handlers.evaluation_changed(type=type_, namespace="ns", name="a", body=body, memo=memo)
+        asyncio.run(eval_handlers.evaluation_changed(type=type_, namespace="ns", name="a", body=body, memo=memo))
         return memo.pokes["ns", "a"].is_set()
 
     assert changed(1)  # first seen

@@ -38,6 +38,7 @@ class Kube:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube")
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self.version = client.VersionApi(api)
 
     async def _run(self, fn, *args, **kwargs):
         loop = asyncio.get_running_loop()
@@ -55,6 +56,11 @@ class Kube:
                 response.release_conn()
 
         await self._run(call)
+
+    async def warm_up(self) -> None:
+        """One request (GET /version), so that the first evaluation's writes find a connection
+        with its TLS handshake done."""
+        await self._run(self.version.get_code, _preload_content=False)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

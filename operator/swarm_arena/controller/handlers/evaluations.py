@@ -96,7 +96,7 @@ async def evaluation_loop(
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def evaluation_changed(type: str, namespace: str, name: str, body: kopf.Body, memo: kopf.Memo, **_) -> None:
+async def evaluation_changed(type: str, namespace: str, name: str, body: kopf.Body, memo: kopf.Memo, **_) -> None:
     """A new generation (the spec changed: suspend, deadline, TTL) wakes the loop. The loop's own
     status writes do not: it already acted on what it wrote (each was a pass that did nothing).
     Deletion stops the loop through kopf."""

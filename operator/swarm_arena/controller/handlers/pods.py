@@ -14,23 +14,23 @@ POD_SELECTOR = {LABEL_EVALUATION: kopf.PRESENT, "ray.io/node-type": kopf.PRESENT
 
 
 @kopf.index("", "v1", "pods", labels=POD_SELECTOR)
-def ray_pods(namespace: str, labels: kopf.Labels, body: kopf.Body, **_) -> dict:
+async def ray_pods(namespace: str, labels: kopf.Labels, body: kopf.Body, **_) -> dict:
     return {(namespace, labels[LABEL_EVALUATION]): summarize_pod(body)}
 
 
 @kopf.on.event("", "v1", "pods", labels=POD_SELECTOR)
-def ray_pod_changed(namespace: str, labels: kopf.Labels, memo: kopf.Memo, **_) -> None:
+async def ray_pod_changed(namespace: str, labels: kopf.Labels, memo: kopf.Memo, **_) -> None:
     poke_if_running(memo, namespace, labels[LABEL_EVALUATION])
 
 
 @kopf.index("", "v1", "nodes")
-def node_ready(name: str, status: kopf.Status, **_) -> dict:
+async def node_ready(name: str, status: kopf.Status, **_) -> dict:
     conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
     return {name: conditions.get("Ready") == "True"}
 
 
 @kopf.on.event("", "v1", "nodes")
-def node_changed(name: str, type: str, status: kopf.Status, memo: kopf.Memo, ray_pods: kopf.Index, **_) -> None:
+async def node_changed(name: str, type: str, status: kopf.Status, memo: kopf.Memo, ray_pods: kopf.Index, **_) -> None:
     conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
     if type != "DELETED" and conditions.get("Ready") == "True":
         return

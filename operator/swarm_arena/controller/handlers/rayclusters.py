@@ -12,10 +12,10 @@ SELECTOR = {LABEL_MANAGED_BY: MANAGED_BY}
 
 
 @kopf.index("ray.io", "v1", "rayclusters", labels=SELECTOR)
-def rayclusters(namespace: str, labels: kopf.Labels, body: kopf.Body, **_) -> dict:
+async def rayclusters(namespace: str, labels: kopf.Labels, body: kopf.Body, **_) -> dict:
     return {(namespace, labels.get(LABEL_EVALUATION, "")): summarize_ray_cluster(dict(body))}
 
 
 @kopf.on.event("ray.io", "v1", "rayclusters", labels=SELECTOR)
-def raycluster_changed(namespace: str, labels: kopf.Labels, memo: kopf.Memo, **_) -> None:
+async def raycluster_changed(namespace: str, labels: kopf.Labels, memo: kopf.Memo, **_) -> None:
     poke(memo, namespace, labels.get(LABEL_EVALUATION, ""))
