@@ -253,9 +253,10 @@ def run_one(cp: ControlPlane, op: OperatorProcess, n: int, timeout: float, repea
         ours = run_operator(cp, op, n, timeout)
     row = {"n": n, "repeat": repeat, **ours, **theirs}
     first = "operator" if repeat % 2 == 0 else "RayJob"
-    print(f"  N={n:<5} repeat {repeat} ({first} first): RayCluster p50 {row['created'][0]:.2f} s, ClusterReady p50 "
-          f"{row['ready'][0]:.2f} s, RSS {row['rss_mb']:.0f} MB ({row['rss_after_delete_mb']:.0f} MB once deleted); "
-          f"RayJob RayCluster p50 {row['rayjob_created'][0]:.2f} s", flush=True)
+    print(f"  N={n:<5} repeat {repeat} ({first} first): RayCluster p50 / p99 {row['created'][0]:.2f} / "
+          f"{row['created'][1]:.2f} s, ClusterReady p50 / p99 {row['ready'][0]:.2f} / {row['ready'][1]:.2f} s, "
+          f"RSS {row['rss_mb']:.0f} MB ({row['rss_after_delete_mb']:.0f} MB once deleted); "
+          f"RayJob RayCluster p50 / p99 {row['rayjob_created'][0]:.2f} / {row['rayjob_created'][1]:.2f} s", flush=True)
     for label, cpu in (("operator batch", row["cpu"]), ("RayJob batch", row["rayjob_cpu"])):
         top = sorted(cpu.items(), key=lambda kv: -kv[1])
         print(f"    CPU s, {label}: " + ", ".join(f"{k} {v:.1f}" for k, v in top), flush=True)
