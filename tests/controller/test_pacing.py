@@ -266,3 +266,22 @@ def test_pods_wake_only_running_evaluations_and_own_status_writes_wake_none() ->
     assert not changed(1)  # a status write: same generation
     assert changed(2)  # the spec changed (e.g. suspend)
     assert not changed(2, "DELETED") and ("ns", "a") not in memo.generations
+
+
+def test_an_evaluation_that_finishes_wakes_again_at_its_ttl() -> None:
+    # Its own status write wakes nothing: the pass that finishes it says when the TTL is due.
+    from swarm_arena.api.job_channel import JobState
+    from swarm_arena.controller import names
+    from swarm_arena.controller.decide import JobView
+    from tests.controller.test_decide import UID, record
+
+    sid = names.submission_id(UID, 1)
+    running = SwarmEvaluationStatus(phase=Phase.RUNNING, job_id=sid, attempts=1)
+    job = JobView(sid, True, "SUCCEEDED", record=record(JobState.SUCCEEDED, 4))
+    d = decide(obs(running, job=job, ttl_seconds_after_finished=5))
+    assert d.status.phase is Phase.SUCCEEDED and next_pass_in(d, READY, POLL) == 5.0
+    assert next_pass_in(decide(obs(running, job=job)), READY, POLL) == 300.0  # no TTL: nothing left to do
+    late = running.model_copy(update={"start_time": "2026-11-23T11:00:00Z"})
+    failed = decide(obs(late, job=JobView(sid, True, "RUNNING", record=record()), ttl_seconds_after_finished=5,
+                        active_deadline_seconds=60))
+    assert failed.status.phase is Phase.FAILED and next_pass_in(failed, READY, POLL) == 5.0

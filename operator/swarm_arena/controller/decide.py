@@ -206,6 +206,11 @@ def decide(obs: Observation) -> Decision:
     decision = Decision(status=st.s)
     _decide(obs, st, decision)
     after = st.s.phase
+    ttl = obs.spec.ttl_seconds_after_finished if obs.spec is not None else None
+    if (after in (Phase.SUCCEEDED, Phase.FAILED) and before is not after and ttl is not None
+            and obs.cluster is not None and obs.cluster.exists):
+        # Finished in this pass: the next one, due at the TTL, deletes the cluster (no event wakes it).
+        decision.requeue_s = min(decision.requeue_s, float(ttl)) if decision.requeue_s is not None else float(ttl)
     if after is not before and after is not None:
         ready = cond.get(st.s.conditions, cond.READY)
         kind = "Warning" if after in (Phase.FAILED, Phase.RECOVERING) else "Normal"
