@@ -210,7 +210,7 @@ def decide(obs: Observation) -> Decision:
     if (after in (Phase.SUCCEEDED, Phase.FAILED) and before is not after and ttl is not None
             and obs.cluster is not None and obs.cluster.exists):
         # Finished in this pass: the next one, due at the TTL, deletes the cluster (no event wakes it).
-        decision.requeue_s = min(decision.requeue_s, float(ttl)) if decision.requeue_s is not None else float(ttl)
+        decision.requeue_s = min(decision.requeue_s if decision.requeue_s is not None else ttl, ttl)
     if after is not before and after is not None:
         ready = cond.get(st.s.conditions, cond.READY)
         kind = "Warning" if after in (Phase.FAILED, Phase.RECOVERING) else "Normal"

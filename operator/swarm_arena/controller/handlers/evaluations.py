@@ -9,7 +9,7 @@ import logging
 import kopf
 
 from swarm_arena.api.resource import GROUP, PLURAL, VERSION
-from swarm_arena.api.status import SwarmEvaluationStatus
+from swarm_arena.api.status import Phase, SwarmEvaluationStatus
 from swarm_arena.controller import metrics, names
 from swarm_arena.controller.dashboard import Dashboard, DashboardError
 from swarm_arena.controller.reconciler import Memory
@@ -20,7 +20,8 @@ STOP_ON_DELETE_TIMEOUT_S = 5.0
 SNAPSHOT_METADATA = ("name", "namespace", "uid", "generation", "creationTimestamp", "deletionTimestamp")
 
 
-RUNNING_PHASES = ("Running", "Recovering")
+RUNNING_PHASES = (Phase.RUNNING.value, Phase.RECOVERING.value)
+"""Phases whose pods and nodes wake the loop (status holds the phase as its string)."""
 
 
 def poke(memo: kopf.Memo, namespace: str, name: str) -> None:
