@@ -141,3 +141,60 @@ def test_episodes_only_the_durable_store_knows_are_reported_once_on_resume(tmp_p
     assert counted == [rec(1)]
     assert not ledger.count(rec(1))  # a replayed finish would not count twice
     assert ledger.poll(0).events == []
+
+
+def _spec(**overrides):
+    return foraging_evaluation("dur", checkpoint={"intervalSteps": 10, "storageURI": "file:///unused"}, **overrides).spec
+
+
+def _policies(**resources):
+    return [{"name": p, "factory": p, "resources": resources.get(p, {"cpu": 0.25})} for p in ("greedy", "random", "noop")]
+
+
+def test_the_fingerprint_ignores_what_shapes_neither_state_nor_numbers() -> None:
+    base = spec_fingerprint(_spec())
+    assert spec_fingerprint(_spec(policies=_policies(greedy={"cpu": 2, "memory": "1Gi"}))) == base
+    assert spec_fingerprint(_spec(execution={"agentsPerShard": 50, "parallelEpisodes": 3})) == base
+    assert spec_fingerprint(_spec(seed=8)) != base
+    assert spec_fingerprint(_spec(policies=_policies()[:2])) != base
+
+
+def _reopen(tmp_path: Path, **overrides) -> DurableStore:
+    evaluation = foraging_evaluation("dur", checkpoint={"intervalSteps": 10, "storageURI": f"file://{tmp_path}"}, **overrides)
+    store = open_store(evaluation.spec, evaluation.qualified_name)
+    assert isinstance(store, DurableStore)
+    return store
+
+
+@pytest.mark.parametrize(
+    ("overrides", "refusal"),
+    [
+        ({"policies": _policies(random={})}, r"^spec\.policies\[1\]\.resources: policy 'random' ran in shard actors of 50 "
+                                             r"agents, this spec puts it in the environment actor\..*Put those fields back"),
+        ({"policies": _policies(noop={"gpu": 0.5}),
+          "cluster": {"workerGroups": [{"name": "cpu"}, {"name": "gpu", "resources": {"cpu": 4, "gpu": 1}}]}},
+         r"^spec\.policies\[2\]\.resources: .*noop.*of 50 agents on GPU"),
+        ({"execution": {"agentsPerShard": 25}}, r"^spec\.execution\.agentsPerShard: policy 'greedy' ran in shard actors of "
+                                                r"50 agents, this spec puts it in shard actors of 25 agents; "
+                                                r"spec\.execution\.agentsPerShard: policy 'random'"),
+    ],
+)
+def test_a_resume_under_another_state_layout_is_refused(tmp_path: Path, overrides, refusal) -> None:
+    _store(tmp_path).save_checkpoint(_checkpoint(episode=1))
+    with pytest.raises(InvalidSpec, match=refusal):
+        _reopen(tmp_path, **overrides)
+    assert sorted(_store(tmp_path).checkpoints()) == [1]  # the refusal touched nothing
+
+
+def test_a_resume_may_change_what_shapes_no_state(tmp_path: Path) -> None:
+    _store(tmp_path).save_checkpoint(_checkpoint(episode=1))
+    store = _reopen(tmp_path, policies=_policies(greedy={"cpu": 1}), execution={"agentsPerShard": 50, "parallelEpisodes": 4})
+    assert sorted(store.checkpoints()) == [1]
+
+
+def test_a_store_with_nothing_to_resume_takes_the_new_layout(tmp_path: Path) -> None:
+    _store(tmp_path)  # a first attempt that counted nothing
+    assert _reopen(tmp_path, execution={"agentsPerShard": 25}).checkpoints() == {}
+    _reopen(tmp_path, execution={"agentsPerShard": 25}).save_checkpoint(_checkpoint(episode=1))
+    with pytest.raises(InvalidSpec, match=r"agentsPerShard"):
+        _store(tmp_path)

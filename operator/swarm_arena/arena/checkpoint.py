@@ -9,8 +9,17 @@ are not played again and an interrupted one continues from its last checkpoint.
 The durable layout is keyed by the evaluation and a fingerprint of the parts of the spec that
 decide results, so a changed spec never resumes someone else's numbers:
 
+    <storageURI>/<namespace>/<name>/<fingerprint>/layout.json               how state is laid out
     <storageURI>/<namespace>/<name>/<fingerprint>/episodes/<index>.json     counted episodes
     <storageURI>/<namespace>/<name>/<fingerprint>/inflight/<index>.npz      latest checkpoint
+
+How the policies are hosted and cut into shards (`state_layout`: in the environment actor or in
+shard actors, of how many agents, on GPU or not) shapes both the checkpointed state and the
+numbers (each shard draws from its own seed), yet is what someone changes to make a run fit a
+cluster. It is kept out of the fingerprint and in `layout.json` instead, so a resume under a
+spec that lays state out differently finds the old store and is refused, naming what changed
+(`InvalidSpec`), rather than silently starting afresh or mixing two layouts' episodes. Resource
+amounts and `parallelEpisodes` shape neither: a resume may change them.
 
 Whoever can write to `storageURI` must not be able to run code in the job, so checkpoints are
 never pickled: they are `.npz` archives read without pickle (checkpoint_codec.py), and anything
@@ -30,7 +39,7 @@ import os
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -39,6 +48,7 @@ from swarm_arena.api.spec import SwarmEvaluationSpec
 from swarm_arena.arena.checkpoint_codec import CheckpointFormatError, decode_checkpoint, encode_checkpoint
 from swarm_arena.arena.episode import EpisodeCheckpoint
 from swarm_arena.arena.errors import InvalidSpec
+from swarm_arena.arena.matchmaking import runs_in_environment
 
 log = logging.getLogger(__name__)
 CHECKPOINT_SUFFIX = ".npz"
@@ -53,19 +63,69 @@ class CheckpointStore(Protocol):
     def records(self) -> dict[int, EpisodeRecord]: ...
 
 
+# What a store of this version holds; another version's store is never read (a new fingerprint).
+# 2: shard states keyed by (policy, shard index within the policy), with a layout.json.
+STATE_FORMAT = 2
+LAYOUT_FILE = "layout.json"
+
+
 def spec_fingerprint(spec: SwarmEvaluationSpec) -> str:
-    """Hash of what decides the results (not resources, layout of episodes or cluster)."""
+    """Hash of what decides the results, but for the state layout (`state_layout`, kept beside)."""
     wire = spec.to_wire()
     decisive = {
+        "format": STATE_FORMAT,
         "environment": wire["environment"],
         "policies": [{k: v for k, v in p.items() if k != "resources"} for p in wire["policies"]],
         "teams": wire.get("teams", []),
         "matchmaking": wire["matchmaking"],
         "episodes": wire["episodes"],
         "seed": wire["seed"],
-        "agentsPerShard": wire["execution"]["agentsPerShard"],
     }
     return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def state_layout(spec: SwarmEvaluationSpec) -> dict[str, dict[str, Any]]:
+    """Policy -> where it runs and how its agents are cut: what shapes a checkpoint's shard states.
+
+    Stepped in the environment actor, a policy is one shard per episode; in shard actors it is cut
+    into shards of at most `agentsPerShard` agents, each seeded on its own (the seeds follow the
+    shard's index within the policy, never the actor). On GPU or not: the same state, but
+    numbers that may differ. Resource amounts are left out: they change neither."""
+    layout: dict[str, dict[str, Any]] = {}
+    for policy in spec.policies:
+        if runs_in_environment(policy):
+            layout[policy.name] = {"hosting": "environment"}
+        else:
+            layout[policy.name] = {
+                "hosting": "shards",
+                "agentsPerShard": spec.execution.agents_per_shard,
+                "gpu": policy.resources.gpu > 0,
+            }
+    return layout
+
+
+def _hosting_words(entry: dict[str, Any] | None) -> str:
+    if entry is None:
+        return "absent"
+    if entry.get("hosting") == "environment":
+        return "in the environment actor"
+    gpu = " on GPU" if entry.get("gpu") else ""
+    return f"in shard actors of {entry.get('agentsPerShard')} agents{gpu}"
+
+
+def layout_changes(spec: SwarmEvaluationSpec, stored: dict[str, Any]) -> list[str]:
+    """What `spec` lays out differently from the `stored` layout, one `<field path>: ...` each."""
+    current = state_layout(spec)
+    changes = []
+    for i, policy in enumerate(spec.policies):
+        was, now = stored.get(policy.name), current[policy.name]
+        if was == now:
+            continue
+        where = "spec.policies[%d].resources" % i
+        if was is not None and was.get("hosting") == now.get("hosting") == "shards" and was.get("gpu") == now.get("gpu"):
+            where = "spec.execution.agentsPerShard"
+        changes.append(f"{where}: policy {policy.name!r} ran {_hosting_words(was)}, this spec puts it {_hosting_words(now)}")
+    return changes
 
 
 class MemoryStore:
@@ -178,7 +238,7 @@ class _ArrowFiles:
 class DurableStore(MemoryStore):
     """Memory store mirrored to `storageURI` (writes through, reads back on start)."""
 
-    def __init__(self, uri: str, evaluation: str, fingerprint: str) -> None:
+    def __init__(self, uri: str, evaluation: str, fingerprint: str, spec: SwarmEvaluationSpec | None = None) -> None:
         super().__init__()
         if uri.startswith("file://"):
             files: _LocalFiles | _ArrowFiles = _LocalFiles(uri[len("file://") :])
@@ -200,6 +260,35 @@ class DurableStore(MemoryStore):
             checkpoint = self._read_checkpoint(name)
             if checkpoint is not None and checkpoint.episode not in self._records:
                 self._checkpoints[checkpoint.episode] = checkpoint
+        if spec is not None:
+            self._claim_layout(spec)
+
+    def _claim_layout(self, spec: SwarmEvaluationSpec) -> None:
+        """Record the spec's state layout; refuse a store whose episodes were laid out otherwise.
+
+        A store without episodes or checkpoints holds nothing to resume: it takes the new layout."""
+        path = f"{self.prefix}/{LAYOUT_FILE}"
+        layout = state_layout(spec)
+        stored: Any = None
+        if LAYOUT_FILE in self._files.list(self.prefix):
+            try:
+                stored = json.loads(self._files.read(path))
+            except ValueError:
+                stored = "unreadable"
+        if stored == layout:
+            return
+        if stored is None or not (self._records or self._checkpoints):
+            self._files.write(path, json.dumps(layout, sort_keys=True).encode())
+            return
+        changes = layout_changes(spec, stored) if isinstance(stored, dict) else []
+        if not changes:
+            changes = [f"spec.checkpoint.storageURI: {self.uri}/{path} does not record a layout this version reads"]
+        if changes:
+            raise InvalidSpec(
+                f"{'; '.join(changes)}. The durable store {self.uri}/{self.prefix} holds this evaluation's episodes "
+                "laid out that other way, so resuming them under this spec would not be exact. Put those fields "
+                "back to resume, or start afresh elsewhere (another spec.checkpoint.storageURI, or delete that folder)"
+            )
 
     def _read_checkpoint(self, name: str) -> EpisodeCheckpoint | None:
         where = f"{self.uri}/{self.prefix}/inflight/{name}"
@@ -237,4 +326,4 @@ def open_store(spec: SwarmEvaluationSpec, evaluation: str) -> CheckpointStore:
     uri = spec.checkpoint.storage_uri
     if not uri:
         return MemoryStore()
-    return DurableStore(uri, evaluation, spec_fingerprint(spec))
+    return DurableStore(uri, evaluation, spec_fingerprint(spec), spec)

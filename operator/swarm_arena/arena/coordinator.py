@@ -42,14 +42,16 @@ class Coordinator:
         self.spec = parsed.spec
         self.evaluation = parsed.qualified_name
         self._table = ActorTable(self.spec.fault_tolerance.max_actor_restarts)
-        # Counted by earlier attempts (the operator's `SWARM_ARENA_RESUME`): never played again.
-        self._ledger = RunLedger(open_store(self.spec, self.evaluation), resume)
+        self._resume = resume
+        self._ledger: RunLedger | None = None  # setup() opens the store: its errors are InvalidSpec there
         self._marks = RepairMarks()
         self._failure: BaseException | None = None
         self._layout: RunLayout | None = None
 
     def setup(self) -> list[str]:
         """Plan the run, create the placement group and every named actor; their names once all answer."""
+        # Counted by earlier attempts (the operator's `SWARM_ARENA_RESUME`): never played again.
+        self._ledger = RunLedger(open_store(self.spec, self.evaluation), self._resume)
         self._layout, _ = plan_run(self.spec, self.evaluation, self._ledger.resume)
         self._ledger.episodes_total = len(self._layout.matches)
         self._ledger.adopt_resumed()
@@ -58,7 +60,7 @@ class Coordinator:
 
     def run(self) -> RunOutcome:
         """Play every episode of the plan once; the episodes, leaderboard and timings."""
-        assert self._layout is not None, "setup() first"
+        assert self._layout is not None and self._ledger is not None, "setup() first"
         started = time.monotonic()
         scheduler = EpisodeScheduler(
             self.spec, self.evaluation, self._layout, self._table, self._ledger, self._marks, lambda: self._failure
@@ -95,6 +97,7 @@ class Coordinator:
 
     def poll(self) -> PollBatch:
         """What happened since the last poll (progress and counted episodes, step stats, restarts)."""
+        assert self._ledger is not None, "setup() first"
         return self._ledger.poll(actors=len(self._table.names()))
 
     def actor_names(self) -> list[str]:
