@@ -158,7 +158,7 @@ def ray_loop(agents: int, shards: int, policy: str, steps: int, warmup: int, see
             .options(name=name, namespace=RAY_NAMESPACE, num_cpus=0)
             .remote(name=name, factory=policy, params={}, seed=seed + i, spaces=(obs_space, act_space))
         )
-        parts.append(ShardPart(name=name, handle=handle, policy=policy, agent_indices=tuple(indices.tolist()), seed=seed + i))
+        parts.append(ShardPart(name=name, handle=handle, policy=policy, agent_indices=tuple(indices.tolist()), seed=seed + i, shard=i))
     actors = [env_actor, *(part.handle for part in parts)]
     ray.get([actor.ping.remote() for actor in actors])
 

@@ -12,12 +12,19 @@ A policy that declares it does not read observations (`random`, `noop`) gets non
 
 At a boundary the chunk returns an `EpisodeCheckpoint` (environment state, every shard's policy
 state, the returns so far); from it any environment actor, with any shard actors, continues the
-episode exactly as the uninterrupted one would have.
+episode exactly as the uninterrupted one would have. A shard's state is keyed by what it belongs
+to, `<policy>/<shard index within the policy>` (`state_key`), never by the actor or slot that
+played it: a resumed episode goes to whichever slot is free.
+
+Each `begin`/`restore` gives the episode's state a fresh token, sent with every shard actor's
+`act` and `get_state`; a shard actor that no longer holds it (restarted while idle) refuses with
+`ShardStateLost` instead of acting on a fresh policy (see shard.py).
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 from collections.abc import Mapping
 from typing import Any
@@ -26,6 +33,11 @@ import numpy as np
 
 from swarm_arena.arena.array_env import ArrayEnv, make_array_env
 from swarm_arena.arena.shard import ActorInfo, HostedPolicy, actor_info
+
+
+def state_key(policy: str, shard: int) -> str:
+    """Where a shard's state sits in a checkpoint: its policy and its index within the policy."""
+    return f"{policy}/{shard}"
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,11 @@ class ShardPart:
     seed: int
     factory: str = ""
     params: Mapping[str, Any] = field(default_factory=dict)
+    shard: int = 0  # the shard's index within its policy in this episode
+
+    @property
+    def key(self) -> str:
+        return state_key(self.policy, self.shard)
 
 
 @dataclass
@@ -49,7 +66,7 @@ class EpisodeCheckpoint:
     episode: int
     step: int
     env_state: Any
-    shard_states: dict[str, Any]
+    shard_states: dict[str, Any]  # state_key(policy, shard) -> that shard's state
     returns: np.ndarray  # float64 [N]: each agent's return so far
     agent_steps: int
 
@@ -89,14 +106,16 @@ class EnvironmentWorker:
         self._episode: int | None = None
         self._returns = np.zeros(self._env.num_agents, dtype=np.float64)
         self._agent_steps = 0
-        self._hosted: dict[str, HostedPolicy] = {}  # shard name -> the policy stepped here
-        self._reads: dict[str, bool] = {}  # shard name -> whether its policy reads observations
+        self._hosted: dict[str, HostedPolicy] = {}  # state key -> the policy stepped here
+        self._reads: dict[str, bool] = {}  # state key -> whether its policy reads observations
+        self._token: str | None = None  # the state of the episode held now, as the shard actors know it
 
     def ping(self) -> ActorInfo:
         return self._info
 
     def begin(self, task: EpisodeTask) -> None:
         """Start `task.episode` from its seed (environment and every shard)."""
+        self._episode = None
         self._env.reset(task.seed)
         self._begin_shards(task)
         self._episode, self._agent_steps = task.episode, 0
@@ -106,15 +125,23 @@ class EnvironmentWorker:
         """Put the environment and every shard of `task` back to `checkpoint`."""
         import ray
 
+        wanted, held = {p.key for p in task.shards}, set(checkpoint.shard_states)
+        if wanted != held:
+            raise ValueError(
+                f"the checkpoint of episode {checkpoint.episode} holds the shards {sorted(held)}, this spec lays "
+                f"the episode out as {sorted(wanted)}: it was made under a spec that placed or cut the policies "
+                "differently (spec.policies[].resources, spec.execution.agentsPerShard)"
+            )
+        self._episode = None
         self._env.set_state(checkpoint.env_state)
         self._begin_shards(task)
         refs = []
         for part in task.shards:
-            state = checkpoint.shard_states[part.name]
+            state = checkpoint.shard_states[part.key]
             if part.handle is None:
-                self._hosted[part.name].set_state(state)
+                self._hosted[part.key].set_state(state)
             else:
-                refs.append(part.handle.set_state.remote(state))
+                refs.append(part.handle.set_state.remote(state, self._token))
         ray.get(refs)
         self._episode, self._agent_steps = checkpoint.episode, checkpoint.agent_steps
         self._returns[:] = checkpoint.returns
@@ -122,20 +149,23 @@ class EnvironmentWorker:
     def _begin_shards(self, task: EpisodeTask) -> None:
         import ray
 
+        if len({p.key for p in task.shards}) != len(task.shards):
+            raise ValueError(f"two shards of episode {task.episode} share a state key: {[p.key for p in task.shards]}")
+        self._token = f"{task.episode}:{uuid.uuid4().hex}"
         remote = {}
         for part in task.shards:
             setup = self._shard_setup(part)
             if part.handle is None:
-                self._reads[part.name] = self._host(part, setup[1:]).begin_episode(part.seed, *setup)
+                self._reads[part.key] = self._host(part, setup[1:]).begin_episode(part.seed, *setup)
             else:
-                remote[part.name] = part.handle.begin_episode.remote(part.seed, *setup)
+                remote[part.key] = part.handle.begin_episode.remote(part.seed, *setup, self._token)
         for name, reads in zip(remote, ray.get(list(remote.values())), strict=True):
             self._reads[name] = reads is not False  # None from an older shard: it reads them
 
     def _host(self, part: ShardPart, spaces: tuple[Any, Any]) -> HostedPolicy:
-        hosted = self._hosted.get(part.name)
+        hosted = self._hosted.get(part.key)
         if hosted is None:
-            hosted = self._hosted[part.name] = HostedPolicy(part.factory, dict(part.params), part.seed, spaces)
+            hosted = self._hosted[part.key] = HostedPolicy(part.factory, dict(part.params), part.seed, spaces)
         return hosted
 
     def run(self, task: EpisodeTask) -> ChunkResult:
@@ -155,12 +185,13 @@ class EnvironmentWorker:
                 f"{self._info.name} holds episode {self._episode} at step {env.steps}, but was asked to "
                 f"continue episode {task.episode} from step {task.start_step}; the coordinator must restore it first"
             )
-        remote = [(p, np.asarray(p.agent_indices, dtype=np.int64), self._reads[p.name]) for p in task.shards if p.handle is not None]
+        remote = [(p, np.asarray(p.agent_indices, dtype=np.int64), self._reads[p.key]) for p in task.shards if p.handle is not None]
         hosted = [
-            (self._hosted[p.name], np.asarray(p.agent_indices, dtype=np.int64), self._reads[p.name])
+            (self._hosted[p.key], np.asarray(p.agent_indices, dtype=np.int64), self._reads[p.key])
             for p in task.shards
             if p.handle is None
         ]
+        token = self._token
         latencies: list[float] = []
         chunk_agent_steps = 0
         actions: np.ndarray | None = None
@@ -173,7 +204,7 @@ class EnvironmentWorker:
                 picked, live = self._live(indices, alive, everyone)
                 if picked.size:
                     payload = env.observe(picked) if reads else int(picked.size)
-                    calls.append((picked, part.handle.act.remote(payload, live)))
+                    calls.append((picked, part.handle.act.remote(payload, live, token)))
             results = []
             for policy, indices, reads in hosted:
                 picked, live = self._live(indices, alive, everyone)
@@ -222,13 +253,14 @@ class EnvironmentWorker:
         import ray
 
         remote = [part for part in task.shards if part.handle is not None]
-        states = dict(zip((p.name for p in remote), ray.get([p.handle.get_state.remote() for p in remote]), strict=True))
-        states.update({p.name: self._hosted[p.name].get_state() for p in task.shards if p.handle is None})
+        refs = [p.handle.get_state.remote(self._token) for p in remote]
+        states = dict(zip((p.key for p in remote), ray.get(refs), strict=True))
+        states.update({p.key: self._hosted[p.key].get_state() for p in task.shards if p.handle is None})
         return EpisodeCheckpoint(
             episode=task.episode,
             step=self._env.steps,
             env_state=self._env.get_state(),
-            shard_states={part.name: states[part.name] for part in task.shards},
+            shard_states={part.key: states[part.key] for part in task.shards},
             returns=self._returns.copy(),
             agent_steps=self._agent_steps,
         )

@@ -33,7 +33,7 @@ from swarm_arena.arena.recovery import RAY_RESTART_WAIT_S, START_TIMEOUT_S, Acto
 from swarm_arena.arena.revival import Answer, Revival
 from swarm_arena.arena.run_ledger import RunLedger
 from swarm_arena.arena.run_setup import RunLayout, Slot
-from swarm_arena.arena.shard import ActorInfo
+from swarm_arena.arena.shard import ActorInfo, ShardStateLost
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +135,14 @@ class EpisodeScheduler:
                 parts.append(ShardPart(
                     name=shard_name(self.evaluation, s.policy, slot.index), handle=None, policy=s.policy,
                     agent_indices=s.agent_indices, seed=seed, factory=policy.factory, params=policy.params,
+                    shard=s.shard,
                 ))  # fmt: skip
                 continue
             name = slot.shards[(s.policy, s.shard)]
             handle, generations[name] = self.table.handle_and_generation(name)
-            parts.append(ShardPart(name=name, handle=handle, policy=s.policy, agent_indices=s.agent_indices, seed=seed))
+            parts.append(ShardPart(
+                name=name, handle=handle, policy=s.policy, agent_indices=s.agent_indices, seed=seed, shard=s.shard
+            ))  # fmt: skip
         interval = spec.checkpoint.interval_steps
         task = EpisodeTask(
             episode=match.index,
@@ -155,15 +158,14 @@ class EpisodeScheduler:
     def _current(self, generations: dict[str, int]) -> bool:
         return all(self.table.generation(name) == g for name, g in generations.items())
 
-    def _restarted_in_place(self, slot: Slot) -> bool:
-        """Whether a ping finds an actor of the slot in a new incarnation (counted as a restart)."""
+    def _restarted_in_place(self, slot: Slot) -> set[str]:
+        """The actors of the slot a ping finds in a new incarnation (each counted as a restart)."""
         answers = self.table.ping(slot.actors)
-        noted = [
-            self.table.note_incarnation(name, handle, answer)  # every one noted: no short-circuit
-            for name, (handle, answer) in answers.items()
-            if isinstance(answer, ActorInfo)
-        ]
-        return Noted.RESTARTED in noted
+        return {
+            name
+            for name, (handle, answer) in answers.items()  # every one noted: no short-circuit
+            if isinstance(answer, ActorInfo) and self.table.note_incarnation(name, handle, answer) is Noted.RESTARTED
+        }
 
     def _go_on(
         self, slot: Slot, episode: int, checkpoint: EpisodeCheckpoint | None, *, restore: bool = False
@@ -209,10 +211,13 @@ class EpisodeScheduler:
         except Exception as exc:  # noqa: BLE001 - sorted below
             slot.holds = None
             # An error from an actor that was swapped by a repair, or restarted in place by Ray,
-            # while the chunk ran (it held no state) is a loss too, not a bug in the episode.
-            if not is_actor_loss(exc) and self._current(generations) and not self._restarted_in_place(slot):
+            # while the chunk ran (it held no state) is a loss too, not a bug in the episode; so is
+            # a shard refusing to act on state it no longer holds (restarted while idle).
+            lost = is_actor_loss(exc) or _shard_state_lost(exc) or not self._current(generations)
+            restarted = set() if lost else self._restarted_in_place(slot)
+            if not lost and not restarted:
                 raise EvaluationFailed(f"episode {task.episode} failed: {_last_line(exc)}") from None
-            self._recover(slot, task.episode, exc)
+            self._recover(slot, task.episode, exc, restarted)
             return
         self.ledger.chunk_done(result)
         slot.holds, slot.state_generations = (task.episode, result.step), generations
@@ -266,13 +271,14 @@ class EpisodeScheduler:
 
     # ---- recovery ----------------------------------------------------------------------------
 
-    def _recover(self, slot: Slot, episode: int, error: BaseException) -> None:
+    def _recover(self, slot: Slot, episode: int, error: BaseException, restarted: set[str] | None = None) -> None:
         """Bring the slot's actors back, restore `episode` from its last checkpoint, go on; one
-        recovery is recorded however often the actors are lost again on the way."""
+        recovery is recorded however often the actors are lost again on the way. `restarted`:
+        actors already found restarted in place (their new incarnation noted)."""
         detected = time.monotonic()
         log.warning("%s: episode %d lost an actor (%s); recovering", self.evaluation, episode, _last_line(error))
         revival = Revival(tuple(slot.actors), detected, RAY_RESTART_WAIT_S, START_TIMEOUT_S)
-        restarted: set[str] = set()
+        restarted = set(restarted or ())
         repaired: dict[str, float] = {}
         while True:
             self._revive(slot, revival, restarted)
@@ -341,6 +347,19 @@ class EpisodeScheduler:
             recovery.seconds,
             "between episodes" if episode is None else f"episode {episode} resumes from step {recovery.resumed_from_step}",
         )  # fmt: skip
+
+
+def _shard_state_lost(error: BaseException | None) -> bool:
+    """Whether `error` is, or was caused by, a shard refusing state it does not hold (a chunk's error
+    wraps the shard's as the `cause` of a RayTaskError, once per actor it crossed)."""
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, ShardStateLost):
+            return True
+        cause = getattr(error, "cause", None)
+        error = cause if isinstance(cause, BaseException) and cause is not error else None
+        seen += 1
+    return False
 
 
 def _last_line(error: BaseException) -> str:

@@ -6,6 +6,14 @@ is created once per evaluation (named `<ns>/<eval>/shard-<policy>-<i>`) and kept
 episodes; what changes per episode (the agents it serves, the seed) is set by `begin_episode`,
 so a step's call carries only the stacked observations and which of those agents are alive.
 Its whole checkpointable state is the policy's own `get_state()`.
+
+A shard actor can lose that state without anyone calling it: Ray restarts an actor whose worker
+died while it was idle, and the new instance holds what its constructor made (no agents, the
+spec's seed). Built-in policies ignore agent ids, so it would act on, and results would change
+without an error. So the environment actor gives each episode's state a token when it puts that
+state in (`begin_episode`, `set_state`) and sends it with every `act` and `get_state`; a shard
+that does not hold that token raises `ShardStateLost`, and the coordinator restores the episode
+from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -58,6 +66,11 @@ def bundle(resources: PolicyResources) -> dict[str, float]:
     if resources.memory:
         out["memory"] = float(quantity_bytes(resources.memory))
     return out or {"CPU": 0.001}
+
+
+class ShardStateLost(RuntimeError):
+    """A shard actor was asked to act on (or checkpoint) an episode's state it does not hold: it
+    was restarted, or replaced, since that state was put in. The episode must be restored."""
 
 
 @dataclass(frozen=True)
@@ -146,7 +159,15 @@ class HostedPolicy:
         return {"policy": get_state() if callable(get_state) else None, "agents": self._agent_ids}
 
     def set_state(self, state: Any) -> None:
-        self._agent_ids = tuple(state["agents"])
+        """Put a checkpointed state back, after `begin_episode` for the same agents."""
+        agents = tuple(state["agents"])
+        if self._agent_ids and agents != self._agent_ids:
+            raise ValueError(
+                f"the checkpointed shard served {len(agents)} agents ({', '.join(agents[:3])}, ...), this layout "
+                f"gives it {len(self._agent_ids)} ({', '.join(self._agent_ids[:3])}, ...): the checkpoint was made "
+                "under a spec that laid the shards out differently"
+            )
+        self._agent_ids = agents
         set_state = getattr(self._policy, "set_state", None)
         if state["policy"] is not None and callable(set_state):
             set_state(state["policy"])
@@ -165,6 +186,42 @@ class PolicyShard(HostedPolicy):
     ) -> None:
         self._info = actor_info(name)
         super().__init__(factory, params, seed, spaces)
+        self._token: str | None = None  # whose episode state this instance holds (None: its constructor's)
 
     def ping(self) -> ActorInfo:
         return self._info
+
+    def begin_episode(  # type: ignore[override]
+        self,
+        seed: int,
+        agent_ids: Sequence[str],
+        observation_space: gymnasium.Space,
+        action_space: gymnasium.Space,
+        token: str | None = None,
+    ) -> bool:
+        self._token = None  # until this episode's state is all in
+        reads = super().begin_episode(seed, agent_ids, observation_space, action_space)
+        self._token = token
+        return reads
+
+    def set_state(self, state: Any, token: str | None = None) -> None:  # type: ignore[override]
+        self._token = None
+        super().set_state(state)
+        self._token = token
+
+    def act(  # type: ignore[override]
+        self, observations: np.ndarray | int, live: np.ndarray | None = None, token: str | None = None
+    ) -> np.ndarray:
+        self._check(token)
+        return super().act(observations, live)
+
+    def get_state(self, token: str | None = None) -> Any:  # type: ignore[override]
+        self._check(token)
+        return super().get_state()
+
+    def _check(self, token: str | None) -> None:
+        if token != self._token:
+            raise ShardStateLost(
+                f"{self._info.name} (instance {self._info.instance[:8]}) does not hold the state of episode "
+                f"{(token or '?').split(':')[0]}: it was restarted or replaced since that state was put in"
+            )
