@@ -8,7 +8,12 @@ enforces `maxSteps` truncation.
 Two backends behind one class:
 - the generic one speaks PettingZoo's dict API and checkpoints as "seed + the joint actions
   taken so far", restored by `reset(seed)` and replay. That works for C-backed envs that do not
-  pickle (magent2), but requires the environment to be deterministic given its seed and actions;
+  pickle (magent2), but requires the environment to be deterministic given its seed and actions.
+  The actions go into an `ActionLog`: one preallocated array in the smallest integer type the
+  action spaces allow (int8 for MAgent2's 21 actions), grown by doubling, so logging is O(1) per
+  step; `get_state(since=k)` hands over only the actions from step k (a chunk's own), and the
+  checkpoint store keeps the segments (checkpoint.py), so checkpointing an episode costs O(steps)
+  in all, not O(steps²);
 - the native one is used for envs that expose the array path (`reset_arrays`, `step_arrays`,
   `observe_arrays`, `get_state`, `set_state`; the built-in `foraging`): no dicts, and a
   checkpoint is a copy of the environment's arrays and RNG state.
@@ -25,6 +30,56 @@ import numpy as np
 from swarm_arena.arena.registry import load_environment_factory
 
 NATIVE_METHODS = ("reset_arrays", "step_arrays", "observe_arrays", "get_state", "set_state")
+
+
+def compact_action_dtype(spaces: list[gymnasium.Space], given: np.dtype) -> np.dtype:
+    """The smallest integer type holding every action of `spaces` (Discrete, MultiDiscrete,
+    MultiBinary); `given` for anything else (Box actions are kept as the policy gave them)."""
+    low, high = 0, 0
+    for space in spaces:
+        if isinstance(space, gymnasium.spaces.Discrete):
+            low, high = min(low, int(space.start)), max(high, int(space.start) + int(space.n) - 1)
+        elif isinstance(space, gymnasium.spaces.MultiDiscrete):
+            start = np.asarray(getattr(space, "start", 0))
+            low, high = min(low, int(np.min(start))), max(high, int(np.max(start + space.nvec)) - 1)
+        elif isinstance(space, gymnasium.spaces.MultiBinary):
+            high = max(high, 1)
+        else:
+            return np.dtype(given)
+    for dtype in (np.int8, np.int16, np.int32):
+        info = np.iinfo(dtype)
+        if info.min <= low and high <= info.max:
+            return np.dtype(dtype)
+    return np.dtype(np.int64)
+
+
+class ActionLog:
+    """The joint actions of one episode, step after step, in one array that doubles when full."""
+
+    def __init__(self, dtype: np.dtype | None = None) -> None:
+        self.dtype = dtype
+        self._rows: np.ndarray | None = None
+        self.length = 0
+
+    def append(self, actions: np.ndarray) -> None:
+        if self._rows is None:
+            dtype = self.dtype or actions.dtype
+            self._rows = np.empty((16, *actions.shape), dtype=dtype)
+        elif self.length == len(self._rows):
+            grown = np.empty((2 * len(self._rows), *self._rows.shape[1:]), dtype=self._rows.dtype)
+            grown[: self.length] = self._rows[: self.length]
+            self._rows = grown
+        row = self._rows[self.length]
+        row[...] = actions
+        if row.dtype != actions.dtype and not np.array_equal(row, actions):
+            raise ValueError(f"actions {actions.dtype} do not fit the action log's {row.dtype}: outside the action space")
+        self.length += 1
+
+    def since(self, step: int) -> np.ndarray | None:
+        """A copy of the actions of steps `step`.. (None when there are none)."""
+        if self._rows is None or step >= self.length:
+            return None
+        return self._rows[step : self.length].copy()
 
 
 @dataclass(frozen=True)
@@ -59,7 +114,8 @@ class ArrayEnv:
         self.steps = 0
         self.done = True
         self._seed: int | None = None
-        self._actions: list[np.ndarray] = []  # generic backend: the joint actions, for replay
+        self._actions = ActionLog()  # generic backend: the joint actions, for replay
+        self._action_dtype: np.dtype | None = None  # compact type of the log, fixed at the first step
         self._obs: list[np.ndarray | None] = [None] * self.num_agents  # generic backend
 
     # --- spaces -------------------------------------------------------------------------------
@@ -74,7 +130,7 @@ class ArrayEnv:
 
     def reset(self, seed: int) -> None:
         self._seed = int(seed)
-        self._actions = []
+        self._actions = ActionLog(self._action_dtype)
         self.steps = 0
         if self.native:
             self.env.reset_arrays(self._seed)
@@ -126,7 +182,9 @@ class ArrayEnv:
             truncated = np.asarray(truncated, dtype=bool) & was_alive
         else:
             rewards, terminated, truncated = self._step_dicts(actions, was_alive)
-            self._actions.append(actions.copy())  # the replay a checkpoint needs
+            if self._action_dtype is None:
+                self._action_dtype = self._actions.dtype = compact_action_dtype(self._act_spaces, actions.dtype)
+            self._actions.append(actions)  # the replay a checkpoint needs
         self.steps += 1
         self.alive = self._live_mask() & ~(terminated | truncated)
         if self.steps >= self.max_steps:
@@ -137,13 +195,18 @@ class ArrayEnv:
 
     # --- checkpoints --------------------------------------------------------------------------
 
-    def get_state(self) -> dict[str, Any]:
-        """A picklable snapshot of the episode; `set_state` restores it exactly."""
+    def get_state(self, since: int = 0) -> dict[str, Any]:
+        """A picklable snapshot of the episode; `set_state` restores it exactly.
+
+        Generic backend: `actions` holds the joint actions of steps `since`.. only
+        (`actions_from: since`); whoever keeps the snapshots joins the pieces (`join_actions`)
+        before `set_state`, which needs them all from step 0."""
         state: dict[str, Any] = {"seed": self._seed, "steps": self.steps, "alive": self.alive.copy(), "done": self.done}
         if self.native:
             state["native"] = self.env.get_state()
         else:
-            state["actions"] = np.stack(self._actions) if self._actions else None
+            state["actions"] = self._actions.since(since)
+            state["actions_from"] = since
         return state
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -152,8 +215,13 @@ class ArrayEnv:
             return
         if self.native:
             self.env.set_state(state["native"])
-            self._seed, self._actions = state["seed"], []
+            self._seed, self._actions = state["seed"], ActionLog()
         else:
+            if state.get("actions_from", 0) != 0:
+                raise ValueError(
+                    f"this snapshot holds the actions from step {state['actions_from']} only; join it with the "
+                    "earlier ones first (checkpoint.join_actions)"
+                )
             # Replay: the environment must be deterministic given its seed and actions.
             self.reset(state["seed"])
             for actions in state["actions"] if state["actions"] is not None else []:

@@ -12,6 +12,12 @@ decide results, so a changed spec never resumes someone else's numbers:
     <storageURI>/<namespace>/<name>/<fingerprint>/layout.json               how state is laid out
     <storageURI>/<namespace>/<name>/<fingerprint>/episodes/<index>.json     counted episodes
     <storageURI>/<namespace>/<name>/<fingerprint>/inflight/<index>.npz      latest checkpoint
+    <storageURI>/<namespace>/<name>/<fingerprint>/actions/<index>/<step>.npy  generic envs' action log
+
+A generic PettingZoo environment checkpoints as its seed plus every joint action so far
+(array_env.py). Each chunk's checkpoint carries only its own actions (`actions_from`); the store
+keeps them as segments, one per chunk, written once, and joins them (`join_actions`) when a
+checkpoint is read back for a restore: O(steps) written per episode, not O(steps²).
 
 How the policies are hosted and cut into shards (`state_layout`: in the environment actor or in
 shard actors, of how many agents, on GPU or not) shapes both the checkpointed state and the
@@ -32,7 +38,9 @@ write never replaces a good checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import io
 import json
 import logging
 import os
@@ -41,6 +49,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 from pydantic import ValidationError
 
 from swarm_arena.api.report import EpisodeRecord
@@ -57,6 +66,7 @@ CHECKPOINT_SUFFIX = ".npz"
 class CheckpointStore(Protocol):
     def save_checkpoint(self, checkpoint: EpisodeCheckpoint) -> None: ...
     def drop_checkpoint(self, episode: int) -> None: ...
+    def checkpoint(self, episode: int) -> EpisodeCheckpoint | None: ...
     def checkpoints(self) -> dict[int, EpisodeCheckpoint]: ...
     def save_record(self, record: EpisodeRecord) -> None: ...
     def adopt_record(self, record: EpisodeRecord) -> None: ...
@@ -128,21 +138,70 @@ def layout_changes(spec: SwarmEvaluationSpec, stored: dict[str, Any]) -> list[st
     return changes
 
 
+def action_segment(checkpoint: EpisodeCheckpoint) -> tuple[int, np.ndarray | None] | None:
+    """(first step, actions) a generic environment's checkpoint carries; None for a native one."""
+    state = checkpoint.env_state
+    if isinstance(state, dict) and "actions_from" in state:
+        return int(state["actions_from"]), state.get("actions")
+    return None
+
+
+def is_whole(checkpoint: EpisodeCheckpoint) -> bool:
+    """Whether `checkpoint` can be restored as it is (every action from step 0, or a native one)."""
+    segment = action_segment(checkpoint)
+    if segment is None:
+        return True
+    first, actions = segment
+    return first == 0 and (0 if actions is None else len(actions)) == int(checkpoint.env_state["steps"])
+
+
+def join_actions(checkpoint: EpisodeCheckpoint, segments: dict[int, np.ndarray]) -> EpisodeCheckpoint | None:
+    """`checkpoint` with every action from step 0, from the episode's `segments` (first step ->
+    actions); None when they do not join up to its step."""
+    steps = int(checkpoint.env_state["steps"])
+    pieces, at = [], 0
+    while at < steps and at in segments:
+        pieces.append(segments[at])
+        at += len(segments[at])
+    if at != steps:
+        return None
+    actions = np.concatenate(pieces) if pieces else None
+    return dataclasses.replace(checkpoint, env_state={**checkpoint.env_state, "actions": actions, "actions_from": 0})
+
+
 class MemoryStore:
     """Checkpoints in the coordinator's memory (the default)."""
 
     def __init__(self) -> None:
-        self._checkpoints: dict[int, EpisodeCheckpoint] = {}
+        self._checkpoints: dict[int, EpisodeCheckpoint] = {}  # generic envs': without their actions
+        self._segments: dict[int, dict[int, np.ndarray]] = {}  # episode -> first step -> actions
         self._records: dict[int, EpisodeRecord] = {}
 
     def save_checkpoint(self, checkpoint: EpisodeCheckpoint) -> None:
+        segment = action_segment(checkpoint)
+        if segment is not None:
+            first, actions = segment
+            # A replay from an earlier checkpoint supersedes what was logged after it.
+            kept = {k: v for k, v in self._segments.get(checkpoint.episode, {}).items() if k < first}
+            if actions is not None:
+                kept[first] = actions
+            self._segments[checkpoint.episode] = kept
+            checkpoint = dataclasses.replace(checkpoint, env_state={**checkpoint.env_state, "actions": None})
         self._checkpoints[checkpoint.episode] = checkpoint
 
     def drop_checkpoint(self, episode: int) -> None:
         self._checkpoints.pop(episode, None)
+        self._segments.pop(episode, None)
+
+    def checkpoint(self, episode: int) -> EpisodeCheckpoint | None:
+        """The latest checkpoint of `episode`, whole (ready to restore); None when there is none."""
+        checkpoint = self._checkpoints.get(episode)
+        if checkpoint is None or action_segment(checkpoint) is None:
+            return checkpoint
+        return join_actions(checkpoint, self._segments.get(episode, {}))
 
     def checkpoints(self) -> dict[int, EpisodeCheckpoint]:
-        return dict(self._checkpoints)
+        return {e: c for e in sorted(self._checkpoints) if (c := self.checkpoint(e)) is not None}
 
     def save_record(self, record: EpisodeRecord) -> None:
         self._records[record.episode] = record
@@ -151,6 +210,7 @@ class MemoryStore:
         """Count a record another attempt counted (kept in memory only; its checkpoint is moot)."""
         self._records[record.episode] = record
         self._checkpoints.pop(record.episode, None)
+        self._segments.pop(record.episode, None)
 
     def records(self) -> dict[int, EpisodeRecord]:
         return dict(self._records)
@@ -260,6 +320,8 @@ class DurableStore(MemoryStore):
             checkpoint = self._read_checkpoint(name)
             if checkpoint is not None and checkpoint.episode not in self._records:
                 self._checkpoints[checkpoint.episode] = checkpoint
+                if action_segment(checkpoint) is not None:
+                    self._read_segments(checkpoint)
         if spec is not None:
             self._claim_layout(spec)
 
@@ -301,12 +363,44 @@ class DurableStore(MemoryStore):
             log.warning("%s: ignored, its episode replays from the start: %s", where, exc)
             return None
 
+    def _read_segments(self, checkpoint: EpisodeCheckpoint) -> None:
+        """The action log of a generic environment's checkpoint; without all of it, its episode
+        replays from the start."""
+        episode, (first, _) = checkpoint.episode, action_segment(checkpoint) or (0, None)
+        folder = self._segments_folder(episode)
+        segments: dict[int, np.ndarray] = {}
+        for name in self._files.list(folder):
+            stem = name.removesuffix(".npy")
+            if not stem.isdigit() or int(stem) > first:
+                continue  # not ours, or logged after this checkpoint by a chunk that never checkpointed
+            try:
+                segments[int(stem)] = np.load(io.BytesIO(self._files.read(f"{folder}/{name}")), allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                log.warning("%s/%s/%s: ignored, not an action log segment: %s", self.uri, folder, name, exc)
+        self._segments[episode] = segments
+        if self.checkpoint(episode) is None:
+            log.warning("%s/%s: the action log does not reach step %d; episode %d replays from the start",
+                        self.uri, folder, checkpoint.step, episode)  # fmt: skip
+            super().drop_checkpoint(episode)
+
     def _checkpoint_path(self, episode: int) -> str:
         return f"{self.prefix}/inflight/{episode:06d}{CHECKPOINT_SUFFIX}"
 
+    def _segments_folder(self, episode: int) -> str:
+        return f"{self.prefix}/actions/{episode:06d}"
+
     def save_checkpoint(self, checkpoint: EpisodeCheckpoint) -> None:
+        segment = action_segment(checkpoint)
+        stored = checkpoint
+        if segment is not None:
+            first, actions = segment
+            if actions is not None:  # the segment first: a checkpoint never points past its log
+                out = io.BytesIO()
+                np.save(out, actions, allow_pickle=False)
+                self._files.write(f"{self._segments_folder(checkpoint.episode)}/{first:06d}.npy", out.getvalue())
+            stored = dataclasses.replace(checkpoint, env_state={**checkpoint.env_state, "actions": None})
         try:
-            data = encode_checkpoint(checkpoint)
+            data = encode_checkpoint(stored)
         except CheckpointFormatError as exc:
             raise InvalidSpec(f"spec.checkpoint.storageURI: cannot store episode {checkpoint.episode}'s checkpoint: {exc}") from None
         self._files.write(self._checkpoint_path(checkpoint.episode), data)
@@ -315,6 +409,9 @@ class DurableStore(MemoryStore):
     def drop_checkpoint(self, episode: int) -> None:
         super().drop_checkpoint(episode)
         self._files.delete(self._checkpoint_path(episode))
+        folder = self._segments_folder(episode)
+        for name in self._files.list(folder):
+            self._files.delete(f"{folder}/{name}")
 
     def save_record(self, record: EpisodeRecord) -> None:
         self._files.write(f"{self.prefix}/episodes/{record.episode:06d}.json", record.model_dump_json(by_alias=True).encode())

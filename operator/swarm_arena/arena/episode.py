@@ -259,7 +259,7 @@ class EnvironmentWorker:
         return EpisodeCheckpoint(
             episode=task.episode,
             step=self._env.steps,
-            env_state=self._env.get_state(),
+            env_state=self._env.get_state(since=task.start_step),  # generic envs: this chunk's actions
             shard_states={part.key: states[part.key] for part in task.shards},
             returns=self._returns.copy(),
             agent_steps=self._agent_steps,

@@ -25,6 +25,7 @@ import numpy as np
 from swarm_arena.api.report import EpisodeRecord
 from swarm_arena.api.spec import SwarmEvaluationSpec
 from swarm_arena.api.status import Recovery
+from swarm_arena.arena.checkpoint import is_whole
 from swarm_arena.arena.episode import EpisodeCheckpoint, EpisodeTask, ShardPart
 from swarm_arena.arena.errors import EvaluationFailed
 from swarm_arena.arena.matchmaking import Match, assign_agents, shard_layout
@@ -191,6 +192,10 @@ class EpisodeScheduler:
             if checkpoint is None:
                 ray.get(env.begin.remote(task))
             else:
+                if not is_whole(checkpoint):  # a chunk's own: its earlier actions are in the store
+                    checkpoint = self.ledger.store.checkpoint(episode)
+                    if checkpoint is None or checkpoint.step != start:
+                        raise EvaluationFailed(f"episode {episode}: its checkpoint of step {start} is not in the store")
                 ray.get(env.restore.remote(task, checkpoint))
             slot.holds, slot.state_generations, restore = (episode, start), generations, False
             if self._current(generations):
