@@ -146,6 +146,15 @@ def test_a_lost_head_with_parallel_episodes_resumes_exactly(head_lost, reference
     _same_numbers(resumed, reference)
 
 
+def test_a_lost_head_resumes_exactly_under_another_parallel_episodes(head_lost, reference, tmp_path: Path) -> None:
+    """How many episodes run at once shapes no state: the resume may run them one at a time."""
+    gate, store = _copy(head_lost, tmp_path)
+    (gate / "open").touch()
+    resumed = run_evaluation(_evaluation(gate, hold=(1, 20), store=store, execution={"agentsPerShard": 10}))
+    assert len(list((store / "default" / NAME).iterdir())) == 1
+    _same_numbers(resumed, reference)
+
+
 def test_a_resume_under_another_layout_is_refused(head_lost, tmp_path: Path) -> None:
     """`random` in the environment actor instead of shard actors would lay the checkpointed state
     out differently: refused, naming what changed, before anything runs."""
