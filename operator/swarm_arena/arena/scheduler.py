@@ -287,7 +287,7 @@ class EpisodeScheduler:
         repaired: dict[str, float] = {}
         while True:
             self._revive(slot, revival, restarted)
-            checkpoint = self.ledger.store.checkpoints().get(episode)
+            checkpoint = self.ledger.store.checkpoint(episode)
             try:
                 repaired.update(self._go_on(slot, episode, checkpoint, restore=True))
                 break
