@@ -22,7 +22,7 @@ from swarm_arena.api.report import RunReport
 from swarm_arena.api.resource import SwarmEvaluation
 from swarm_arena.arena.errors import InvalidSpec
 from swarm_arena.arena.matchmaking import episode_seed
-from swarm_arena.arena.naming import RAY_NAMESPACE, coordinator_name, shard_name
+from swarm_arena.arena.naming import RAY_NAMESPACE, coordinator_name, env_name, shard_name
 from swarm_arena.arena.recovery import ping_ref
 from swarm_arena.arena.runner import run_evaluation
 from tests.arena.conftest import foraging_evaluation, fresh_local_ray
@@ -192,3 +192,33 @@ def test_a_shard_restarted_while_idle_is_restored(reference, local_ray_with_test
     report = run.result()
     _same_numbers(report, reference)
     assert [(r.actors_restarted, r.episode, r.resumed_from_step) for r in report.recoveries] == [([name], 0, 10)]
+
+
+def test_a_lost_environment_actor_resumes_hosted_policies_from_the_checkpoint(
+    local_ray_with_test_code, tmp_path: Path
+) -> None:
+    """Every policy stepped in the environment actor: losing that actor mid-episode (while it holds
+    at its checkpoint of step 20) rolls the episode, policy state included, back to the checkpoint,
+    and the numbers are those of the run without the loss. The gate makes the loss land mid-episode
+    whatever the machine's speed (a kill from a progress callback could land after the episode)."""
+    hosted = [{"name": p, "factory": p} for p in ("greedy", "random", "noop")]
+    layout = {"policies": hosted, "execution": {"agentsPerShard": 10}}
+    gate_open = tmp_path / "open-gate"
+    gate_open.mkdir()
+    (gate_open / "open").touch()
+    reference = run_evaluation(_evaluation(gate_open, hold=(0, 20), **layout))
+    assert not reference.recoveries
+
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    evaluation = _evaluation(gate, hold=(0, 20), **layout)
+    run = _Run(evaluation)
+    _wait_for(lambda: (gate / "held").exists(), "the hold at episode 0's checkpoint of step 20")
+    name = env_name(evaluation.qualified_name, 0)
+    ray.kill(ray.get_actor(name, namespace=RAY_NAMESPACE), no_restart=False)
+    (gate / "open").touch()
+    report = run.result()
+    assert [(r.actors_restarted, r.episode) for r in report.recoveries] == [([name], 0)]
+    assert report.recoveries[0].resumed_from_step is not None and report.recoveries[0].resumed_from_step % 10 == 0
+    assert report.progress.agent_steps == 2 * 40 * 30
+    _same_numbers(report, reference)

@@ -1,7 +1,7 @@
 """Policies without resources of their own are stepped inside the environment actor.
 
 No shard actors, no round trip per step; the same numbers as shard actors with the same layout;
-a lost environment actor still rolls the episode back to its checkpoint, policy state included.
+a lost environment actor rolling the episode back to its checkpoint is in test_exact_recovery.py.
 """
 
 from __future__ import annotations
@@ -88,29 +88,6 @@ def test_hosted_and_actor_shards_give_the_same_numbers(local_ray) -> None:
     mixed = [{"name": p, "factory": p, **({} if p == "greedy" else {"resources": {"cpu": 0.25}})} for p in POLICIES]
     both = run_evaluation(foraging_evaluation("hp-same-mixed", policies=mixed, **one_shard_each))
     assert [e.model_dump() for e in both.episodes] == [e.model_dump() for e in actors.episodes]
-
-
-def test_lost_environment_actor_resumes_hosted_policies_from_the_checkpoint(local_ray) -> None:
-    from swarm_arena.arena.runner import run_evaluation
-
-    spec = {"episodes": 2, "environment": {"factory": "foraging", "params": {"agents": 200}, "maxSteps": 400},
-            "checkpoint": {"intervalSteps": 20}}  # fmt: skip
-    evaluation = _default_resources("hp-lost", **spec)
-    killed = threading.Event()
-
-    def on_progress(progress: Progress) -> None:
-        # Mid episode 0, after a few checkpoints: Ray restarts it under the same name.
-        if not killed.is_set() and progress.agent_steps >= 200 * 60:
-            killed.set()
-            ray.kill(ray.get_actor(env_name(evaluation.qualified_name, 0), namespace=RAY_NAMESPACE), no_restart=False)
-
-    report = run_evaluation(evaluation, on_progress=on_progress)
-    assert killed.is_set()
-    assert report.recoveries and env_name(evaluation.qualified_name, 0) in report.recoveries[0].actors_restarted
-    assert report.recoveries[0].resumed_from_step is not None and report.recoveries[0].resumed_from_step % 20 == 0
-    assert report.progress.agent_steps == 2 * 200 * 400
-    reference = run_evaluation(_default_resources("hp-lost-reference", **spec))
-    assert [e.model_dump() for e in report.episodes] == [e.model_dump() for e in reference.episodes]
 
 
 def test_hosted_policy_that_fails_to_build_names_the_field(local_ray) -> None:
