@@ -165,6 +165,10 @@ def _cmd_operator(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         leader_election=args.leader_election,
         lease_namespace=args.lease_namespace,
+        ray_image_repository=args.ray_image_repository,
+        ray_image_pull_secrets=args.ray_image_pull_secret,
+        watch_nodes=args.watch_nodes,
+        delete_pods=args.delete_pods,
     )
 
 
@@ -241,6 +245,23 @@ def build_parser() -> argparse.ArgumentParser:
     op.add_argument(
         "--ray-tokens-dir", default=None,
         help="tokens of existing Ray clusters (cluster.address): a file named HOST_PORT, HOST or `default`",
+    )
+    op.add_argument(
+        "--ray-image-repository", default=None,
+        help="repository of the default Ray image, e.g. a mirror in your registry (the tag stays "
+        "<version>-ray<rayVersion>; an evaluation's cluster.image overrides it)",
+    )
+    op.add_argument(
+        "--ray-image-pull-secret", action="append", default=[], metavar="NAME",
+        help="Secret every Ray pod pulls its image with, in the evaluation's namespace (repeatable)",
+    )
+    op.add_argument(
+        "--watch-nodes", action=argparse.BooleanOptionalAction, default=True,
+        help="watch Nodes to notice a lost node before Ray does (needs get/list/watch on nodes, cluster-wide)",
+    )
+    op.add_argument(
+        "--delete-pods", action=argparse.BooleanOptionalAction, default=True,
+        help="delete a worker pod a replaced Ray head left behind (KubeRay #1141); without it an event asks you to",
     )
     op.add_argument(
         "--leader-election", action=argparse.BooleanOptionalAction, default=True,

@@ -480,7 +480,12 @@ class Reconciler:
                     if pod_uid in memory.restarted:  # our watch has not seen the deletion yet
                         continue
                     memory.restarted.add(pod_uid)
-                    if await self.kube.delete_pod(ns, pod, pod_uid):
+                    if not self.settings.delete_pods:  # the chart's rbac.podDelete: false
+                        events.post(ns, name, uid, "Warning", "WorkerLeftBehind",
+                                    f"worker pod {pod} was left behind by the replaced Ray head and the operator "
+                                    f"may not delete pods; delete it (kubectl -n {ns} delete pod {pod}) so that "
+                                    "KubeRay creates one that joins the new head")
+                    elif await self.kube.delete_pod(ns, pod, pod_uid):
                         log.info("%s/%s: deleted worker pod %s: the replaced head's Ray cluster does not know it",
                                  ns, name, pod)
                         events.post(ns, name, uid, "Normal", "RestartingWorker",
@@ -494,7 +499,7 @@ class Reconciler:
         ns, name = evaluation.metadata.namespace, evaluation.metadata.name
         token = names.ray_auth_token(self.settings.ray_auth_key, ns, name, uid)
         await self.kube.create_if_absent(build_cluster.build_auth_secret(evaluation, uid, token))
-        await self.kube.create_if_absent(build_cluster.build_ray_cluster(evaluation, uid))
+        await self.kube.create_if_absent(build_cluster.build_ray_cluster(evaluation, uid, self.settings.ray_pods))
 
     async def _repair(self, evaluation: SwarmEvaluation, uid: str, decision, action: Repair, memory: Memory,
                       dashboard: Dashboard) -> None:
