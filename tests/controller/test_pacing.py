@@ -133,7 +133,8 @@ def test_the_phase_gauge_follows_each_evaluation_once() -> None:
     assert {p: gauge(p) for p in Phase} == before
 
 
-def test_an_evaluation_whose_namespace_is_being_deleted_stops_creating() -> None:
+def test_an_evaluation_whose_namespace_is_being_deleted_stops_creating(monkeypatch) -> None:
+    monkeypatch.setattr(reconciler.events, "post", lambda *a: None)  # kopf posts them when it runs
     class TerminatingKube:
         def __init__(self) -> None:
             self.creates = 0
@@ -141,6 +142,9 @@ def test_an_evaluation_whose_namespace_is_being_deleted_stops_creating() -> None
         async def create_if_absent(self, obj):
             self.creates += 1
             raise NamespaceTerminating(obj["metadata"]["namespace"])
+
+        async def patch_status(self, namespace, name, status):  # a new evaluation's first status
+            pass
 
     body = copy.deepcopy(DOC)
     body["metadata"].update(namespace="ns", uid="u1", generation=1)
@@ -285,3 +289,28 @@ def test_an_evaluation_that_finishes_wakes_again_at_its_ttl() -> None:
     failed = decide(obs(late, job=JobView(sid, True, "RUNNING", record=record()), ttl_seconds_after_finished=5,
                         active_deadline_seconds=60))
     assert failed.status.phase is Phase.FAILED and next_pass_in(failed, READY, POLL) == 5.0
+
+
+def test_a_new_evaluations_first_status_comes_before_its_children(monkeypatch) -> None:
+    monkeypatch.setattr(reconciler.events, "post", lambda *a: None)  # kopf posts them when it runs
+
+    class Recording:
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+
+        async def create_if_absent(self, obj):
+            self.calls.append(obj["kind"])
+            return True
+
+        async def patch_status(self, namespace, name, status):
+            self.calls.append(f"status observedGeneration={status.get('observedGeneration')}")
+
+        async def read_configmap(self, namespace, name):
+            return None
+
+    body = copy.deepcopy(DOC)
+    body["metadata"].update(namespace="ns", uid="u1", generation=1)
+    kube = Recording()
+    r = reconciler.Reconciler(OperatorSettings(ray_auth_key=b"k" * 32), kube, None)
+    asyncio.run(r.reconcile(body, [], Memory()))
+    assert kube.calls[:3] == ["status observedGeneration=1", "Secret", "RayCluster"]
