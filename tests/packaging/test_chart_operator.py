@@ -52,6 +52,10 @@ def used(audit_log, user: str) -> set[Grant]:
             continue
         resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
         out.add((ref.get("apiGroup", ""), resource, event["verb"]))
+        if event["verb"] == "patch" and event.get("responseStatus", {}).get("code") == 201:
+            # A server-side apply that made the object (201): the API server also authorized `create`
+            # for it (k8s.io/apiserver endpoints/handlers/patch.go, createAuthorizerAttributes).
+            out.add((ref.get("apiGroup", ""), resource, "create"))
     return out
 
 

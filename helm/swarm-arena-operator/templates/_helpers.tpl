@@ -57,7 +57,8 @@ the API server's audit log of an evaluation run with this ServiceAccount's token
   resources: [rayclusters]
   verbs: [list, watch, create, delete]
 # ConfigMaps: the full results of each evaluation (owned by it, garbage-collected with it):
-# created, server-side applied as the run goes, read back when the operator restarts.
+# server-side applied as the run goes (an apply that makes the object needs create as well as
+# patch), read back when the operator restarts.
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, create, patch]
