@@ -7,6 +7,7 @@ import asyncio
 import copy
 
 import kopf
+import pytest
 
 from swarm_arena.api.resource import SwarmEvaluation
 from swarm_arena.api.status import Phase, SwarmEvaluationStatus
@@ -314,3 +315,31 @@ def test_a_new_evaluations_first_status_comes_before_its_children(monkeypatch) -
     r = reconciler.Reconciler(OperatorSettings(ray_auth_key=b"k" * 32), kube, None)
     asyncio.run(r.reconcile(body, [], Memory()))
     assert kube.calls[:3] == ["status observedGeneration=1", "Secret", "RayCluster"]
+
+
+@pytest.mark.parametrize("may_delete", [True, False])
+def test_a_worker_left_behind_is_deleted_or_named_in_an_event(monkeypatch, may_delete: bool) -> None:
+    from swarm_arena.controller.decide import Decision, RestartWorkers
+
+    posted: list[tuple] = []
+    monkeypatch.setattr(reconciler.events, "post", lambda *a: posted.append(a))
+
+    class Pods:
+        def __init__(self) -> None:
+            self.deleted: list[str] = []
+
+        async def delete_pod(self, namespace, name, uid):
+            self.deleted.append(name)
+            return True
+
+    kube = Pods()
+    r = reconciler.Reconciler(OperatorSettings(ray_auth_key=b"k" * 32, delete_pods=may_delete), kube, None)
+    evaluation = SwarmEvaluation.model_validate({**DOC, "metadata": {"name": "duel", "namespace": "ns"}})
+    decision = Decision(status=SwarmEvaluationStatus(), actions=[RestartWorkers((("duel-cpu-abc", "p1"),))])
+    asyncio.run(r._act(evaluation, "u1", decision, Memory(), None))
+    if may_delete:
+        assert kube.deleted == ["duel-cpu-abc"] and [p[4] for p in posted] == ["RestartingWorker"]
+    else:
+        assert kube.deleted == []
+        [(_, _, _, type_, reason, message)] = posted
+        assert (type_, reason) == ("Warning", "WorkerLeftBehind") and "kubectl -n ns delete pod duel-cpu-abc" in message
