@@ -17,6 +17,46 @@ if TYPE_CHECKING:
     from swarm_arena.api.report import RunReport
 
 
+# Exit codes (docs/cli.md): 0 done; 1 the command ran and what it checked or ran failed (an
+# invalid manifest, a failed evaluation, a repair that could not be made); 2 the command line
+# itself is wrong (argparse); 130 interrupted (Ctrl-C).
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+FORMATS = ("json", "yaml")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from swarm_arena.api.spec import RAY_VERSION
+
+    try:
+        mine = version("swarm-arena")
+    except PackageNotFoundError:  # a source tree without an install
+        mine = "0.0.0"
+    return f"swarm-arena {mine} (Ray {RAY_VERSION})"
+
+
+def _print_data(data: object, fmt: str) -> None:
+    """Data for programs on stdout: `-o json` (one document) or `-o yaml`."""
+    if fmt == "json":
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    else:
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(data, sort_keys=False, width=120))
+
+
+def _current_namespace() -> str:
+    """The namespace of the kubeconfig's current context (as kubectl uses it), else `default`."""
+    try:
+        from kubernetes import config
+
+        _, active = config.list_kube_config_contexts()
+    except Exception:  # noqa: BLE001 - no kubeconfig (e.g. inside a Ray job): kubectl's default too
+        return "default"
+    return (active or {}).get("context", {}).get("namespace") or "default"
+
+
 def _cmd_crd(args: argparse.Namespace) -> int:
     from swarm_arena.api.crd import crd_yaml
 
@@ -28,17 +68,24 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from swarm_arena.api.validation import ManifestError, load_and_validate
 
     failed = 0
+    results = []
     for path in args.files:
         try:
             load_and_validate(path, check_imports=not args.no_imports)
         except ManifestError as exc:
             failed += 1
-            print(f"{path}: invalid", file=sys.stderr)
-            for problem in exc.problems:
-                print(f"  {problem}", file=sys.stderr)
+            results.append({"file": path, "valid": False, "problems": [str(p) for p in exc.problems]})
+            if not args.output:
+                print(f"{path}: invalid", file=sys.stderr)
+                for problem in exc.problems:
+                    print(f"  {problem}", file=sys.stderr)
         else:
-            print(f"{path}: valid")
-    return 1 if failed else 0
+            results.append({"file": path, "valid": True, "problems": []})
+            if not args.output:
+                print(f"{path}: valid")
+    if args.output:
+        _print_data(results, args.output)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _run_with_progress(evaluation, args: argparse.Namespace) -> RunReport:
@@ -99,9 +146,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"{args.file}: evaluation failed: {exc}", file=sys.stderr)
         return 1
     method = evaluation.spec.rating.method.value
-    console.print(leaderboard_table(report, rating_method=method))
-    if args.output:
-        Path(args.output).write_text(json.dumps(report.model_dump(by_alias=True, mode="json"), indent=2) + "\n")
+    data = report.model_dump(by_alias=True, mode="json")
+    if args.output in FORMATS:  # the results on stdout, for programs; the rest goes to stderr
+        console = Console(stderr=True)
+        _print_data(data, args.output)
+    else:
+        console.print(leaderboard_table(report, rating_method=method))
+    if args.output and args.output not in FORMATS:
+        Path(args.output).write_text(json.dumps(data, indent=2) + "\n")
         console.print(f"results written to {args.output}")
     if args.plot:
         plot_leaderboard(report, args.plot, rating_method=method)
@@ -112,7 +164,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_repair(args: argparse.Namespace) -> int:
     from swarm_arena.arena.recovery import EvaluationFailed, EvaluationNotRunning, RepairTimedOut, request_repair
 
-    evaluation = args.evaluation if "/" in args.evaluation else f"default/{args.evaluation}"
+    if "/" in args.evaluation and args.namespace:
+        print(f"give the namespace once: {args.evaluation!r} or -n {args.namespace}", file=sys.stderr)
+        return EXIT_USAGE
+    namespace = args.namespace or ("" if "/" in args.evaluation else _current_namespace())
+    evaluation = args.evaluation if "/" in args.evaluation else f"{namespace}/{args.evaluation}"
     began = time.monotonic()
     try:
         replaced = request_repair(evaluation, args.node_id or None, ray_address=args.ray_address, timeout=args.timeout)
@@ -122,8 +178,11 @@ def _cmd_repair(args: argparse.Namespace) -> int:
     except EvaluationFailed as exc:
         print(f"{evaluation}: repair failed: {exc}", file=sys.stderr)
         return 1
-    if args.json:  # for the operator, which submits this as a Ray job and reads its log
-        print(json.dumps({"replaced": replaced, "seconds": round(time.monotonic() - began, 3)}))
+    result = {"replaced": replaced, "seconds": round(time.monotonic() - began, 3)}
+    if args.json_line:  # the operator submits this as a Ray job and reads one line of its log
+        print(json.dumps(result))
+    elif args.output:
+        _print_data({"evaluation": evaluation, **result}, args.output)
     elif replaced:
         print("\n".join(replaced))
     else:
@@ -144,10 +203,14 @@ def _cmd_render(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
-    for title, doc in render_children(evaluation):
+    children = render_children(evaluation)
+    if args.output == "json":  # a kubectl List, for programs
+        _print_data({"apiVersion": "v1", "kind": "List", "items": [doc for _, doc in children]}, "json")
+        return EXIT_OK
+    for title, doc in children:
         sys.stdout.write(f"---\n# {title}\n")
         sys.stdout.write(yaml.safe_dump(doc, sort_keys=False, width=120))
-    return 0
+    return EXIT_OK
 
 
 def _cmd_operator(args: argparse.Namespace) -> int:
@@ -165,6 +228,10 @@ def _cmd_operator(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         leader_election=args.leader_election,
         lease_namespace=args.lease_namespace,
+        ray_image_repository=args.ray_image_repository,
+        ray_image_pull_secrets=args.ray_image_pull_secret,
+        watch_nodes=args.watch_nodes,
+        delete_pods=args.delete_pods,
     )
 
 
@@ -173,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="swarm-arena",
         description="Declarative agent-swarm evaluations on Ray and Kubernetes.",
     )
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run an evaluation on an embedded local Ray (or a given cluster)")
@@ -182,7 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="connect to this Ray cluster instead of starting one (`auto`, `ray://host:10001`, `host:6379`)",
     )
-    run.add_argument("--output", "-o", default=None, help="write the results JSON here")
+    run.add_argument(
+        "--output", "-o", default=None, metavar="json|yaml|FILE",
+        help="`json` or `yaml`: print the results to stdout in that format instead of the table; "
+        "anything else: write the results JSON to that file",
+    )
     run.add_argument("--plot", default=None, help="draw the leaderboard with its intervals into this PNG")
     run.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -193,13 +265,17 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument(
         "--no-imports", action="store_true", help="skip resolving environment and policy factories"
     )
+    validate.add_argument("--output", "-o", choices=FORMATS, default=None,
+                          help="print every file's result ({file, valid, problems}) in this format")
     validate.set_defaults(func=_cmd_validate)
 
     repair = sub.add_parser(
         "repair",
         help="restart, now, the named actors a running evaluation lost (instead of waiting for Ray's node-death detection)",
     )
-    repair.add_argument("evaluation", help="NAMESPACE/NAME of the running evaluation (NAME alone: namespace default)")
+    repair.add_argument("evaluation", help="NAME (in -n's namespace) or NAMESPACE/NAME of the running evaluation")
+    repair.add_argument("--namespace", "-n", default=None,
+                        help="namespace of the evaluation (default: the kubeconfig context's, else default)")
     repair.add_argument(
         "--node-id",
         action="append",
@@ -210,8 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     repair.add_argument(
         "--timeout", type=float, default=120.0, help="seconds to wait for the coordinator's answer (default: 120)"
     )
-    repair.add_argument(
-        "--json", action="store_true", help='print one JSON line {"replaced": [names], "seconds": s} (for programs)'
+    repair.add_argument("--output", "-o", choices=FORMATS, default=None,
+                        help="print {evaluation, replaced, seconds} in this format")
+    repair.add_argument(  # what the operator's repair job runs: one JSON line in its log
+        "--json", action="store_true", dest="json_line", help=argparse.SUPPRESS
     )
     repair.set_defaults(func=_cmd_repair)
 
@@ -219,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
         "render", help="print the children the operator would create for a manifest (RayCluster, job submission, ...)"
     )
     render.add_argument("file", help="SwarmEvaluation manifest (YAML)")
+    render.add_argument("--output", "-o", choices=FORMATS, default="yaml",
+                        help="yaml (default; each document titled) or json (a kubectl List)")
     render.set_defaults(func=_cmd_render)
 
     op = sub.add_parser("operator", help="run the Kubernetes operator (kopf) for SwarmEvaluations")
@@ -243,6 +323,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="tokens of existing Ray clusters (cluster.address): a file named HOST_PORT, HOST or `default`",
     )
     op.add_argument(
+        "--ray-image-repository", default=None,
+        help="repository of the default Ray image, e.g. a mirror in your registry (the tag stays "
+        "<version>-ray<rayVersion>; an evaluation's cluster.image overrides it)",
+    )
+    op.add_argument(
+        "--ray-image-pull-secret", action="append", default=[], metavar="NAME",
+        help="Secret every Ray pod pulls its image with, in the evaluation's namespace (repeatable)",
+    )
+    op.add_argument(
+        "--watch-nodes", action=argparse.BooleanOptionalAction, default=True,
+        help="watch Nodes to notice a lost node before Ray does (needs get/list/watch on nodes, cluster-wide)",
+    )
+    op.add_argument(
+        "--delete-pods", action=argparse.BooleanOptionalAction, default=True,
+        help="delete a worker pod a replaced Ray head left behind (KubeRay #1141); without it an event asks you to",
+    )
+    op.add_argument(
         "--leader-election", action=argparse.BooleanOptionalAction, default=True,
         help="act only while holding the Lease swarm-arena-operator (a second process is a hot standby)",
     )
@@ -262,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

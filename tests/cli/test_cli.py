@@ -36,14 +36,29 @@ SMALL = {
 }
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def _cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    import os
+
     return subprocess.run(
         [sys.executable, "-m", "swarm_arena.cli", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, **(env or {})},
     )
+
+
+def _kubeconfig(tmp_path: Path, namespace: str) -> Path:
+    """A kubeconfig whose current context names `namespace` (never contacted)."""
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "ctx",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "u", "user": {"token": "x"}}],
+        "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": "u", "namespace": namespace}}],
+    }))
+    return path
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
@@ -132,10 +147,9 @@ def test_run_on_an_existing_ray_cluster(tmp_path: Path) -> None:
     manifest.write_text(yaml.safe_dump(SMALL))
     cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 4, "include_dashboard": False})
     try:
-        proc = _cli("run", str(manifest), "--ray-address", cluster.address, "--output", "out.json", "--quiet",
-                    cwd=tmp_path)
+        proc = _cli("run", str(manifest), "--ray-address", cluster.address, "-o", "json", "--quiet", cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        report = json.loads((tmp_path / "out.json").read_text())
+        report = json.loads(proc.stdout)  # -o json: the results alone on stdout, no table
         assert report["progress"]["episodesCompleted"] == report["progress"]["episodesTotal"] == 3
         # The run connected to the cluster and left it running: it neither started nor stopped a Ray.
         assert cluster.head_node.remaining_processes_alive()
@@ -144,6 +158,12 @@ def test_run_on_an_existing_ray_cluster(tmp_path: Path) -> None:
         proc = _cli("repair", "default/cli-small", "--ray-address", cluster.address, cwd=tmp_path)
         assert proc.returncode == 1
         assert "no running evaluation default/cli-small" in proc.stderr and "Traceback" not in proc.stderr
+        # NAME alone: the kubeconfig context's namespace, as kubectl; -n wins over it.
+        env = {"KUBECONFIG": str(_kubeconfig(tmp_path, "team-x"))}
+        proc = _cli("repair", "cli-small", "--ray-address", cluster.address, cwd=tmp_path, env=env)
+        assert proc.returncode == 1 and "no running evaluation team-x/cli-small" in proc.stderr, proc.stderr
+        proc = _cli("repair", "cli-small", "-n", "team-y", "--ray-address", cluster.address, cwd=tmp_path, env=env)
+        assert proc.returncode == 1 and "no running evaluation team-y/cli-small" in proc.stderr, proc.stderr
     finally:
         cluster.shutdown()
 
@@ -164,3 +184,38 @@ def test_run_refuses_a_dashboard_url_as_ray_address(tmp_path: Path) -> None:
     proc = _cli("run", str(manifest), "--ray-address", "http://127.0.0.1:8265", "--quiet", cwd=tmp_path)
     assert proc.returncode == 1
     assert "dashboard URL" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_version_names_the_package_and_its_ray(capsys) -> None:
+    from importlib.metadata import version
+
+    from swarm_arena.api.spec import RAY_VERSION
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"swarm-arena {version('swarm-arena')} (Ray {RAY_VERSION})"
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml"])
+def test_validate_prints_every_result_as_data(fmt: str, tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**SMALL, "spec": {**SMALL["spec"], "episodes": 0}}))
+    good = str(EXAMPLES[0])
+    assert main(["validate", good, str(bad), "-o", fmt]) == 1
+    out = capsys.readouterr().out
+    results = json.loads(out) if fmt == "json" else yaml.safe_load(out)
+    assert [(r["file"], r["valid"]) for r in results] == [(good, True), (str(bad), False)]
+    assert any("spec.episodes" in p for p in results[1]["problems"]), results
+
+
+def test_render_json_is_a_kubectl_list(capsys) -> None:
+    assert main(["render", str(ROOT / "manifests" / "examples" / "foraging-local.yaml"), "-o", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["kind"] == "List" and [i["kind"] for i in doc["items"][:2]] == ["Secret", "RayCluster"]
+
+
+def test_a_wrong_command_line_exits_2(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["validate", "x.yaml", "-o", "xml"])
+    assert exit_.value.code == 2 and "invalid choice" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from swarm_arena.api.resource import SwarmEvaluation
 from swarm_arena.api.spec import RAY_VERSION
 from swarm_arena.controller import build_cluster, build_job, build_results, names
 from swarm_arena.controller.render import render_children
+from swarm_arena.controller.settings import RayPodDefaults
 
 UID = "1f2e3d4c-5b6a-4978-8a9b-0c1d2e3f4a5b"
 DOC = {
@@ -112,6 +113,44 @@ def test_custom_image_wins() -> None:
     cluster = {**DOC["spec"]["cluster"], "image": "registry.example/me/ray:mine"}
     rc = build_cluster.build_ray_cluster(evaluation(cluster=cluster), UID)
     assert rc["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["image"] == "registry.example/me/ray:mine"
+
+
+def _pod_templates(rc: dict) -> list[dict]:
+    return [rc["spec"]["headGroupSpec"]["template"], *(g["template"] for g in rc["spec"]["workerGroupSpecs"])]
+
+
+def test_every_ray_pod_passes_the_restricted_pod_security_standard_by_default() -> None:
+    rc = build_cluster.build_ray_cluster(evaluation(), UID)
+    for template in _pod_templates(rc):
+        pod = template["spec"]["securityContext"]
+        assert pod == {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}}
+        (container,) = template["spec"]["containers"]
+        assert container["securityContext"] == {
+            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": False, "capabilities": {"drop": ["ALL"]}}
+        assert "serviceAccountName" not in template["spec"] and "imagePullSecrets" not in template["spec"]
+
+
+def test_pod_settings_reach_every_ray_pod_and_the_operators_defaults_come_first() -> None:
+    cluster = {**DOC["spec"]["cluster"], "autoscaling": True, "pods": {
+        "serviceAccountName": "ray-runner", "imagePullSecrets": [{"name": "team"}, {"name": "shared"}],
+        "labels": {"team": "a", names.LABEL_EVALUATION: "spoofed"}, "annotations": {"cost-center": "42"},
+        "priorityClassName": "batch-low",
+        "securityContext": {"runAsUser": 2000, "runAsGroup": 3000, "fsGroup": 3000, "readOnlyRootFilesystem": True},
+    }}
+    defaults = RayPodDefaults(image_repository="mirror.example/ray", image_pull_secrets=("shared", "mirror"))
+    rc = build_cluster.build_ray_cluster(evaluation(cluster=cluster), UID, defaults)
+    for template in _pod_templates(rc):
+        spec = template["spec"]
+        assert spec["serviceAccountName"] == "ray-runner" and spec["priorityClassName"] == "batch-low"
+        assert spec["imagePullSecrets"] == [{"name": "shared"}, {"name": "mirror"}, {"name": "team"}]
+        assert template["metadata"]["labels"]["team"] == "a"
+        assert template["metadata"]["labels"][names.LABEL_EVALUATION] == "duel"  # the operator's own label wins
+        assert template["metadata"]["annotations"] == {"cost-center": "42"}
+        assert spec["securityContext"] == {"runAsNonRoot": True, "runAsUser": 2000, "runAsGroup": 3000,
+                                           "fsGroup": 3000, "seccompProfile": {"type": "RuntimeDefault"}}
+        assert spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+        assert spec["containers"][0]["image"] == f"mirror.example/ray:{build_cluster.package_version()}-ray{RAY_VERSION}"
+    assert rc["spec"]["autoscalerOptions"]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
 
 
 def test_auth_secret_carries_the_derived_token_under_kuberays_key() -> None:

@@ -7,6 +7,7 @@ import asyncio
 import copy
 
 import kopf
+import pytest
 
 from swarm_arena.api.resource import SwarmEvaluation
 from swarm_arena.api.status import Phase, SwarmEvaluationStatus
@@ -133,7 +134,8 @@ def test_the_phase_gauge_follows_each_evaluation_once() -> None:
     assert {p: gauge(p) for p in Phase} == before
 
 
-def test_an_evaluation_whose_namespace_is_being_deleted_stops_creating() -> None:
+def test_an_evaluation_whose_namespace_is_being_deleted_stops_creating(monkeypatch) -> None:
+    monkeypatch.setattr(reconciler.events, "post", lambda *a: None)  # kopf posts them when it runs
     class TerminatingKube:
         def __init__(self) -> None:
             self.creates = 0
@@ -141,6 +143,9 @@ def test_an_evaluation_whose_namespace_is_being_deleted_stops_creating() -> None
         async def create_if_absent(self, obj):
             self.creates += 1
             raise NamespaceTerminating(obj["metadata"]["namespace"])
+
+        async def patch_status(self, namespace, name, status):  # a new evaluation's first status
+            pass
 
     body = copy.deepcopy(DOC)
     body["metadata"].update(namespace="ns", uid="u1", generation=1)
@@ -285,3 +290,56 @@ def test_an_evaluation_that_finishes_wakes_again_at_its_ttl() -> None:
     failed = decide(obs(late, job=JobView(sid, True, "RUNNING", record=record()), ttl_seconds_after_finished=5,
                         active_deadline_seconds=60))
     assert failed.status.phase is Phase.FAILED and next_pass_in(failed, READY, POLL) == 5.0
+
+
+def test_a_new_evaluations_first_status_comes_before_its_children(monkeypatch) -> None:
+    monkeypatch.setattr(reconciler.events, "post", lambda *a: None)  # kopf posts them when it runs
+
+    class Recording:
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+
+        async def create_if_absent(self, obj):
+            self.calls.append(obj["kind"])
+            return True
+
+        async def patch_status(self, namespace, name, status):
+            self.calls.append(f"status observedGeneration={status.get('observedGeneration')}")
+
+        async def read_configmap(self, namespace, name):
+            return None
+
+    body = copy.deepcopy(DOC)
+    body["metadata"].update(namespace="ns", uid="u1", generation=1)
+    kube = Recording()
+    r = reconciler.Reconciler(OperatorSettings(ray_auth_key=b"k" * 32), kube, None)
+    asyncio.run(r.reconcile(body, [], Memory()))
+    assert kube.calls[:3] == ["status observedGeneration=1", "Secret", "RayCluster"]
+
+
+@pytest.mark.parametrize("may_delete", [True, False])
+def test_a_worker_left_behind_is_deleted_or_named_in_an_event(monkeypatch, may_delete: bool) -> None:
+    from swarm_arena.controller.decide import Decision, RestartWorkers
+
+    posted: list[tuple] = []
+    monkeypatch.setattr(reconciler.events, "post", lambda *a: posted.append(a))
+
+    class Pods:
+        def __init__(self) -> None:
+            self.deleted: list[str] = []
+
+        async def delete_pod(self, namespace, name, uid):
+            self.deleted.append(name)
+            return True
+
+    kube = Pods()
+    r = reconciler.Reconciler(OperatorSettings(ray_auth_key=b"k" * 32, delete_pods=may_delete), kube, None)
+    evaluation = SwarmEvaluation.model_validate({**DOC, "metadata": {"name": "duel", "namespace": "ns"}})
+    decision = Decision(status=SwarmEvaluationStatus(), actions=[RestartWorkers((("duel-cpu-abc", "p1"),))])
+    asyncio.run(r._act(evaluation, "u1", decision, Memory(), None))
+    if may_delete:
+        assert kube.deleted == ["duel-cpu-abc"] and [p[4] for p in posted] == ["RestartingWorker"]
+    else:
+        assert kube.deleted == []
+        [(_, _, _, type_, reason, message)] = posted
+        assert (type_, reason) == ("Warning", "WorkerLeftBehind") and "kubectl -n ns delete pod duel-cpu-abc" in message

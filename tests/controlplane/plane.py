@@ -289,6 +289,20 @@ class Component:
 # --------------------------------------------------------------------------------------------
 # the plane
 
+# What the API server's audit log keeps: every request of a ServiceAccount outside kube-system (the
+# controllers' own), once, at Metadata level (verb, resource, user; no bodies).
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: None
+    userGroups: ["system:serviceaccounts:kube-system"]
+  - level: Metadata
+    userGroups: ["system:serviceaccounts"]
+  - level: None
+"""
+
 
 class ControlPlane:
     """etcd + kube-apiserver + kube-controller-manager + kube-scheduler + kwok + KubeRay.
@@ -309,6 +323,8 @@ class ControlPlane:
         self.components: dict[str, Component] = {}
         self.ports: dict[str, int] = {}
         self.kubeconfig: Path = self.workdir / "admin.kubeconfig"
+        self.audit_log: Path = self.workdir / "audit" / "audit.log"
+        """One JSON line per request of a ServiceAccount outside kube-system (AUDIT_POLICY)."""
         self.server = ""
         self.versions: dict[str, str] = cpbuild.load_versions()
         self.started_in: float | None = None
@@ -530,7 +546,10 @@ class ControlPlane:
         self._wait("etcd /health", ("etcd",), lambda: b'"health":"true"' in urllib.request.urlopen(
             f"http://127.0.0.1:{ec}/health", timeout=2).read(), timeout=30)
 
-        # kube-apiserver
+        # kube-apiserver, with an audit log of what ServiceAccounts ask (a runtime flag: the build
+        # and its cache key do not change); tests/packaging derives the operator's RBAC from it.
+        self.audit_log.parent.mkdir(parents=True, exist_ok=True)
+        (wd / "audit-policy.yaml").write_text(AUDIT_POLICY)
         self._component("kube-apiserver", [
             self.bin("kube-apiserver"),
             f"--etcd-servers=http://127.0.0.1:{ec}",
@@ -548,6 +567,8 @@ class ControlPlane:
             "--enable-priority-and-fairness=false",
             "--profiling=false",
             f"--cert-dir={wd / 'apiserver-certs'}",
+            f"--audit-policy-file={wd / 'audit-policy.yaml'}", f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json", "--audit-log-mode=blocking",
             "--v=1",
         ])
         self._wait("kube-apiserver /readyz", ("etcd", "kube-apiserver"),

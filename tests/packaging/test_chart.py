@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.packaging.chart import CHART, CRD_FILE, by_kind, helm_binary, one, run, template
+from tests.packaging.chart import CHART, CRD_FILE, MANIFESTS, by_kind, helm_binary, kube_version, one, run, template
 
 RULES = CHART / "templates" / "prometheusrule.yaml"
 DASHBOARD = CHART / "dashboards" / "swarm-arena.json"
@@ -80,9 +80,9 @@ def test_every_top_level_value_is_commented_in_values_yaml() -> None:
 
 
 def test_helm_lint(helm: str) -> None:
-    out = run([helm, "lint", "--strict", str(CHART)])
+    out = run([helm, "lint", "--strict", str(CHART), "--kube-version", kube_version()])
     assert "1 chart(s) linted, 0 chart(s) failed" in out.stdout
-    run([helm, "lint", "--strict", str(CHART), "--set", "watchNamespaces={a,b}",
+    run([helm, "lint", "--strict", str(CHART), "--kube-version", kube_version(), "--set", "watchNamespaces={a,b}",
          "--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.prometheusRule.enabled=true",
          "--set", "grafanaDashboard.enabled=true", "--set", "leaderElection.enabled=true", "--set", "replicas=2"])
 
@@ -182,7 +182,7 @@ def test_namespaced_install_has_nothing_cluster_wide_but_nodes(helm: str) -> Non
     objects = template(helm, "watchNamespaces={team-a,team-b}")
     [cluster_role] = by_kind(objects, "ClusterRole")
     assert cluster_role["metadata"]["name"] == "swarm-arena-operator-nodes"
-    assert cluster_role["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]
+    assert cluster_role["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch"]}]
     roles = {o["metadata"]["namespace"] for o in by_kind(objects, "Role") if not o["metadata"]["name"].endswith("-leader-election")}
     bindings = {o["metadata"]["namespace"] for o in by_kind(objects, "RoleBinding")
                 if not o["metadata"]["name"].endswith("-leader-election")}
@@ -191,6 +191,54 @@ def test_namespaced_install_has_nothing_cluster_wide_but_nodes(helm: str) -> Non
     lease = one(objects, "Role", "swarm-arena-operator-leader-election")
     assert lease["metadata"]["namespace"] == "swarm-arena-system"
     assert {tuple(r["resources"]) for r in lease["rules"]} == {("leases",)}
+
+
+def test_a_namespaced_release_without_nodes_has_nothing_cluster_scoped(helm: str) -> None:
+    objects = template(helm, "watchNamespaces={team-a}", "rbac.nodes=false")
+    assert by_kind(objects, "ClusterRole") == by_kind(objects, "ClusterRoleBinding") == []
+    assert "--no-watch-nodes" in _operator_args(objects)
+    assert "--no-watch-nodes" not in _operator_args(template(helm, "watchNamespaces={team-a}"))
+
+
+def test_pod_delete_is_granted_only_with_rbac_pod_delete(helm: str) -> None:
+    def pod_verbs(objects: list[dict[str, Any]]) -> set[str]:
+        return {v for r in _rules(objects) if "pods" in r["resources"] for v in r["verbs"]}
+
+    assert pod_verbs(template(helm)) == {"list", "watch", "delete"}
+    without = template(helm, "rbac.podDelete=false")
+    assert pod_verbs(without) == {"list", "watch"} and "--no-delete-pods" in _operator_args(without)
+
+
+def test_ray_pod_defaults_reach_the_operator(helm: str) -> None:
+    from swarm_arena.cli import build_parser
+
+    args = _operator_args(template(helm, "rayPods.imageRepository=mirror.example/ray",
+                                   "rayPods.imagePullSecrets[0].name=mirror", "rayPods.imagePullSecrets[1].name=team"))
+    parsed = build_parser().parse_args([a.replace("$(POD_NAMESPACE)", "ns") for a in args])
+    assert parsed.ray_image_repository == "mirror.example/ray"
+    assert parsed.ray_image_pull_secret == ["mirror", "team"]
+    assert parsed.watch_nodes and parsed.delete_pods
+
+
+def test_ray_auth_key_survives_helm_uninstall(helm: str) -> None:
+    secret = one(template(helm), "Secret", "swarm-arena-operator-ray-auth")
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+def test_chart_states_its_kubernetes_and_has_a_readme(helm: str) -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["kubeVersion"] == ">=1.30.0-0"
+    refused = run([helm, "template", "r", str(CHART), "--kube-version", "1.29.0"], check=False)
+    assert refused.returncode != 0 and "kubeVersion" in refused.stderr
+    readme = run([helm, "show", "readme", str(CHART)]).stdout
+    assert "## Values" in readme and "rbac.nodes" in readme
+
+
+def test_examples_name_no_namespace() -> None:
+    for example in sorted((MANIFESTS / "examples").rglob("*.yaml")):
+        for doc in yaml.safe_load_all(example.read_text()):
+            if doc and doc.get("kind") == "SwarmEvaluation":
+                assert "namespace" not in doc["metadata"], f"{example}: names a namespace"
 
 
 def test_cluster_wide_install_binds_one_cluster_role(helm: str) -> None:
@@ -207,7 +255,7 @@ def test_cluster_wide_install_binds_one_cluster_role(helm: str) -> None:
 @pytest.mark.parametrize("sets", [(), ("watchNamespaces={a}", "leaderElection.enabled=false")],
                          ids=["cluster-wide", "namespaced"])
 def test_every_rbac_rule_says_why(helm: str, sets: tuple[str, ...]) -> None:
-    argv = [helm, "template", "r", str(CHART), "--show-only", "templates/rbac.yaml"]
+    argv = [helm, "template", "r", str(CHART), "--show-only", "templates/rbac.yaml", "--kube-version", kube_version()]
     for s in sets:
         argv += ["--set", s]
     lines = [ln.strip() for ln in run(argv).stdout.splitlines() if ln.strip()]
@@ -234,7 +282,8 @@ def test_optional_monitoring_objects(helm: str) -> None:
 
 
 def test_helm_test_pod_checks_the_metrics_service(helm: str) -> None:
-    out = run([helm, "template", "r", str(CHART), "--namespace", "ns", "--show-only", "templates/tests/test-metrics.yaml"])
+    out = run([helm, "template", "r", str(CHART), "--namespace", "ns", "--show-only", "templates/tests/test-metrics.yaml",
+               "--kube-version", kube_version()])
     pod = yaml.safe_load(out.stdout)
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     assert "http://r-swarm-arena-operator-metrics.ns.svc:9090/metrics" in pod["spec"]["containers"][0]["command"][2]
@@ -266,3 +315,18 @@ def test_alerts_and_dashboard_read_only_metrics_that_exist() -> None:
     used = set(re.findall(r"\bswarm_arena_[a-z_]+", text))
     assert used, "no swarm_arena_ metrics found in the alerts and the dashboard"
     assert sorted(used - exported) == []
+
+
+def test_gitops_docs_install_the_chart_with_values_it_accepts(helm: str, tmp_path: Path) -> None:
+    """docs/gitops.md's Argo CD Application and Flux HelmRelease point at this chart with values it takes."""
+    docs = [d for block in re.findall(r"```yaml\n(.*?)```", (CHART.parents[1] / "docs" / "gitops.md").read_text(), re.S)
+            for d in yaml.safe_load_all(block) if d]
+    app = next(d for d in docs if d["kind"] == "Application")
+    release = next(d for d in docs if d["kind"] == "HelmRelease")
+    assert app["metadata"]["annotations"]["argocd.argoproj.io/compare-options"] == "ServerSideDiff=true"
+    assert app["spec"]["source"]["path"] == "helm/swarm-arena-operator"
+    assert release["spec"]["chart"]["spec"]["chart"] == "./helm/swarm-arena-operator"
+    for values in (app["spec"]["source"]["helm"]["valuesObject"], release["spec"]["values"]):
+        path = tmp_path / "values.yaml"
+        path.write_text(yaml.safe_dump(values))
+        assert one(template(helm, extra=("-f", str(path))), "Deployment")

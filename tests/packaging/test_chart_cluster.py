@@ -15,7 +15,7 @@ import sys
 import pytest
 import yaml
 
-from tests.packaging.chart import CHART, MANIFESTS, ROOT, template
+from tests.packaging.chart import CHART, MANIFESTS, ROOT, kube_version, template
 from tests.packaging.conftest import decode, deployment_available, release_label_selector, unique
 
 pytestmark = pytest.mark.timeout(600)
@@ -46,7 +46,8 @@ def _objects(text: str) -> list[dict]:
 ], ids=["defaults", "options", "no-leader-election"])
 def test_helm_template_is_accepted_by_a_server_side_dry_run(control_plane, helm, make_namespace, sets) -> None:
     ns = make_namespace("dry-run")
-    out = subprocess.run([helm, "template", "dry", str(CHART), "-n", ns, "--include-crds", *sum((["--set", s] for s in sets), [])],
+    out = subprocess.run([helm, "template", "dry", str(CHART), "-n", ns, "--include-crds", "--kube-version",
+                          kube_version(), *sum((["--set", s] for s in sets), [])],
                          capture_output=True, text=True, check=True).stdout
     accepted = _server_dry_run(control_plane, out)
     kinds = {line.split("/")[0] for line in accepted.splitlines()}
@@ -56,7 +57,8 @@ def test_helm_template_is_accepted_by_a_server_side_dry_run(control_plane, helm,
 
 def test_namespaced_template_is_accepted_by_a_server_side_dry_run(control_plane, helm, make_namespace) -> None:
     ns, watched = make_namespace("dry-run"), make_namespace("watched")
-    out = subprocess.run([helm, "template", "dry", str(CHART), "-n", ns, "--set", f"watchNamespaces={{{watched}}}"],
+    out = subprocess.run([helm, "template", "dry", str(CHART), "-n", ns, "--kube-version", kube_version(),
+                          "--set", f"watchNamespaces={{{watched}}}"],
                          capture_output=True, text=True, check=True).stdout
     accepted = _server_dry_run(control_plane, out)
     assert f"role.rbac.authorization.k8s.io/dry-swarm-arena-operator serverside-applied (server dry run)" in accepted
@@ -159,7 +161,7 @@ def test_chart_token_has_what_the_operator_uses_everywhere(wide, make_namespace)
     for verb, resource in [("watch", "swarmevaluations.arena.swarm.dev"), ("patch", "swarmevaluations.arena.swarm.dev"),
                            ("patch", "swarmevaluations.arena.swarm.dev/status"), ("create", "rayclusters.ray.io"),
                            ("delete", "rayclusters.ray.io"), ("create", "configmaps"), ("watch", "pods"),
-                           ("create", "events"), ("create", "events.events.k8s.io")]:
+                           ("create", "events")]:
         assert wide.can_i(verb, resource, ns), (verb, resource)
     # GitOps owns spec: the operator may not create, replace or delete evaluations.
     for verb in ("create", "update", "delete"):
@@ -222,10 +224,20 @@ def test_namespaced_install_reaches_only_its_namespace(narrow, make_namespace) -
     assert not narrow.can_i("get", "secrets", narrow.watched)
 
 
+def test_notes_name_the_namespaces_the_release_serves(control_plane, helm) -> None:
+    """NOTES.txt (what `helm install` prints) applies the example where the operator serves it."""
+    for sets, ns in [((), "swarm-arena-system"), (("watchNamespaces={team-a}",), "team-a")]:
+        argv = [helm, "--kubeconfig", str(control_plane.kubeconfig), "install", "notes", str(CHART),
+                "-n", "swarm-arena-system", "--dry-run=server", *sum((["--set", s] for s in sets), [])]
+        notes = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True).stdout.split("NOTES:", 1)[1]
+        assert f"kubectl apply -n {ns} -f manifests/examples/foraging-local.yaml" in notes, notes
+        assert "default" not in notes.replace("by default", ""), notes
+
+
 # ---- uninstall --------------------------------------------------------------------------------
 
 
-def test_uninstall_leaves_no_operator_objects_behind(chart_install, make_namespace, kube_api, control_plane,
+def test_uninstall_leaves_only_the_ray_key_which_a_reinstall_adopts(chart_install, make_namespace, kube_api, control_plane,
                                                      wait_until) -> None:
     ns, watched = make_namespace("sa-gone"), make_namespace("team-gone")
     release = chart_install(unique("gone"), ns, f"watchNamespaces={{{watched}}}", "grafanaDashboard.enabled=true")
@@ -242,8 +254,14 @@ def test_uninstall_leaves_no_operator_objects_behind(chart_install, make_namespa
             f"deployment.apps/{release.fullname}", f"secret/{release.fullname}-ray-auth",
             f"role.rbac.authorization.k8s.io/{release.fullname}"} <= set(before), before
 
+    key = control_plane.kubectl("get", "secret", f"{release.fullname}-ray-auth", "-n", ns,
+                                "-o", "jsonpath={.data.key}").stdout
     release.uninstall()
 
-    wait_until("every object of the release gone (pods by garbage collection)", lambda: leftovers() == [],
-               timeout=90)
+    # Everything goes but the Ray key (helm.sh/resource-policy: keep): clusters made with it outlive the release.
+    wait_until("every object of the release but its Ray key gone (pods by garbage collection)",
+               lambda: leftovers() == [f"secret/{release.fullname}-ray-auth"], timeout=90)
     assert "swarmevaluations.arena.swarm.dev" in control_plane.kubectl("get", "crd", "-o", "name").stdout  # kept
+    again = chart_install(release.name, ns, f"watchNamespaces={{{watched}}}")
+    assert control_plane.kubectl("get", "secret", f"{again.fullname}-ray-auth", "-n", ns,
+                                 "-o", "jsonpath={.data.key}").stdout == key

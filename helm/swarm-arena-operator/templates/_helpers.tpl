@@ -37,45 +37,53 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 {{- end -}}
 
-{{/* The namespaced rules, shared by the cluster-wide ClusterRole and the per-namespace Roles. */}}
+{{/* The namespaced rules, shared by the cluster-wide ClusterRole and the per-namespace Roles.
+Exactly the requests the operator makes: tests/packaging/test_chart_operator.py compares them with
+the API server's audit log of an evaluation run with this ServiceAccount's token. */}}
 {{- define "swarm-arena.namespacedRules" -}}
-# SwarmEvaluations: watched for every change; patched for kopf's finalizer and progress annotations.
-# The operator never writes spec (GitOps tools own it), so no update/create/delete.
+# SwarmEvaluations: listed and watched (kopf); patched for kopf's finalizer and progress
+# annotations. The operator never writes spec (GitOps tools own it), so no create/update/delete.
 - apiGroups: [arena.swarm.dev]
   resources: [swarmevaluations]
-  verbs: [get, list, watch, patch]
-# Status: phase, conditions, progress and results are written through the status subresource.
+  verbs: [list, watch, patch]
+# Status: phase, conditions, progress and results, merge-patched through the status subresource.
 - apiGroups: [arena.swarm.dev]
   resources: [swarmevaluations/status]
-  verbs: [get, patch, update]
-# RayClusters: the Ray cluster of each evaluation, created/converged by server-side apply,
-# deleted on suspend, ttlSecondsAfterFinished and evaluation deletion.
+  verbs: [patch]
+# RayClusters: the Ray cluster of each evaluation, created once (never re-applied), watched,
+# deleted on suspend, ttlSecondsAfterFinished and evaluation deletion. Who may create RayClusters
+# may run any pod (docs/concepts.md): this grant is as strong as creating pods.
 - apiGroups: [ray.io]
   resources: [rayclusters]
-  verbs: [get, list, watch, create, patch, update, delete]
-# ConfigMaps: the full results of each evaluation (owned by it, garbage-collected with it).
+  verbs: [list, watch, create, delete]
+# ConfigMaps: the full results of each evaluation (owned by it, garbage-collected with it):
+# server-side applied as the run goes (an apply that makes the object needs create as well as
+# patch), read back when the operator restarts.
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [get, list, watch, create, patch, update, delete]
-# Events: what happened to an evaluation, in `kubectl describe` (core and events.k8s.io APIs).
+  verbs: [get, create, patch]
+# Events: what happened to an evaluation, in `kubectl describe` (kopf posts core/v1 Events).
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
-# (the same Events through the newer events.k8s.io API)
-- apiGroups: [events.k8s.io]
-  resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 # Secrets: the Ray auth token Secret of each cluster (KubeRay mounts it into the Ray pods).
 # Create only: the token is derived from the operator's key, so it is never read back.
 - apiGroups: [""]
   resources: [secrets]
   verbs: [create]
 # Pods: the Ray pods of each cluster are watched to notice a lost worker or head at once.
+{{- if .Values.rbac.podDelete }}
 # Delete: after a lost head is replaced, a worker pod that the new head's Ray cluster does not
-# know (the old head left it behind; KubeRay #1141) is deleted so that KubeRay makes one that joins.
+# know (the old head left it behind; KubeRay #1141) is deleted so that KubeRay makes one that
+# joins (rbac.podDelete).
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch, delete]
+  verbs: [list, watch, delete]
+{{- else }}
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list, watch]
+{{- end }}
 {{- end -}}
 
 {{- define "swarm-arena.rayAuthSecret" -}}

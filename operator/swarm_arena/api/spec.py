@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from swarm_arena.api.base import ApiModel
+from swarm_arena.api.pods import RayPodsSpec
 
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # `package.module:callable.attr` or a built-in name such as `foraging` / `random`.
@@ -364,7 +365,8 @@ class ClusterSpec(ApiModel):
         max_length=512,
         description=(
             f"Container image of the Ray pods (default: `{RAY_IMAGE_REPOSITORY}:<package version>-ray<rayVersion>`, "
-            "the swarm-arena package on that Ray release). A custom image needs swarm-arena installed."
+            "the swarm-arena package on that Ray release; the operator's `--ray-image-repository` changes the "
+            "repository). A custom image needs swarm-arena installed."
         ),
     )
     head: HeadSpec = Field(default_factory=HeadSpec, description="The head group.")
@@ -375,6 +377,11 @@ class ClusterSpec(ApiModel):
         json_schema_extra=_unique_by_name("workerGroups"),
     )
     autoscaling: bool = Field(default=False, description="Enable the KubeRay in-tree autoscaler.")
+    pods: RayPodsSpec = Field(
+        default_factory=RayPodsSpec,
+        description="Settings of every Ray pod (serviceAccountName, imagePullSecrets, labels, annotations, "
+        "securityContext, priorityClassName); the defaults pass the `restricted` Pod Security Standard.",
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> ClusterSpec:

@@ -10,9 +10,11 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from swarm_arena.api.pods import RayPodsSpec
 from swarm_arena.api.resource import SwarmEvaluation
 from swarm_arena.api.spec import RAY_IMAGE_REPOSITORY, ClusterSpec, WorkerGroupSpec
 from swarm_arena.controller import names
+from swarm_arena.controller.settings import RayPodDefaults
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
@@ -29,9 +31,9 @@ def package_version() -> str:
         return "0.0.0"
 
 
-def default_image(ray_version: str) -> str:
+def default_image(ray_version: str, repository: str = RAY_IMAGE_REPOSITORY) -> str:
     """The project's Ray image: the swarm-arena package on that Ray release (images/ray.Dockerfile)."""
-    return f"{RAY_IMAGE_REPOSITORY}:{package_version()}-ray{ray_version}"
+    return f"{repository}:{package_version()}-ray{ray_version}"
 
 
 def _cluster(evaluation: SwarmEvaluation) -> ClusterSpec:
@@ -42,7 +44,7 @@ def _env() -> list[dict[str, str]]:
     return [{"name": "RAY_max_direct_call_object_size", "value": str(RAY_INLINE_ARG_BYTES)}]
 
 
-def _container(name: str, image: str, cpu: float, memory: str, gpu: int = 0) -> dict[str, Any]:
+def _container(name: str, image: str, pods: RayPodsSpec, cpu: float, memory: str, gpu: int = 0) -> dict[str, Any]:
     amount = {"cpu": f"{cpu:g}", "memory": memory}
     if gpu:
         amount[GPU_RESOURCE] = str(gpu)
@@ -51,17 +53,32 @@ def _container(name: str, image: str, cpu: float, memory: str, gpu: int = 0) -> 
         "image": image,
         "env": _env(),
         "resources": {"requests": dict(amount), "limits": dict(amount)},
+        "securityContext": pods.security_context.container_wire(),
     }
 
 
-def _pod_template(evaluation: str, component: str, container: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    return {
-        "metadata": {"labels": names.labels(evaluation, component)},
-        "spec": {"containers": [container], **{k: v for k, v in spec.items() if v}},
+def _pull_secrets(pods: RayPodsSpec, defaults: RayPodDefaults) -> list[dict[str, str]]:
+    wanted = [*defaults.image_pull_secrets, *(s.name for s in pods.image_pull_secrets)]
+    return [{"name": n} for n in dict.fromkeys(wanted)]
+
+
+def _pod_template(evaluation: str, component: str, container: dict[str, Any], pods: RayPodsSpec,
+                  defaults: RayPodDefaults, **spec: Any) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"labels": {**pods.labels, **names.labels(evaluation, component)}}
+    if pods.annotations:
+        metadata["annotations"] = dict(pods.annotations)
+    settings = {
+        "serviceAccountName": pods.service_account_name,
+        "imagePullSecrets": _pull_secrets(pods, defaults),
+        "priorityClassName": pods.priority_class_name,
+        "securityContext": pods.security_context.pod_wire(),
+        **spec,
     }
+    return {"metadata": metadata, "spec": {"containers": [container], **{k: v for k, v in settings.items() if v}}}
 
 
-def _worker_group(evaluation: str, group: WorkerGroupSpec, image: str) -> dict[str, Any]:
+def _worker_group(evaluation: str, group: WorkerGroupSpec, image: str, pods: RayPodsSpec,
+                  defaults: RayPodDefaults) -> dict[str, Any]:
     resources = group.resources
     tolerations = [t.to_wire() for t in group.tolerations]
     start_params: dict[str, str] = {}
@@ -78,18 +95,22 @@ def _worker_group(evaluation: str, group: WorkerGroupSpec, image: str) -> dict[s
         "template": _pod_template(
             evaluation,
             "ray-worker",
-            _container("ray-worker", image, resources.cpu, resources.memory, resources.gpu),
+            _container("ray-worker", image, pods, resources.cpu, resources.memory, resources.gpu),
+            pods,
+            defaults,
             nodeSelector=dict(group.node_selector),
             tolerations=tolerations,
         ),
     }
 
 
-def build_ray_cluster(evaluation: SwarmEvaluation, uid: str) -> dict[str, Any]:
+def build_ray_cluster(evaluation: SwarmEvaluation, uid: str, defaults: RayPodDefaults | None = None) -> dict[str, Any]:
     """The RayCluster for an evaluation without `cluster.address`."""
+    defaults = defaults or RayPodDefaults()
     name = evaluation.metadata.name
     cluster = _cluster(evaluation)
-    image = cluster.image or default_image(cluster.ray_version)
+    pods = cluster.pods
+    image = cluster.image or default_image(cluster.ray_version, defaults.image_repository)
     head = cluster.head.resources
     spec: dict[str, Any] = {
         "rayVersion": cluster.ray_version,
@@ -101,15 +122,17 @@ def build_ray_cluster(evaluation: SwarmEvaluation, uid: str) -> dict[str, Any]:
             # go to the workers, so losing a worker never takes the bookkeeping with it.
             "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},
             "template": _pod_template(
-                name, "ray-head", _container("ray-head", image, head.cpu, head.memory),
+                name, "ray-head", _container("ray-head", image, pods, head.cpu, head.memory), pods, defaults,
                 nodeSelector=dict(cluster.head.node_selector),
                 tolerations=[t.to_wire() for t in cluster.head.tolerations],
             ),
         },
-        "workerGroupSpecs": [_worker_group(name, g, image) for g in cluster.worker_groups],
+        "workerGroupSpecs": [_worker_group(name, g, image, pods, defaults) for g in cluster.worker_groups],
     }
     if cluster.autoscaling:
-        spec["autoscalerOptions"] = {"upscalingMode": "Default", "idleTimeoutSeconds": 60}
+        # The autoscaler is a sidecar of the head pod: it gets the Ray containers' security settings.
+        spec["autoscalerOptions"] = {"upscalingMode": "Default", "idleTimeoutSeconds": 60,
+                                     "securityContext": pods.security_context.container_wire()}
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayCluster",

@@ -9,7 +9,7 @@ from pathlib import Path
 import kopf
 
 from swarm_arena.controller import metrics
-from swarm_arena.controller.settings import OperatorSettings, read_auth_key
+from swarm_arena.controller.settings import OperatorSettings, RayPodDefaults, read_auth_key
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,10 @@ def run(
     verbose: bool = False,
     leader_election: bool = True,
     lease_namespace: str | None = None,
+    ray_image_repository: str | None = None,
+    ray_image_pull_secrets: list[str] | None = None,
+    watch_nodes: bool = True,
+    delete_pods: bool = True,
 ) -> int:
     kopf.configure(
         verbose=verbose,
@@ -63,6 +67,11 @@ def run(
         poll_s=poll_s,
         ray_auth_key=read_auth_key(ray_auth_key_file),
         ray_tokens_dir=Path(ray_tokens_dir) if ray_tokens_dir else None,
+        ray_pods=RayPodDefaults(
+            image_repository=ray_image_repository or RayPodDefaults.image_repository,
+            image_pull_secrets=tuple(ray_image_pull_secrets or ()),
+        ),
+        delete_pods=delete_pods,
         liveness_port=liveness_port,
         metrics_port=metrics_port,
     )
@@ -73,6 +82,13 @@ def run(
         )
     from swarm_arena.controller import handlers  # noqa: F401 - registers the handlers
     from swarm_arena.controller.handlers.lifecycle import configure
+
+    if watch_nodes:
+        from swarm_arena.controller.handlers.pods import watch_nodes as register_node_watch
+
+        register_node_watch()
+    else:
+        log.info("--no-watch-nodes: a lost node is noticed from its pods and Ray's own node-death detection")
 
     configure(settings)
     if metrics_port:

@@ -358,19 +358,19 @@ class Reconciler:
                 decision.status.results = Results(results_config_map=cm_name)
             else:
                 decision.status.results.results_config_map = cm_name
-        if _has(decision, EnsureCluster):
-            # Before status: the RayCluster is what a new evaluation waits for, and status does not
-            # refer to it (at 1,000 new evaluations, each status write first put all of them ahead).
-            try:
-                await self._ensure_cluster(evaluation, uid)
-            except NamespaceTerminating:
-                # The evaluation goes with its namespace: every pass until then (each of its pods
-                # deleted pokes one) would only be refused again.
-                log.info("%s/%s: its namespace is being deleted; not creating its RayCluster", ns, name)
-                memory.namespace_terminating = True
-                return 300.0
+        # A brand-new evaluation gets its status (observedGeneration, Ready=False) at once, so that
+        # kstatus (Flux) never reads it as Current; afterwards the RayCluster comes before status,
+        # which does not refer to it (at 1,000 new evaluations, each later status write first would
+        # put all of them ahead of the clusters they wait for).
+        new_evaluation = status.observed_generation is None
+        if _has(decision, EnsureCluster) and not new_evaluation and not await self._ensure_cluster_unless_terminating(
+                evaluation, uid, memory):
+            return 300.0
         # Status before the other actions: the submission id is recorded before the job is submitted.
         deferred = await self._write_status(ns, name, uid, status, decision, memory)
+        if _has(decision, EnsureCluster) and new_evaluation and not await self._ensure_cluster_unless_terminating(
+                evaluation, uid, memory):
+            return 300.0
         await self._act(evaluation, uid, decision, memory, dashboard)
         if _has(decision, Submit):  # a new attempt: the lost head it answers is handled
             for key in [k for k, loss in memory.pending.items() if loss.kind == "head"]:
@@ -480,7 +480,12 @@ class Reconciler:
                     if pod_uid in memory.restarted:  # our watch has not seen the deletion yet
                         continue
                     memory.restarted.add(pod_uid)
-                    if await self.kube.delete_pod(ns, pod, pod_uid):
+                    if not self.settings.delete_pods:  # the chart's rbac.podDelete: false
+                        events.post(ns, name, uid, "Warning", "WorkerLeftBehind",
+                                    f"worker pod {pod} was left behind by the replaced Ray head and the operator "
+                                    f"may not delete pods; delete it (kubectl -n {ns} delete pod {pod}) so that "
+                                    "KubeRay creates one that joins the new head")
+                    elif await self.kube.delete_pod(ns, pod, pod_uid):
                         log.info("%s/%s: deleted worker pod %s: the replaced head's Ray cluster does not know it",
                                  ns, name, pod)
                         events.post(ns, name, uid, "Normal", "RestartingWorker",
@@ -489,12 +494,24 @@ class Reconciler:
         if memory.counted.dirty and not _has(decision, WriteResults):
             await self._write_results(evaluation, uid, decision, memory, final=False)
 
+    async def _ensure_cluster_unless_terminating(self, evaluation: SwarmEvaluation, uid: str, memory: Memory) -> bool:
+        """`_ensure_cluster`; False when the namespace is being deleted (the evaluation goes with it:
+        every pass until then, each of its pods deleted pokes one, would only be refused again)."""
+        try:
+            await self._ensure_cluster(evaluation, uid)
+        except NamespaceTerminating:
+            log.info("%s/%s: its namespace is being deleted; not creating its RayCluster",
+                     evaluation.metadata.namespace, evaluation.metadata.name)
+            memory.namespace_terminating = True
+            return False
+        return True
+
     async def _ensure_cluster(self, evaluation: SwarmEvaluation, uid: str) -> None:
         """The auth Secret, then the RayCluster whose pods read it; each created only if absent."""
         ns, name = evaluation.metadata.namespace, evaluation.metadata.name
         token = names.ray_auth_token(self.settings.ray_auth_key, ns, name, uid)
         await self.kube.create_if_absent(build_cluster.build_auth_secret(evaluation, uid, token))
-        await self.kube.create_if_absent(build_cluster.build_ray_cluster(evaluation, uid))
+        await self.kube.create_if_absent(build_cluster.build_ray_cluster(evaluation, uid, self.settings.ray_pods))
 
     async def _repair(self, evaluation: SwarmEvaluation, uid: str, decision, action: Repair, memory: Memory,
                       dashboard: Dashboard) -> None:

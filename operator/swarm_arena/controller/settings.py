@@ -8,8 +8,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from swarm_arena.api.spec import RAY_IMAGE_REPOSITORY
+
 DashboardVia = Literal["service", "pod-ip"]
 DEFAULT_POLL_S = 2.0
+
+
+@dataclass(frozen=True)
+class RayPodDefaults:
+    """Operator-wide defaults of the Ray pods (the chart's `rayPods` values)."""
+
+    image_repository: str = RAY_IMAGE_REPOSITORY
+    """Repository of the default Ray image (a mirror in a private registry); the tag stays
+    `<package version>-ray<rayVersion>`. An evaluation's `cluster.image` overrides it."""
+    image_pull_secrets: tuple[str, ...] = ()
+    """Secrets every Ray pod pulls with, before the evaluation's own `cluster.pods.imagePullSecrets`."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +38,9 @@ class OperatorSettings:
     """Key the per-cluster Ray tokens are derived from (see names.ray_auth_token)."""
     ray_tokens_dir: Path | None = None
     """Tokens of existing clusters (`cluster.address`): a file per dashboard `host_port`, or `default`."""
+    ray_pods: RayPodDefaults = field(default_factory=RayPodDefaults)
+    delete_pods: bool = True
+    """Delete a worker pod a replaced head left behind (KubeRay #1141); else an event asks a person to."""
     liveness_port: int | None = 8080
     metrics_port: int | None = 9090
 

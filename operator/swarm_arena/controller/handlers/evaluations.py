@@ -66,7 +66,7 @@ async def _nap(stopped: kopf.DaemonStopped, wake: asyncio.Event, seconds: float)
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
 async def evaluation_loop(
     stopped: kopf.DaemonStopped, body: kopf.Body, namespace: str, name: str, uid: str,
-    memo: kopf.Memo, rayclusters: kopf.Index, ray_pods: kopf.Index, node_ready: kopf.Index, **_,
+    memo: kopf.Memo, rayclusters: kopf.Index, ray_pods: kopf.Index, node_ready: kopf.Index | None = None, **_,
 ) -> None:
     key = (namespace, name)
     wake = memo.pokes.setdefault(key, asyncio.Event())
@@ -76,7 +76,7 @@ async def evaluation_loop(
         while not stopped:
             wake.clear()
             try:
-                nodes = {name: ready for name, values in node_ready.items() for ready in values}
+                nodes = {name: ready for name, values in (node_ready or {}).items() for ready in values}
                 wait = await memo.reconciler.reconcile(_snapshot(body), list(rayclusters.get(key, [])), memory,
                                                        list(ray_pods.get(key, [])), nodes)
                 backoff = 1.0

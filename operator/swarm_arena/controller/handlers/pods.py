@@ -1,6 +1,7 @@
 """The Ray pods of every evaluation and the nodes they run on: indexes, and a poke on every change
 while the evaluation runs, so a lost worker is repaired at once instead of after Ray's own
-node-death detection."""
+node-death detection. The node watch is registered only when the operator may read nodes
+(`watch_nodes()`; the chart's `rbac.nodes`): a kopf index it cannot fill would hold every handler."""
 
 from __future__ import annotations
 
@@ -23,13 +24,11 @@ async def ray_pod_changed(namespace: str, labels: kopf.Labels, memo: kopf.Memo, 
     poke_if_running(memo, namespace, labels[LABEL_EVALUATION])
 
 
-@kopf.index("", "v1", "nodes")
 async def node_ready(name: str, status: kopf.Status, **_) -> dict:
     conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
     return {name: conditions.get("Ready") == "True"}
 
 
-@kopf.on.event("", "v1", "nodes")
 async def node_changed(name: str, type: str, status: kopf.Status, memo: kopf.Memo, ray_pods: kopf.Index, **_) -> None:
     conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
     if type != "DELETED" and conditions.get("Ready") == "True":
@@ -37,3 +36,9 @@ async def node_changed(name: str, type: str, status: kopf.Status, memo: kopf.Mem
     for (namespace, evaluation), pods in ray_pods.items():
         if any(p.get("node") == name for p in pods):
             poke_if_running(memo, namespace, evaluation)
+
+
+def watch_nodes() -> None:
+    """Register the node index and watch (cluster-scoped: needs get/list/watch on nodes)."""
+    kopf.index("", "v1", "nodes")(node_ready)
+    kopf.on.event("", "v1", "nodes")(node_changed)
