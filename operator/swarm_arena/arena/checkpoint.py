@@ -46,8 +46,10 @@ import logging
 import os
 import tempfile
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 from pydantic import ValidationError
@@ -250,6 +252,34 @@ class _LocalFiles:
         (self.root / path).unlink(missing_ok=True)
 
 
+S3_ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+
+
+def with_s3_endpoint(uri: str, environ: Mapping[str, str] | None = None) -> str:
+    """`uri` with the S3 endpoint the environment names, as pyarrow's URI options.
+
+    The AWS SDKs and CLI read a custom endpoint (MinIO, SeaweedFS, Ceph, R2, ...) from
+    `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`; pyarrow's S3 filesystem does not (it reads
+    the credentials and region variables only), so they become `endpoint_override` and `scheme`.
+    An endpoint already in the URI (`s3://bucket/path?endpoint_override=host:port&scheme=http`)
+    wins; `gs://` URIs are returned as they are."""
+    environ = os.environ if environ is None else environ
+    parts = urlsplit(uri)
+    if parts.scheme != "s3" or "endpoint_override" in parse_qs(parts.query):
+        return uri
+    name = next((n for n in S3_ENDPOINT_VARIABLES if environ.get(n)), None)
+    if name is None:
+        return uri
+    endpoint = urlsplit(environ[name].strip())
+    if endpoint.scheme not in ("http", "https") or not endpoint.netloc or endpoint.path.strip("/"):
+        raise ValueError(
+            f"spec.checkpoint.storageURI {uri!r}: {name}={environ[name]!r} must be http(s)://host[:port] "
+            "(the S3 endpoint, without a path)"
+        )
+    query = urlencode({"endpoint_override": endpoint.netloc, "scheme": endpoint.scheme})
+    return urlunsplit(parts._replace(query=f"{parts.query}&{query}" if parts.query else query))
+
+
 class _ArrowFiles:
     def __init__(self, uri: str) -> None:
         try:
@@ -257,9 +287,9 @@ class _ArrowFiles:
         except ImportError:
             raise ValueError(
                 f"spec.checkpoint.storageURI {uri!r} needs pyarrow for s3:// and gs:// "
-                "(`pip install pyarrow` where the arena runs), or use a file:// path"
+                "(`pip install 'swarm-arena[s3]'` where the arena runs), or use a file:// path"
             ) from None
-        self._fs, self.root = fs.FileSystem.from_uri(uri)
+        self._fs, self.root = fs.FileSystem.from_uri(with_s3_endpoint(uri))
         self._selector = fs.FileSelector
         self._not_found = fs.FileType.NotFound
 
