@@ -106,7 +106,7 @@ def test_wrong_credentials_fail_the_store_not_silently(s3_env: S3Server, monkeyp
     _open(uri).save_record(EpisodeRecord(episode=0, pairing={"all": "greedy"}, returns={"greedy": 1.0},
                                          agents={"greedy": 5}, steps=30, agent_steps=150))  # fmt: skip
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match=rf"spec\.checkpoint\.storageURI '{uri}': .*SIGNATURE_DOES_NOT_MATCH"):
         _open(uri)
 
 

@@ -46,7 +46,8 @@ import logging
 import os
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -289,11 +290,28 @@ class _ArrowFiles:
                 f"spec.checkpoint.storageURI {uri!r} needs pyarrow for s3:// and gs:// "
                 "(`pip install 'swarm-arena[s3]'` where the arena runs), or use a file:// path"
             ) from None
-        self._fs, self.root = fs.FileSystem.from_uri(with_s3_endpoint(uri))
+        self.uri = uri
+        try:
+            self._fs, self.root = fs.FileSystem.from_uri(with_s3_endpoint(uri))
+        except ValueError as exc:
+            raise ValueError(f"spec.checkpoint.storageURI {uri!r}: {exc}") from None
         self._selector = fs.FileSelector
         self._not_found = fs.FileType.NotFound
 
+    @contextmanager
+    def _named(self) -> Iterator[None]:
+        """pyarrow's errors (no such bucket, access denied, a wrong endpoint) name the key, not
+        the field that chose the store: add it. Still an OSError, so a transient one is retried."""
+        try:
+            yield
+        except OSError as exc:
+            raise OSError(f"spec.checkpoint.storageURI {self.uri!r}: {exc}") from exc
+
     def write(self, path: str, data: bytes) -> None:
+        with self._named():
+            self._write(path, data)
+
+    def _write(self, path: str, data: bytes) -> None:
         # A stream's close completes the upload even when the write failed: upload to a temporary
         # key (listings skip dot names) and copy it into place only after that upload succeeded.
         folder, _, name = f"{self.root}/{path}".rpartition("/")
@@ -313,16 +331,18 @@ class _ArrowFiles:
             raise
 
     def read(self, path: str) -> bytes:
-        with self._fs.open_input_stream(f"{self.root}/{path}") as src:
+        with self._named(), self._fs.open_input_stream(f"{self.root}/{path}") as src:
             return src.read()
 
     def list(self, folder: str) -> list[str]:
-        infos = self._fs.get_file_info(self._selector(f"{self.root}/{folder}", allow_not_found=True))
+        with self._named():
+            infos = self._fs.get_file_info(self._selector(f"{self.root}/{folder}", allow_not_found=True))
         return sorted(i.base_name for i in infos if not i.base_name.startswith("."))
 
     def delete(self, path: str) -> None:
-        if self._fs.get_file_info(f"{self.root}/{path}").type != self._not_found:
-            self._fs.delete_file(f"{self.root}/{path}")
+        with self._named():
+            if self._fs.get_file_info(f"{self.root}/{path}").type != self._not_found:
+                self._fs.delete_file(f"{self.root}/{path}")
 
 
 class DurableStore(MemoryStore):
