@@ -106,11 +106,16 @@ def seaweedfs_s3(workdir: Path, bucket: str = "arena") -> Iterator[S3Server]:
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     server = S3Server(f"http://127.0.0.1:{s3}", access_key, secret_key, bucket, log)
+    # Where weed puts its local gRPC sockets, whatever -dir says (server.go: /tmp/seaweedfs-<svc>-grpc-<port>.sock).
+    grpc_sockets = [Path(f"/tmp/seaweedfs-{svc}-grpc-{port}.sock") for svc, port in
+                    (("master", master_grpc), ("volume", volume_grpc), ("filer", filer_grpc), ("s3", s3_grpc))]  # fmt: skip
     try:
         _create_bucket(server, proc)
         yield server
     finally:
         _stop(proc)
+        for sock in grpc_sockets:
+            sock.unlink(missing_ok=True)
 
 
 def _create_bucket(server: S3Server, proc: subprocess.Popen) -> None:
