@@ -3,7 +3,8 @@
 By default in memory on the coordinator (which lives on the driver's node, the head): that
 survives the loss of any worker node, which is what shard and environment recovery needs.
 `checkpoint.storageURI` adds a durable copy (`file://` directly, `s3://` / `gs://` through
-`pyarrow.fs`) so a re-submitted job resumes after the head itself was lost: finished episodes
+`pyarrow.fs`, the `s3` extra; an S3-compatible server's endpoint from `AWS_ENDPOINT_URL(_S3)`,
+`with_s3_endpoint`) so a re-submitted job resumes after the head itself was lost: finished episodes
 are not played again and an interrupted one continues from its last checkpoint.
 
 The durable layout is keyed by the evaluation and a fingerprint of the parts of the spec that
@@ -292,7 +293,8 @@ class _ArrowFiles:
             ) from None
         self.uri = uri
         try:
-            self._fs, self.root = fs.FileSystem.from_uri(with_s3_endpoint(uri))
+            with self._named():  # on AWS without a region, from_uri asks S3 for the bucket's
+                self._fs, self.root = fs.FileSystem.from_uri(with_s3_endpoint(uri))
         except ValueError as exc:
             raise ValueError(f"spec.checkpoint.storageURI {uri!r}: {exc}") from None
         self._selector = fs.FileSelector
