@@ -57,7 +57,7 @@ def build(force: bool = False) -> Path:
     env = cpbuild.go_env(go)
     env.setdefault("GOCACHE", str(go_build_cache()))
     cpbuild.log(f"seaweedfs: building {MODULE}@{version(versions)} with {cpbuild.go_version(go)} into "
-                f"{target.parent} (GOCACHE={env['GOCACHE']}; ~20 min on 2 cores with an empty Go build cache)")
+                f"{target.parent} (GOCACHE={env['GOCACHE']}; ~10 CPU-minutes with an empty Go build cache)")
     target.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     # Built inside the downloaded module with its own go.mod/go.sum (what `go install` would do).
