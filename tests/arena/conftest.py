@@ -76,3 +76,17 @@ def foraging_evaluation(name: str, **spec: Any) -> SwarmEvaluation:
     return SwarmEvaluation.model_validate(
         {"apiVersion": "arena.swarm.dev/v1alpha1", "kind": "SwarmEvaluation", "metadata": {"name": name}, "spec": base}
     )
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real S3-compatible server (SeaweedFS, built from its Go module on first use) with a bucket
+    and one identity, on loopback, for the session (tests/arena/s3server.py)."""
+    from tests.arena.s3server import seaweedfs_s3
+    from tests.controlplane.build import BuildError
+
+    try:
+        with seaweedfs_s3(tmp_path_factory.mktemp("seaweedfs")) as server:
+            yield server
+    except BuildError as exc:
+        pytest.fail(f"could not build SeaweedFS: {exc}", pytrace=False)

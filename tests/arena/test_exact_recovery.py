@@ -34,16 +34,21 @@ SEED = 7
 NAME = "exact"
 
 
-@pytest.fixture(scope="module")
-def local_ray_with_test_code() -> Iterator[None]:
+def ray_with_test_code() -> Iterator[None]:
     """Workers import tests.arena.gated_env, as users' own code would arrive through runtime_env."""
     yield from fresh_local_ray(num_cpus=8, runtime_env={"env_vars": {"PYTHONPATH": f"{ROOT}:{ROOT / 'operator'}"}})
 
 
-def _evaluation(gate: Path, hold: tuple[int, int], store: Path | None = None, **overrides: Any) -> SwarmEvaluation:
+@pytest.fixture(scope="module")
+def local_ray_with_test_code() -> Iterator[None]:
+    yield from ray_with_test_code()
+
+
+def _evaluation(gate: Path, hold: tuple[int, int], store: Path | str | None = None, **overrides: Any) -> SwarmEvaluation:
     """Two parallel episodes of 40 agents: `greedy` and `random` in shard actors of 10 agents (two
     each per slot), `noop` stepped in the environment actor. The environment of episode
-    `hold[0]` holds at its checkpoint of step `hold[1]` until `<gate>/open` exists."""
+    `hold[0]` holds at its checkpoint of step `hold[1]` until `<gate>/open` exists. `store` is a
+    folder (a `file://` store) or a storage URI."""
     episode, step = hold
     spec: dict[str, Any] = {
         "environment": {"factory": "tests.arena.gated_env:parallel_env", "maxSteps": 30,
@@ -55,10 +60,14 @@ def _evaluation(gate: Path, hold: tuple[int, int], store: Path | None = None, **
         "episodes": 2,
         "seed": SEED,
         "execution": {"agentsPerShard": 10, "parallelEpisodes": 2},
-        "checkpoint": {"intervalSteps": 10, **({"storageURI": f"file://{store}"} if store else {})},
+        "checkpoint": {"intervalSteps": 10, **({"storageURI": _storage_uri(store)} if store else {})},
     }  # fmt: skip
     spec.update(overrides)
     return foraging_evaluation(NAME, **spec)
+
+
+def _storage_uri(store: Path | str) -> str:
+    return store if isinstance(store, str) else f"file://{store}"
 
 
 def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
@@ -109,20 +118,31 @@ def reference(local_ray_with_test_code, tmp_path_factory) -> RunReport:
     return report
 
 
-@pytest.fixture(scope="module")
-def head_lost(local_ray_with_test_code, tmp_path_factory) -> tuple[Path, Path]:
-    """A durable store as a lost head leaves it: episode 0 (slot 0) counted, episode 1 (slot 1) in
-    flight with its checkpoint of step 10. Returns (gate, store); the gate is still closed."""
-    gate, store = tmp_path_factory.mktemp("gate"), tmp_path_factory.mktemp("store")
+def lose_the_head(gate: Path, store: Path | str, stored: Callable[[], list[str]]) -> None:
+    """Leave a durable store as a lost head leaves it: episode 0 (slot 0) counted, episode 1 (slot 1)
+    in flight with its checkpoint of step 10; the gate stays closed. `stored()` lists the store's
+    files as `<folder>/<name>` (`episodes/000000.json`, `inflight/000001.npz`, ...)."""
     evaluation = _evaluation(gate, hold=(1, 20), store=store)
     run = _Run(evaluation)
-    _wait_for(lambda: (gate / "held").exists() and any(store.rglob("episodes/000000.json")), "episode 0 counted, 1 held")
-    assert sorted(p.name for p in store.rglob("inflight/*")) == ["000001.npz"]
+    _wait_for(lambda: (gate / "held").exists() and "episodes/000000.json" in stored(), "episode 0 counted, 1 held")
+    assert [f for f in stored() if f.startswith("inflight/")] == ["inflight/000001.npz"]
     # The head is lost: the coordinator with it, and every actor it owns with the coordinator.
     coordinator = ray.get_actor(coordinator_name(evaluation.qualified_name), namespace=RAY_NAMESPACE)
     ray.kill(coordinator, no_restart=True)
     with pytest.raises(ray.exceptions.RayActorError):
         run.result()
+
+
+def stored_names(keys: list[str]) -> list[str]:
+    """`<folder>/<name>` of each file (dot files, an upload in progress, left out), sorted."""
+    return sorted("/".join(k.split("/")[-2:]) for k in keys if not k.rsplit("/", 1)[-1].startswith("."))
+
+
+@pytest.fixture(scope="module")
+def head_lost(local_ray_with_test_code, tmp_path_factory) -> tuple[Path, Path]:
+    """A file:// store as a lost head leaves it (`lose_the_head`). Returns (gate, store)."""
+    gate, store = tmp_path_factory.mktemp("gate"), tmp_path_factory.mktemp("store")
+    lose_the_head(gate, store, lambda: stored_names([str(p) for p in store.rglob("*") if p.is_file()]))
     return gate, store
 
 

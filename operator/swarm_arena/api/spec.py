@@ -236,7 +236,11 @@ class CheckpointSpec(ApiModel):
         default=None,
         alias="storageURI",
         pattern=STORAGE_URI_PATTERN,
-        description="Durable place for checkpoints (`file://`, `s3://`); needed to survive loss of the head node.",
+        description=(
+            "Durable place for checkpoints (`file://`, `s3://`, `gs://`); needed to survive loss of the head node. "
+            "`s3://`/`gs://` need pyarrow (the `s3` extra) and take the endpoint and credentials from the job's "
+            "environment: `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, ... (docs/runtime.md, object stores)."
+        ),
     )
 
 

@@ -3,7 +3,8 @@
 By default in memory on the coordinator (which lives on the driver's node, the head): that
 survives the loss of any worker node, which is what shard and environment recovery needs.
 `checkpoint.storageURI` adds a durable copy (`file://` directly, `s3://` / `gs://` through
-`pyarrow.fs`) so a re-submitted job resumes after the head itself was lost: finished episodes
+`pyarrow.fs`, the `s3` extra; an S3-compatible server's endpoint from `AWS_ENDPOINT_URL(_S3)`,
+`with_s3_endpoint`) so a re-submitted job resumes after the head itself was lost: finished episodes
 are not played again and an interrupted one continues from its last checkpoint.
 
 The durable layout is keyed by the evaluation and a fingerprint of the parts of the spec that
@@ -46,8 +47,11 @@ import logging
 import os
 import tempfile
 import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 from pydantic import ValidationError
@@ -250,6 +254,34 @@ class _LocalFiles:
         (self.root / path).unlink(missing_ok=True)
 
 
+S3_ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+
+
+def with_s3_endpoint(uri: str, environ: Mapping[str, str] | None = None) -> str:
+    """`uri` with the S3 endpoint the environment names, as pyarrow's URI options.
+
+    The AWS SDKs and CLI read a custom endpoint (MinIO, SeaweedFS, Ceph, R2, ...) from
+    `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`; pyarrow's S3 filesystem does not (it reads
+    the credentials and region variables only), so they become `endpoint_override` and `scheme`.
+    An endpoint already in the URI (`s3://bucket/path?endpoint_override=host:port&scheme=http`)
+    wins; `gs://` URIs are returned as they are."""
+    environ = os.environ if environ is None else environ
+    parts = urlsplit(uri)
+    if parts.scheme != "s3" or "endpoint_override" in parse_qs(parts.query):
+        return uri
+    name = next((n for n in S3_ENDPOINT_VARIABLES if environ.get(n)), None)
+    if name is None:
+        return uri
+    endpoint = urlsplit(environ[name].strip())
+    if endpoint.scheme not in ("http", "https") or not endpoint.netloc or endpoint.path.strip("/"):
+        raise ValueError(
+            f"spec.checkpoint.storageURI {uri!r}: {name}={environ[name]!r} must be http(s)://host[:port] "
+            "(the S3 endpoint, without a path)"
+        )
+    query = urlencode({"endpoint_override": endpoint.netloc, "scheme": endpoint.scheme})
+    return urlunsplit(parts._replace(query=f"{parts.query}&{query}" if parts.query else query))
+
+
 class _ArrowFiles:
     def __init__(self, uri: str) -> None:
         try:
@@ -257,13 +289,31 @@ class _ArrowFiles:
         except ImportError:
             raise ValueError(
                 f"spec.checkpoint.storageURI {uri!r} needs pyarrow for s3:// and gs:// "
-                "(`pip install pyarrow` where the arena runs), or use a file:// path"
+                "(`pip install 'swarm-arena[s3]'` where the arena runs), or use a file:// path"
             ) from None
-        self._fs, self.root = fs.FileSystem.from_uri(uri)
+        self.uri = uri
+        try:
+            with self._named():  # on AWS without a region, from_uri asks S3 for the bucket's
+                self._fs, self.root = fs.FileSystem.from_uri(with_s3_endpoint(uri))
+        except ValueError as exc:
+            raise ValueError(f"spec.checkpoint.storageURI {uri!r}: {exc}") from None
         self._selector = fs.FileSelector
         self._not_found = fs.FileType.NotFound
 
+    @contextmanager
+    def _named(self) -> Iterator[None]:
+        """pyarrow's errors (no such bucket, access denied, a wrong endpoint) name the key, not
+        the field that chose the store: add it. Still an OSError, so a transient one is retried."""
+        try:
+            yield
+        except OSError as exc:
+            raise OSError(f"spec.checkpoint.storageURI {self.uri!r}: {exc}") from exc
+
     def write(self, path: str, data: bytes) -> None:
+        with self._named():
+            self._write(path, data)
+
+    def _write(self, path: str, data: bytes) -> None:
         # A stream's close completes the upload even when the write failed: upload to a temporary
         # key (listings skip dot names) and copy it into place only after that upload succeeded.
         folder, _, name = f"{self.root}/{path}".rpartition("/")
@@ -283,16 +333,18 @@ class _ArrowFiles:
             raise
 
     def read(self, path: str) -> bytes:
-        with self._fs.open_input_stream(f"{self.root}/{path}") as src:
+        with self._named(), self._fs.open_input_stream(f"{self.root}/{path}") as src:
             return src.read()
 
     def list(self, folder: str) -> list[str]:
-        infos = self._fs.get_file_info(self._selector(f"{self.root}/{folder}", allow_not_found=True))
+        with self._named():
+            infos = self._fs.get_file_info(self._selector(f"{self.root}/{folder}", allow_not_found=True))
         return sorted(i.base_name for i in infos if not i.base_name.startswith("."))
 
     def delete(self, path: str) -> None:
-        if self._fs.get_file_info(f"{self.root}/{path}").type != self._not_found:
-            self._fs.delete_file(f"{self.root}/{path}")
+        with self._named():
+            if self._fs.get_file_info(f"{self.root}/{path}").type != self._not_found:
+                self._fs.delete_file(f"{self.root}/{path}")
 
 
 class DurableStore(MemoryStore):
