@@ -44,6 +44,7 @@ class OperatorProcess:
     key_file: Path
     tokens_dir: Path
     extra: list[str] = field(default_factory=list)
+    addresses_file: Path | None = None
     proc: subprocess.Popen | None = None
     metrics_port: int = 0
     liveness_port: int = 0
@@ -58,6 +59,8 @@ class OperatorProcess:
                 "--poll-seconds", "1", "--metrics-port", str(self.metrics_port),
                 "--liveness-port", str(self.liveness_port), "--ray-auth-key-file", str(self.key_file),
                 "--ray-tokens-dir", str(self.tokens_dir), *self.extra]
+        if self.addresses_file is not None:
+            argv += ["--cluster-addresses-file", str(self.addresses_file)]
         for ns in self.namespaces:
             argv += ["--namespace", ns]
         if self.namespaces and "--lease-namespace" not in self.extra:
@@ -68,6 +71,20 @@ class OperatorProcess:
                                          env=env, start_new_session=True)
         wait_for("operator /healthz", self._healthy, 60, on_timeout=self.tail)
         return self
+
+    def approve(self, address: str, namespaces: list[str], token: str | None) -> None:
+        """As the admin: let `namespaces` use the existing cluster at `address` (with `token`).
+        The operator reads the file again when it changes, running or not."""
+        assert self.addresses_file is not None
+        doc = yaml.safe_load(self.addresses_file.read_text()) if self.addresses_file.exists() else None
+        clusters = [c for c in (doc or {}).get("clusters") or [] if c["address"] != address]
+        entry: dict[str, Any] = {"address": address, "namespaces": namespaces}
+        if token is not None:
+            entry["tokenFile"] = f"token-{len(clusters)}-{secrets.token_hex(2)}"
+            (self.tokens_dir / entry["tokenFile"]).write_text(token)
+        tmp = self.addresses_file.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump({"clusters": [*clusters, entry]}))
+        tmp.replace(self.addresses_file)  # atomically, as the kubelet updates a mounted ConfigMap
 
     def _healthy(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
@@ -104,7 +121,8 @@ def operator_factory(control_plane: ControlPlane, crd: None, tmp_path: Path) -> 
     tokens.mkdir()
 
     def make(namespaces: list[str], extra: list[str] | None = None) -> OperatorProcess:
-        op = OperatorProcess(control_plane, tmp_path, namespaces, key, tokens, extra or [])
+        op = OperatorProcess(control_plane, tmp_path, namespaces, key, tokens, extra or [],
+                             addresses_file=tmp_path / "cluster-addresses.yaml")
         made.append(op)
         return op
 

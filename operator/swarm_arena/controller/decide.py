@@ -26,6 +26,8 @@ from swarm_arena.controller.losses import Loss
 HEAD_LOSS_GRACE_S = 30.0
 # After a head is replaced, how long the re-submission waits for the workers to join it.
 REJOIN_TIMEOUT_S = 180.0
+# How often an evaluation whose `cluster.address` is refused looks at the admin's file again.
+ADDRESS_RECHECK_S = 30.0
 # How many leaderboard rows status carries; the results ConfigMap has all of them.
 STATUS_LEADERBOARD_ROWS = 10
 
@@ -76,6 +78,9 @@ class Observation:
     """The repair job in flight, if any."""
     rejoin: RejoinView | None = None
     """After the head was replaced (the job is gone with it): the workers of the new Ray cluster."""
+    address_refused: tuple[str, str] | None = None
+    """(reason, message) when `cluster.address` is not approved for the evaluation's namespace, or
+    its token is missing (addresses.py): no request was made to it, and none is."""
 
 
 @dataclass(frozen=True)
@@ -283,6 +288,17 @@ def _decide(obs: Observation, st: _Status, d: Decision) -> None:  # noqa: C901 -
             # the next attempt resumes from what was counted; the stopped one is done with
             s.job_id = None
         st.phase(Phase.SUSPENDED, "Suspended", "spec.suspend is set; unset it to resume from what was counted")
+        return
+
+    # -- an existing cluster the admin did not approve: no request goes to it ---------------------
+    if obs.address_refused is not None:
+        reason, message = obs.address_refused
+        st.set(cond.CLUSTER_READY, False, reason, message)
+        if s.phase in (None, Phase.PENDING):
+            st.phase(Phase.PENDING, reason, message)
+        else:
+            st.set(cond.READY, False, reason, message)
+        d.requeue_s = ADDRESS_RECHECK_S  # the admin's file is read again: an approval takes effect
         return
 
     # -- the Ray cluster ---------------------------------------------------------------------------

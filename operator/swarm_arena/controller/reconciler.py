@@ -40,7 +40,8 @@ from swarm_arena.controller.decide import (
 )
 from swarm_arena.controller.kube import Kube, NamespaceTerminating
 from swarm_arena.controller.losses import Loss, PodView, find_losses, orphaned_workers, summarize_pod  # noqa: F401
-from swarm_arena.controller.settings import OperatorSettings, token_for_address
+from swarm_arena.controller.addresses import Access, AddressBook
+from swarm_arena.controller.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 
@@ -184,14 +185,24 @@ class Reconciler:
         self.settings = settings
         self.kube = kube
         self.session = session
+        self.addresses = AddressBook(settings.cluster_addresses_file, settings.ray_tokens_dir)
 
     # -- observe -------------------------------------------------------------------------------------
+
+    def address_dashboard(self, namespace: str, address: str, timeout_s: float | None = None) -> tuple[Dashboard | None, Access]:
+        """An existing cluster's dashboard, only when the admin approved `address` for `namespace`
+        (addresses.py): otherwise None, and no request is ever made to it."""
+        access = self.addresses.access(namespace, address)
+        if not access.allowed:
+            return None, access
+        kwargs = {"timeout_s": timeout_s} if timeout_s else {}
+        return Dashboard(self.session, address, access.token, **kwargs), access
 
     def _dashboard(self, evaluation: SwarmEvaluation, uid: str, summary: dict[str, Any] | None) -> Dashboard | None:
         ns, name = evaluation.metadata.namespace, evaluation.metadata.name
         cluster = evaluation.spec.cluster
         if cluster is not None and cluster.address:
-            return Dashboard(self.session, cluster.address, token_for_address(self.settings, cluster.address))
+            return self.address_dashboard(ns, cluster.address)[0]
         token = names.ray_auth_token(self.settings.ray_auth_key, ns, name, uid)
         if self.settings.dashboard_via == "pod-ip":
             ip = summary.get("head_ip") if summary else None
@@ -298,7 +309,13 @@ class Reconciler:
         cluster = None if address_mode else cluster_view(summaries, uid)
         dashboard = None
         reachable, error, job, info = False, None, None, None
-        if address_mode or (cluster is not None and cluster.exists and cluster.owned):
+        refused = None
+        if address_mode:
+            assert spec.cluster is not None and spec.cluster.address is not None
+            dashboard, access = self.address_dashboard(ns, spec.cluster.address)
+            if not access.allowed:
+                refused = (access.refused, access.message)
+        elif cluster is not None and cluster.exists and cluster.owned:
             dashboard = self._dashboard(evaluation, uid, summary)
         # An unready cluster with no job yet is not asked: nothing is decided on its dashboard, and
         # every change of its RayCluster's status would otherwise cost a probe.
@@ -350,6 +367,7 @@ class Reconciler:
             now=now, uid=uid, generation=meta.get("generation", 1), spec=spec, status=status, cluster=cluster,
             dashboard_reachable=reachable, dashboard_error=error, job=job,
             unreachable_since=memory.unreachable_since, losses=losses, repair=repair, rejoin=rejoin,
+            address_refused=refused,
         )
         decision = decide(obs)
         if _has(decision, WriteResults) or memory.counted.dirty:

@@ -130,10 +130,10 @@ async def evaluation_deleted(
     reconciler = memo.reconciler
     settings = reconciler.settings
     if address:
-        from swarm_arena.controller.settings import token_for_address
-
-        dashboard = Dashboard(memo.session, address, token_for_address(settings, address),
-                              timeout_s=STOP_ON_DELETE_TIMEOUT_S)
+        dashboard, access = reconciler.address_dashboard(namespace, address, STOP_ON_DELETE_TIMEOUT_S)
+        if dashboard is None:
+            log.warning("%s/%s: job %s not stopped on delete: %s", namespace, name, status.job_id, access.message)
+            return
     else:
         summaries = list(rayclusters.get((namespace, name), []))
         token = names.ray_auth_token(settings.ray_auth_key, namespace, name, uid)
