@@ -45,6 +45,7 @@ class OperatorProcess:
     tokens_dir: Path
     extra: list[str] = field(default_factory=list)
     addresses_file: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
     metrics_port: int = 0
     liveness_port: int = 0
@@ -60,12 +61,14 @@ class OperatorProcess:
                 "--liveness-port", str(self.liveness_port), "--ray-auth-key-file", str(self.key_file),
                 "--ray-tokens-dir", str(self.tokens_dir), *self.extra]
         if self.addresses_file is not None:
+            if not self.addresses_file.exists():
+                self.addresses_file.write_text("clusters: []\n")  # nothing approved yet
             argv += ["--cluster-addresses-file", str(self.addresses_file)]
         for ns in self.namespaces:
             argv += ["--namespace", ns]
         if self.namespaces and "--lease-namespace" not in self.extra:
             argv += ["--lease-namespace", self.namespaces[0]]  # each test its own Lease
-        env = dict(os.environ, KUBECONFIG=str(kubeconfig or self.cp.kubeconfig))
+        env = dict(os.environ, KUBECONFIG=str(kubeconfig or self.cp.kubeconfig), **self.env)
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          env=env, start_new_session=True)
@@ -120,9 +123,9 @@ def operator_factory(control_plane: ControlPlane, crd: None, tmp_path: Path) -> 
     tokens = tmp_path / "ray-tokens"
     tokens.mkdir()
 
-    def make(namespaces: list[str], extra: list[str] | None = None) -> OperatorProcess:
+    def make(namespaces: list[str], extra: list[str] | None = None, env: dict[str, str] | None = None) -> OperatorProcess:
         op = OperatorProcess(control_plane, tmp_path, namespaces, key, tokens, extra or [],
-                             addresses_file=tmp_path / "cluster-addresses.yaml")
+                             addresses_file=tmp_path / "cluster-addresses.yaml", env=env or {})
         made.append(op)
         return op
 

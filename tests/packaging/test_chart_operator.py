@@ -23,8 +23,10 @@ def small_evaluation(name: str) -> dict:
 
 def test_operator_with_the_charts_token_carries_an_evaluation_to_succeeded(
         process_nodes, chart_release, namespace, operator_factory) -> None:  # noqa: F811
-    # The Lease lives in the release namespace, the only place the chart lets the operator keep one.
-    op = operator_factory([namespace], extra=["--lease-namespace", chart_release.namespace])
+    # The Lease lives in the release namespace and is named after the release, the only one the
+    # chart lets the operator keep.
+    op = operator_factory([namespace], extra=["--lease-namespace", chart_release.namespace,
+                                              "--lease-name", chart_release.name])
     op.start(kubeconfig=chart_release.kubeconfig())
     evaluations = Evaluations(process_nodes, namespace, op.tail)
     doc = small_evaluation("charted")
@@ -46,7 +48,7 @@ def test_operator_with_a_namespaced_install_token_runs_an_evaluation_in_its_name
     system, watched = make_namespace("sa-ns-op"), make_namespace("team-op")
     release = chart_install(unique("narrow-op"), system, f"watchNamespaces={{{watched}}}")
     wait_until("Deployment Available", deployment_available(kube_api, system, release.fullname), timeout=120)
-    op = operator_factory([watched], extra=["--lease-namespace", system])
+    op = operator_factory([watched], extra=["--lease-namespace", system, "--lease-name", release.name])
     op.start(kubeconfig=release.kubeconfig())
     evaluations = Evaluations(process_nodes, watched, op.tail)
     doc = small_evaluation("narrow")
