@@ -25,6 +25,7 @@ from swarm_arena.api.validation import ManifestError, validate_manifest
 from swarm_arena.controller import build_cluster, build_job, build_results, events, metrics, names
 from swarm_arena.controller.dashboard import Dashboard, DashboardError, JobInfo, repair_on_head
 from swarm_arena.controller.decide import (
+    ACTIVE_JOB,
     ClusterView,
     DeleteCluster,
     EnsureCluster,
@@ -219,7 +220,15 @@ class Reconciler:
             return JobView(submission_id=sid, found=False), None
         record = None
         if info.driver_node_id:
-            text = await dashboard.tail_file(info.driver_node_id, job_channel.status_file_name(sid), 1)
+            try:
+                text = await dashboard.tail_file(info.driver_node_id, job_channel.status_file_name(sid), 1)
+            except DashboardError as exc:
+                if info.status not in ACTIVE_JOB:
+                    raise  # its outcome is decided on its last record: ask again next pass
+                # The job answered and runs: a log read that failed (the log agent restarting, a
+                # slow node) leaves its progress as it was, never turns it into a lost head.
+                log.info("job %s is %s; its status line could not be read (%s)", sid, info.status, exc)
+                return JobView(sid, True, info.status, info.message, None), None  # type: ignore[arg-type]
             record = job_channel.last_status(text if text.endswith("\n") else text + "\n")
         return JobView(sid, True, info.status, info.message, record), info  # type: ignore[arg-type]
 
