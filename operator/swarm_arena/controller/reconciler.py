@@ -38,6 +38,7 @@ from swarm_arena.controller.decide import (
     Submit,
     WriteResults,
     decide,
+    stop_pending,
 )
 from swarm_arena.controller.kube import Kube, NamespaceTerminating
 from swarm_arena.controller.losses import Loss, PodView, find_losses, orphaned_workers, summarize_pod  # noqa: F401
@@ -329,7 +330,8 @@ class Reconciler:
         # An unready cluster with no job yet is not asked: nothing is decided on its dashboard, and
         # every change of its RayCluster's status would otherwise cost a probe.
         waiting = cluster is not None and not cluster.ready and not status.job_id
-        if dashboard is not None and not waiting and status.phase not in (Phase.SUCCEEDED, Phase.FAILED):
+        finished = status.phase in (Phase.SUCCEEDED, Phase.FAILED)
+        if dashboard is not None and not waiting and (not finished or stop_pending(status)):
             try:
                 if status.job_id:
                     job, info = await self._job_view(dashboard, status.job_id)
@@ -344,7 +346,7 @@ class Reconciler:
             memory.unreachable_since = memory.unreachable_since or now
             error = "the head pod has no IP yet"
 
-        if job is not None and job.found and dashboard is not None:
+        if job is not None and job.found and dashboard is not None and not finished:
             await self._load_counted(memory, ns, name)
             try:
                 await self._sync_episodes(memory, dashboard, job, info)
