@@ -46,6 +46,8 @@ class OperatorProcess:
     extra: list[str] = field(default_factory=list)
     addresses_file: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    label: str = ""
+    """Tells the logs of several operators of one test apart."""
     proc: subprocess.Popen | None = None
     metrics_port: int = 0
     liveness_port: int = 0
@@ -55,7 +57,7 @@ class OperatorProcess:
     def start(self, kubeconfig: Path | None = None) -> "OperatorProcess":
         self.starts += 1
         self.metrics_port, self.liveness_port = free_port(), free_port()
-        self.log = self.workdir / f"operator-{self.starts}.log"
+        self.log = self.workdir / f"operator{self.label}-{self.starts}.log"
         argv = [str(BIN / "swarm-arena"), "operator", "--log-format", "text", "--dashboard-via", "pod-ip",
                 "--poll-seconds", "1", "--metrics-port", str(self.metrics_port),
                 "--liveness-port", str(self.liveness_port), "--ray-auth-key-file", str(self.key_file),
@@ -125,7 +127,8 @@ def operator_factory(control_plane: ControlPlane, crd: None, tmp_path: Path) -> 
 
     def make(namespaces: list[str], extra: list[str] | None = None, env: dict[str, str] | None = None) -> OperatorProcess:
         op = OperatorProcess(control_plane, tmp_path, namespaces, key, tokens, extra or [],
-                             addresses_file=tmp_path / "cluster-addresses.yaml", env=env or {})
+                             addresses_file=tmp_path / "cluster-addresses.yaml", env=env or {},
+                             label=f"-{len(made) + 1}" if made else "")
         made.append(op)
         return op
 
