@@ -225,6 +225,7 @@ def _cmd_operator(args: argparse.Namespace) -> int:
         poll_s=args.poll_seconds,
         ray_auth_key_file=args.ray_auth_key_file,
         ray_tokens_dir=args.ray_tokens_dir,
+        cluster_addresses_file=args.cluster_addresses_file,
         verbose=args.verbose,
         leader_election=args.leader_election,
         lease_namespace=args.lease_namespace,
@@ -232,6 +233,7 @@ def _cmd_operator(args: argparse.Namespace) -> int:
         ray_image_pull_secrets=args.ray_image_pull_secret,
         watch_nodes=args.watch_nodes,
         delete_pods=args.delete_pods,
+        lease_name=args.lease_name,
     )
 
 
@@ -320,7 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     op.add_argument(
         "--ray-tokens-dir", default=None,
-        help="tokens of existing Ray clusters (cluster.address): a file named HOST_PORT, HOST or `default`",
+        help="tokens of existing Ray clusters (cluster.address): the files --cluster-addresses-file names",
+    )
+    op.add_argument(
+        "--cluster-addresses-file", default=None,
+        help="YAML of the existing Ray clusters evaluations may name by cluster.address: "
+        "`clusters: [{address, namespaces: [...], tokenFile}]`; without it every cluster.address is refused",
     )
     op.add_argument(
         "--ray-image-repository", default=None,
@@ -341,8 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     op.add_argument(
         "--leader-election", action=argparse.BooleanOptionalAction, default=True,
-        help="act only while holding the Lease swarm-arena-operator (a second process is a hot standby)",
+        help="act only while holding the Lease --lease-name (a second process is a hot standby)",
     )
+    op.add_argument("--lease-name", default="swarm-arena-operator",
+                    help="name of the Lease (the chart passes the release name: two releases never share one)")
     op.add_argument("--lease-namespace", default=None,
                     help="namespace of the Lease (default: $POD_NAMESPACE, else the first --namespace, else default)")
     op.add_argument("--verbose", "-v", action="store_true", help="debug logging")

@@ -151,3 +151,20 @@ def test_load_prefixes_problems_with_the_document_when_there_are_several(tmp_pat
 def test_load_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="cannot read"):
         load_and_validate(tmp_path / "nope.yaml")
+
+
+def test_user_code_is_imported_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    marker = tmp_path / "imported"
+    (tmp_path / "swa_user_factory.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\ndef parallel_env(**kw):\n    raise RuntimeError('never called')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    doc = copy.deepcopy(GOOD)
+    doc["spec"]["environment"]["factory"] = "swa_user_factory:parallel_env"
+    validate_manifest(copy.deepcopy(doc))  # the default: the user's module is not even imported
+    load_and_validate(_write(tmp_path, yaml.safe_dump(doc)))
+    assert not marker.exists() and "swa_user_factory" not in sys.modules
+    validate_manifest(copy.deepcopy(doc), check_imports=True)
+    assert marker.exists()
+    sys.modules.pop("swa_user_factory", None)

@@ -214,3 +214,31 @@ def test_after_a_head_is_replaced_the_job_waits_for_the_workers_and_restarts_the
     # Never waits forever: past the timeout it submits with what there is.
     d = decide(obs(status, job=JobView(sid, found=False), rejoin=RejoinView(0, 1, (), REJOIN_TIMEOUT_S)))
     assert d.actions == [Submit(2, names.submission_id(UID, 2))]
+
+
+def test_a_stop_is_sent_until_ray_confirms_it_also_once_the_phase_is_final() -> None:
+    sid = names.submission_id(UID, 1)
+    start = (NOW - timedelta(seconds=120)).isoformat().replace("+00:00", "Z")
+    status = SwarmEvaluationStatus(phase=Phase.RUNNING, job_id=sid, attempts=1, start_time=start)
+    d = decide(obs(status, job=JobView(sid, True, "RUNNING", record=record()), active_deadline_seconds=60))
+    assert StopJob(sid) in d.actions and d.status.phase is Phase.FAILED
+    assert condition(d.status, cond.JOB_RUNNING) == ("Unknown", "Stopping") and d.requeue_s <= 5
+    # The stop failed (or Ray has not acted yet): the finished evaluation keeps asking.
+    for job, reachable in [(JobView(sid, True, "RUNNING"), True), (None, False)]:
+        again = decide(obs(d.status, job=job, reachable=reachable, active_deadline_seconds=60))
+        assert again.actions == [StopJob(sid)] and again.status.phase is Phase.FAILED and again.requeue_s <= 5
+        assert condition(again.status, cond.JOB_RUNNING) == ("Unknown", "Stopping")
+    for job, cluster in [(JobView(sid, True, "STOPPED"), READY), (JobView(sid, False), READY),
+                         (None, ClusterView(exists=False))]:
+        done = decide(obs(d.status, job=job, cluster=cluster, active_deadline_seconds=60))
+        assert done.actions == [] and condition(done.status, cond.JOB_RUNNING) == ("False", "Stopped")
+        assert decide(obs(done.status, job=None, reachable=False)).actions == []  # nothing left to do
+
+
+def test_a_deadline_with_the_job_already_ended_needs_no_stop() -> None:
+    sid = names.submission_id(UID, 1)
+    start = (NOW - timedelta(seconds=120)).isoformat().replace("+00:00", "Z")
+    status = SwarmEvaluationStatus(phase=Phase.RUNNING, job_id=sid, attempts=1, start_time=start)
+    d = decide(obs(status, job=JobView(sid, True, "FAILED"), active_deadline_seconds=60))
+    assert d.actions == [WriteResults(final=False)] and d.status.phase is Phase.FAILED
+    assert condition(d.status, cond.JOB_RUNNING) == ("False", "DeadlineExceeded")

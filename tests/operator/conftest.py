@@ -44,6 +44,10 @@ class OperatorProcess:
     key_file: Path
     tokens_dir: Path
     extra: list[str] = field(default_factory=list)
+    addresses_file: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    label: str = ""
+    """Tells the logs of several operators of one test apart."""
     proc: subprocess.Popen | None = None
     metrics_port: int = 0
     liveness_port: int = 0
@@ -53,21 +57,39 @@ class OperatorProcess:
     def start(self, kubeconfig: Path | None = None) -> "OperatorProcess":
         self.starts += 1
         self.metrics_port, self.liveness_port = free_port(), free_port()
-        self.log = self.workdir / f"operator-{self.starts}.log"
+        self.log = self.workdir / f"operator{self.label}-{self.starts}.log"
         argv = [str(BIN / "swarm-arena"), "operator", "--log-format", "text", "--dashboard-via", "pod-ip",
                 "--poll-seconds", "1", "--metrics-port", str(self.metrics_port),
                 "--liveness-port", str(self.liveness_port), "--ray-auth-key-file", str(self.key_file),
                 "--ray-tokens-dir", str(self.tokens_dir), *self.extra]
+        if self.addresses_file is not None:
+            if not self.addresses_file.exists():
+                self.addresses_file.write_text("clusters: []\n")  # nothing approved yet
+            argv += ["--cluster-addresses-file", str(self.addresses_file)]
         for ns in self.namespaces:
             argv += ["--namespace", ns]
         if self.namespaces and "--lease-namespace" not in self.extra:
             argv += ["--lease-namespace", self.namespaces[0]]  # each test its own Lease
-        env = dict(os.environ, KUBECONFIG=str(kubeconfig or self.cp.kubeconfig))
+        env = dict(os.environ, KUBECONFIG=str(kubeconfig or self.cp.kubeconfig), **self.env)
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          env=env, start_new_session=True)
         wait_for("operator /healthz", self._healthy, 60, on_timeout=self.tail)
         return self
+
+    def approve(self, address: str, namespaces: list[str], token: str | None) -> None:
+        """As the admin: let `namespaces` use the existing cluster at `address` (with `token`).
+        The operator reads the file again when it changes, running or not."""
+        assert self.addresses_file is not None
+        doc = yaml.safe_load(self.addresses_file.read_text()) if self.addresses_file.exists() else None
+        clusters = [c for c in (doc or {}).get("clusters") or [] if c["address"] != address]
+        entry: dict[str, Any] = {"address": address, "namespaces": namespaces}
+        if token is not None:
+            entry["tokenFile"] = f"token-{len(clusters)}-{secrets.token_hex(2)}"
+            (self.tokens_dir / entry["tokenFile"]).write_text(token)
+        tmp = self.addresses_file.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump({"clusters": [*clusters, entry]}))
+        tmp.replace(self.addresses_file)  # atomically, as the kubelet updates a mounted ConfigMap
 
     def _healthy(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
@@ -103,8 +125,10 @@ def operator_factory(control_plane: ControlPlane, crd: None, tmp_path: Path) -> 
     tokens = tmp_path / "ray-tokens"
     tokens.mkdir()
 
-    def make(namespaces: list[str], extra: list[str] | None = None) -> OperatorProcess:
-        op = OperatorProcess(control_plane, tmp_path, namespaces, key, tokens, extra or [])
+    def make(namespaces: list[str], extra: list[str] | None = None, env: dict[str, str] | None = None) -> OperatorProcess:
+        op = OperatorProcess(control_plane, tmp_path, namespaces, key, tokens, extra or [],
+                             addresses_file=tmp_path / "cluster-addresses.yaml", env=env or {},
+                             label=f"-{len(made) + 1}" if made else "")
         made.append(op)
         return op
 

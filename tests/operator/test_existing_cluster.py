@@ -20,7 +20,7 @@ pytestmark = pytest.mark.controlplane
 @pytest.fixture
 def evals(control_plane, namespace, ray_head, operator_factory):
     op = operator_factory([namespace])
-    (op.tokens_dir / "default").write_text(ray_head.token)
+    op.approve(ray_head.dashboard, [namespace], ray_head.token)
     op.start()
     ev = Evaluations(control_plane, namespace, op.tail)
     ev.operator = op
@@ -154,8 +154,7 @@ def test_two_operators_one_acts_and_the_standby_takes_over(evals, operator_facto
 
     from tests.controlplane.plane import wait_for
 
-    standby = operator_factory([evals.ns])
-    (standby.tokens_dir / "default").write_text(evals.head.token)
+    standby = operator_factory([evals.ns])  # the same admin files (tokens, approved addresses)
     standby.start()  # healthy, but waiting for the Lease
     lease = json.loads(evals.cp.kubectl("get", "lease", "swarm-arena-operator", "-n", evals.ns, "-o", "json").stdout)
     assert lease["spec"]["holderIdentity"].endswith(f"-{evals.operator.proc.pid}")

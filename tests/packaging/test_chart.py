@@ -143,7 +143,8 @@ def test_the_operator_cli_accepts_the_charts_command_line(helm: str, sets: tuple
     assert parsed.ray_auth_key_file == "/etc/swarm-arena/ray-auth/key"
     assert parsed.leader_election is ("leaderElection.enabled=false" not in sets)
     if parsed.leader_election:
-        assert parsed.lease_namespace == "swarm-arena-system"
+        assert parsed.lease_namespace == "swarm-arena-system" and parsed.lease_name == "swarm-arena-operator"
+    assert parsed.cluster_addresses_file == "/etc/swarm-arena/clusters/clusters.yaml"
     if sets and sets[0].startswith("watchNamespaces"):
         assert parsed.namespace == ["team-a", "team-b"] and not parsed.all_namespaces
     else:
@@ -161,6 +162,32 @@ def test_ray_auth_key_is_mounted_from_a_secret_never_read_through_the_api(helm: 
     assert by_kind(existing, "Secret") == []
     pod = one(existing, "Deployment")["spec"]["template"]["spec"]
     assert {v["name"]: v for v in pod["volumes"]}["ray-auth"]["secret"]["secretName"] == "mine"
+
+
+def test_existing_clusters_are_an_admin_owned_configmap_the_operator_reads(helm: str) -> None:
+    from swarm_arena.controller.addresses import parse
+
+    objects = template(helm, "existingClusters[0].address=http://ray-head.team-a.svc:8265",
+                       "existingClusters[0].namespaces={team-a,team-b}", "existingClusters[0].tokenFile=team-a",
+                       "rayTokens.existingSecret=tokens", release="second")
+    cm = one(objects, "ConfigMap", "second-swarm-arena-operator-clusters")
+    [approved] = parse(cm["data"]["clusters.yaml"])
+    assert approved.endpoint == ("http", "ray-head.team-a.svc", 8265)
+    assert approved.namespaces == {"team-a", "team-b"} and approved.token_file == "team-a"
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["clusters"]["configMap"]["name"] == cm["metadata"]["name"]
+    mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["clusters"]["mountPath"] == "/etc/swarm-arena/clusters" and "subPath" not in mounts["clusters"]
+    args = pod["containers"][0]["args"]
+    assert "--cluster-addresses-file=/etc/swarm-arena/clusters/clusters.yaml" in args
+    assert "--lease-name=second" in args  # two releases in one namespace never share a Lease
+    lease_rules = [r for r in _rules(objects) if "leases" in r["resources"] and r.get("resourceNames")]
+    assert [r["resourceNames"] for r in lease_rules] == [["second"]]
+    # Nothing approved by default: every cluster.address is refused.
+    assert parse(one(template(helm), "ConfigMap", "swarm-arena-operator-clusters")["data"]["clusters.yaml"]) == []
+    with pytest.raises(AssertionError, match="existingClusters"):
+        template(helm, "existingClusters[0].address=ray://h:10001", "existingClusters[0].namespaces={a}")
 
 
 def _rules(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:

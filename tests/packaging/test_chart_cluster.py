@@ -169,7 +169,7 @@ def test_chart_token_has_what_the_operator_uses_everywhere(wide, make_namespace)
     assert not wide.can_i("create", "pods", ns)
     # Leader election: its own Lease, in its own namespace only.
     assert wide.can_i("create", "leases.coordination.k8s.io", wide.namespace)
-    assert wide.can_i("update", "leases.coordination.k8s.io/swarm-arena-operator", wide.namespace)
+    assert wide.can_i("update", f"leases.coordination.k8s.io/{wide.name}", wide.namespace)
     assert not wide.can_i("update", "leases.coordination.k8s.io/someone-elses", wide.namespace)
     assert not wide.can_i("create", "leases.coordination.k8s.io", ns)
 

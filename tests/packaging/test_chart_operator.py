@@ -82,8 +82,10 @@ def assert_grants_are_what_was_used(control_plane, release: Release, op) -> None
 
 def test_operator_with_the_charts_token_carries_an_evaluation_to_succeeded(
         process_nodes, chart_release, namespace, operator_factory) -> None:  # noqa: F811
-    # The Lease lives in the release namespace, the only place the chart lets the operator keep one.
-    op = operator_factory([namespace], extra=["--lease-namespace", chart_release.namespace])
+    # The Lease lives in the release namespace and is named after the release, the only one the
+    # chart lets the operator keep.
+    op = operator_factory([namespace], extra=["--lease-namespace", chart_release.namespace,
+                                              "--lease-name", chart_release.name])
     op.start(kubeconfig=chart_release.kubeconfig())
     evaluations = Evaluations(process_nodes, namespace, op.tail)
 
@@ -104,7 +106,8 @@ def test_operator_with_a_namespaced_install_token_without_nodes_runs_an_evaluati
     wait_until("Deployment Available", deployment_available(kube_api, system, release.fullname), timeout=120)
     assert not [d for d in yaml.safe_load_all(release.helm_cmd("get", "manifest", release.name, "-n", system))
                 if d and d["kind"].startswith("Cluster")]
-    op = operator_factory([watched], extra=["--lease-namespace", system, "--no-watch-nodes"])
+    op = operator_factory([watched], extra=["--lease-namespace", system, "--lease-name", release.name,
+                                                "--no-watch-nodes"])
     op.start(kubeconfig=release.kubeconfig())
     evaluations = Evaluations(process_nodes, watched, op.tail)
 

@@ -186,8 +186,12 @@ def _builtin_param_problems(evaluation: SwarmEvaluation) -> list[tuple[Loc, str]
 # ---- the public face -------------------------------------------------------------------------
 
 
-def validate_manifest(doc: Any, *, check_imports: bool = True) -> SwarmEvaluation:
-    """The SwarmEvaluation in `doc`, or ManifestError listing every problem with its field path."""
+def validate_manifest(doc: Any, *, check_imports: bool = False) -> SwarmEvaluation:
+    """The SwarmEvaluation in `doc`, or ManifestError listing every problem with its field path.
+
+    `check_imports=True` also imports the user's factories (`module:callable`) to check they
+    resolve: that runs the user's code, so only where it runs anyway (the job, `swarm-arena run`),
+    never by default and never in the operator."""
     if not isinstance(doc, dict):
         raise ManifestError([f"<document>: must be a mapping (a Kubernetes object), got {type(doc).__name__}"])
     problems: list[tuple[Loc, str]] = []
@@ -219,7 +223,7 @@ def _yaml_documents(path: Path) -> list[Any]:
         raise ManifestError([f"{where}: YAML syntax error: {what}"]) from None
 
 
-def load_and_validate(path: str | Path, *, check_imports: bool = True) -> SwarmEvaluation:
+def load_and_validate(path: str | Path, *, check_imports: bool = False) -> SwarmEvaluation:
     """Read a YAML file (several documents allowed) and validate its SwarmEvaluation(s).
 
     Returns the first SwarmEvaluation; with several, each is checked and problems are

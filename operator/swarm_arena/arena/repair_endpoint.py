@@ -109,15 +109,19 @@ class RepairEndpoint:
             node_ids = parse_node_ids(body)
         except BadRequest as exc:
             return 400, {"error": str(exc)}
+        # What went wrong is logged (the job's log), never echoed: an exception's text can carry
+        # paths, addresses or values of the evaluation that the caller has no business reading.
         try:
             replaced = self._repair(node_ids)
-        except EvaluationNotRunning as exc:
-            return 404, {"error": str(exc)}
-        except RepairTimedOut as exc:
-            return 504, {"error": str(exc)}
-        except Exception as exc:  # noqa: BLE001 - reported to the caller, who falls back to a repair job
+        except EvaluationNotRunning:
+            log.info("repair request: no running evaluation", exc_info=True)
+            return 404, {"error": "no running evaluation to repair here"}
+        except RepairTimedOut:
+            log.warning("repair request timed out", exc_info=True)
+            return 504, {"error": "the coordinator did not answer in time (it may still be repairing)"}
+        except Exception:  # noqa: BLE001 - reported to the caller, who falls back to a repair job
             log.exception("repair request failed")
-            return 500, {"error": f"{type(exc).__name__}: {exc}"}
+            return 500, {"error": "the repair failed; the job's log says why"}
         log.warning("repair requested over HTTP for %s: replaced %s", node_ids or "unanswering actors",
                     ", ".join(replaced) or "nothing")
         return 200, {"replaced": replaced}

@@ -26,6 +26,12 @@ from swarm_arena.controller.losses import Loss
 HEAD_LOSS_GRACE_S = 30.0
 # After a head is replaced, how long the re-submission waits for the workers to join it.
 REJOIN_TIMEOUT_S = 180.0
+# How often a stop Ray has not confirmed yet is sent again.
+STOP_RETRY_S = 5.0
+# JobRunning's reason while a stop is sent and not yet confirmed (durable: it is in status).
+STOPPING = "Stopping"
+# How often an evaluation whose `cluster.address` is refused looks at the admin's file again.
+ADDRESS_RECHECK_S = 30.0
 # How many leaderboard rows status carries; the results ConfigMap has all of them.
 STATUS_LEADERBOARD_ROWS = 10
 
@@ -76,6 +82,9 @@ class Observation:
     """The repair job in flight, if any."""
     rejoin: RejoinView | None = None
     """After the head was replaced (the job is gone with it): the workers of the new Ray cluster."""
+    address_refused: tuple[str, str] | None = None
+    """(reason, message) when `cluster.address` is not approved for the evaluation's namespace, or
+    its token is missing (addresses.py): no request was made to it, and none is."""
 
 
 @dataclass(frozen=True)
@@ -232,10 +241,13 @@ def _decide(obs: Observation, st: _Status, d: Decision) -> None:  # noqa: C901 -
     if s.results is not None:
         name_cm = s.results.results_config_map
 
-    # -- finished: only the TTL is left to act on ------------------------------------------------
+    # -- finished: a stop to confirm, and the TTL --------------------------------------------------
     if s.phase in (Phase.SUCCEEDED, Phase.FAILED):
-        if _job_active(obs):
-            d.actions.append(StopJob(obs.job.submission_id))  # e.g. the deadline fired while it ran
+        if stop_pending(s):
+            if _stop(st, d, obs, None):
+                st.set(cond.JOB_RUNNING, False, "Stopped", f"job {s.job_id} stopped")
+        elif _job_active(obs):
+            d.actions.append(StopJob(obs.job.submission_id))
         if spec.ttl_seconds_after_finished is not None and obs.cluster is not None and obs.cluster.exists:
             done = _parse(s.completion_time) or now
             due = done + timedelta(seconds=spec.ttl_seconds_after_finished)
@@ -252,10 +264,9 @@ def _decide(obs: Observation, st: _Status, d: Decision) -> None:  # noqa: C901 -
         started = _parse(s.start_time) or now
         due = started + timedelta(seconds=spec.active_deadline_seconds)
         if now >= due:
-            if _job_active(obs):
-                d.actions.append(StopJob(obs.job.submission_id))
             _fold_record(st, obs.job.record if obs.job else None, name_cm)
-            st.set(cond.JOB_RUNNING, False, "DeadlineExceeded", "stopped at spec.activeDeadlineSeconds")
+            if _stop(st, d, obs, "spec.activeDeadlineSeconds passed"):
+                st.set(cond.JOB_RUNNING, False, "DeadlineExceeded", "stopped at spec.activeDeadlineSeconds")
             st.phase(Phase.FAILED, "DeadlineExceeded",
                      f"ran longer than spec.activeDeadlineSeconds ({spec.active_deadline_seconds}s); the job was stopped "
                      "and what was counted is kept in status and the results ConfigMap")
@@ -283,6 +294,17 @@ def _decide(obs: Observation, st: _Status, d: Decision) -> None:  # noqa: C901 -
             # the next attempt resumes from what was counted; the stopped one is done with
             s.job_id = None
         st.phase(Phase.SUSPENDED, "Suspended", "spec.suspend is set; unset it to resume from what was counted")
+        return
+
+    # -- an existing cluster the admin did not approve: no request goes to it ---------------------
+    if obs.address_refused is not None:
+        reason, message = obs.address_refused
+        st.set(cond.CLUSTER_READY, False, reason, message)
+        if s.phase in (None, Phase.PENDING):
+            st.phase(Phase.PENDING, reason, message)
+        else:
+            st.set(cond.READY, False, reason, message)
+        d.requeue_s = ADDRESS_RECHECK_S  # the admin's file is read again: an approval takes effect
         return
 
     # -- the Ray cluster ---------------------------------------------------------------------------
@@ -400,6 +422,35 @@ def _decide(obs: Observation, st: _Status, d: Decision) -> None:  # noqa: C901 -
     d.actions.append(WriteResults(final=False))
     _submit(st, d, obs, attempts + 1, "Resubmitting",
             f"run {failures} of at most {spec.backoff_limit + 1} failed ({why}); re-submitting, resuming from what was counted")
+
+
+def stop_pending(status: SwarmEvaluationStatus) -> bool:
+    """A stop was sent and Ray has not confirmed it yet (the job may still run): the operator
+    keeps asking, also once the phase is final."""
+    c = cond.get(status.conditions, cond.JOB_RUNNING)
+    return status.job_id is not None and c is not None and c.reason == STOPPING
+
+
+def _confirmed_stopped(obs: Observation, sid: str) -> bool:
+    if obs.cluster is not None and not obs.cluster.exists:
+        return True  # its own Ray cluster is gone, and every job with it
+    j = obs.job
+    return (obs.dashboard_reachable and j is not None and j.submission_id == sid
+            and (not j.found or j.status not in ACTIVE_JOB))
+
+
+def _stop(st: _Status, d: Decision, obs: Observation, why: str | None) -> bool:
+    """True when no job of this evaluation runs (Ray says so); else a StopJob, JobRunning
+    Unknown/Stopping (`why`, or the message it has), and a pass again in STOP_RETRY_S."""
+    sid = st.s.job_id
+    if sid is None or _confirmed_stopped(obs, sid):
+        return True
+    d.actions.append(StopJob(sid))
+    if why is not None:
+        st.set(cond.JOB_RUNNING, None, STOPPING,
+               f"stopping job {sid} ({why}); asked again until Ray says it stopped")
+    d.requeue_s = min(d.requeue_s if d.requeue_s is not None else STOP_RETRY_S, STOP_RETRY_S)
+    return False
 
 
 def _recovering(obs: Observation, st: _Status, d: Decision) -> bool:

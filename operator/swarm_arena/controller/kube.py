@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -17,7 +18,27 @@ from kubernetes.client.exceptions import ApiException
 from swarm_arena.api.resource import GROUP, PLURAL, VERSION
 from swarm_arena.controller.names import FIELD_MANAGER
 
+log = logging.getLogger(__name__)
+
 RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayclusters"
+REQUEST_TIMEOUT_S = 30.0
+"""Every request of the operator's own ends within this (connect and read): a hung API server
+connection costs one pass, never a pool thread forever."""
+THROTTLE_RETRIES = 5
+MAX_RETRY_AFTER_S = 60.0
+
+
+def retry_after_s(exc: ApiException) -> float | None:
+    """Seconds to wait before sending a throttled request (HTTP 429) again, as the API server asks
+    in Retry-After (at least 1 s, at most MAX_RETRY_AFTER_S); None for any other error."""
+    if exc.status != 429:
+        return None
+    raw = (exc.headers or {}).get("Retry-After") if exc.headers is not None else None
+    try:
+        wait = float(raw) if raw is not None else 1.0
+    except ValueError:  # an HTTP date: the API server sends seconds, anything else waits a second
+        wait = 1.0
+    return min(max(wait, 1.0), MAX_RETRY_AFTER_S)
 
 
 class NamespaceTerminating(Exception):
@@ -30,23 +51,47 @@ def load_client() -> client.ApiClient:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
-    return client.ApiClient()
+    return api_client(client.Configuration.get_default_copy())
+
+
+def api_client(configuration: client.Configuration) -> client.ApiClient:
+    """The operator's client: urllib3's own retries off. They would resend a throttled request
+    from inside a pool thread, sleeping there (up to 3 times per call, each after Retry-After);
+    `Kube` waits on the event loop instead, and a failed request fails the pass, which is retried."""
+    configuration.retries = False
+    return client.ApiClient(configuration)
 
 
 class Kube:
-    def __init__(self, api: client.ApiClient, threads: int = 8) -> None:
+    def __init__(self, api: client.ApiClient, threads: int = 8, request_timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+        self.request_timeout_s = request_timeout_s
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube")
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.version = client.VersionApi(api)
 
-    async def _run(self, fn, *args, **kwargs):
+    async def _call(self, thunk):
+        """`thunk()` in the pool; a 429 is sent again after the server's Retry-After (waiting on the
+        event loop, not in a thread), up to THROTTLE_RETRIES times."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+        for attempt in range(THROTTLE_RETRIES + 1):
+            try:
+                return await loop.run_in_executor(self._pool, thunk)
+            except ApiException as exc:
+                wait = retry_after_s(exc)
+                if wait is None or attempt == THROTTLE_RETRIES:
+                    raise
+                log.info("API server throttled a request (429); again in %.0fs", wait)
+                await asyncio.sleep(wait)
+
+    async def _run(self, fn, *args, **kwargs):
+        kwargs.setdefault("_request_timeout", self.request_timeout_s)
+        return await self._call(lambda: fn(*args, **kwargs))
 
     async def _write(self, fn, *args, **kwargs) -> None:
         """A write whose answer is not needed: the response is read (the connection goes back to the
         pool) but not turned into the client's model objects, which cost more than the request."""
+        kwargs.setdefault("_request_timeout", self.request_timeout_s)
 
         def call() -> None:
             response = fn(*args, _preload_content=False, **kwargs)
@@ -55,7 +100,7 @@ class Kube:
             finally:
                 response.release_conn()
 
-        await self._run(call)
+        await self._call(call)
 
     async def warm_up(self) -> None:
         """One request (GET /version), so that the first evaluation's writes find a connection

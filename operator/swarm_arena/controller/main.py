@@ -46,6 +46,7 @@ def run(
     poll_s: float,
     ray_auth_key_file: str | None,
     ray_tokens_dir: str | None,
+    cluster_addresses_file: str | None = None,
     verbose: bool = False,
     leader_election: bool = True,
     lease_namespace: str | None = None,
@@ -53,6 +54,7 @@ def run(
     ray_image_pull_secrets: list[str] | None = None,
     watch_nodes: bool = True,
     delete_pods: bool = True,
+    lease_name: str = "swarm-arena-operator",
 ) -> int:
     kopf.configure(
         verbose=verbose,
@@ -72,6 +74,7 @@ def run(
             image_pull_secrets=tuple(ray_image_pull_secrets or ()),
         ),
         delete_pods=delete_pods,
+        cluster_addresses_file=Path(cluster_addresses_file) if cluster_addresses_file else None,
         liveness_port=liveness_port,
         metrics_port=metrics_port,
     )
@@ -80,6 +83,10 @@ def run(
             "no --ray-auth-key-file (or SWARM_ARENA_RAY_AUTH_KEY): using a random key, so after a restart this "
             "operator cannot authenticate to the Ray clusters it made before; give it a persistent key"
         )
+    if settings.cluster_addresses_file is not None:
+        from swarm_arena.controller.addresses import AddressBook
+
+        AddressBook(settings.cluster_addresses_file, settings.ray_tokens_dir)  # a broken file fails the start
     from swarm_arena.controller import handlers  # noqa: F401 - registers the handlers
     from swarm_arena.controller.handlers.lifecycle import configure
 
@@ -99,7 +106,7 @@ def run(
         from swarm_arena.controller.leader import LeaderElector
 
         where = lease_namespace or os.environ.get("POD_NAMESPACE") or (namespaces[0] if namespaces else "default")
-        elector = LeaderElector(load_client(), where)
+        elector = LeaderElector(load_client(), where, name=lease_name)
         standby = _standby_liveness(liveness_port)  # a waiting standby is alive, not stuck
         try:
             elector.acquire()  # a standby waits here, doing nothing

@@ -25,6 +25,7 @@ from swarm_arena.api.validation import ManifestError, validate_manifest
 from swarm_arena.controller import build_cluster, build_job, build_results, events, metrics, names
 from swarm_arena.controller.dashboard import Dashboard, DashboardError, JobInfo, repair_on_head
 from swarm_arena.controller.decide import (
+    ACTIVE_JOB,
     ClusterView,
     DeleteCluster,
     EnsureCluster,
@@ -37,10 +38,12 @@ from swarm_arena.controller.decide import (
     Submit,
     WriteResults,
     decide,
+    stop_pending,
 )
 from swarm_arena.controller.kube import Kube, NamespaceTerminating
 from swarm_arena.controller.losses import Loss, PodView, find_losses, orphaned_workers, summarize_pod  # noqa: F401
-from swarm_arena.controller.settings import OperatorSettings, token_for_address
+from swarm_arena.controller.addresses import Access, AddressBook
+from swarm_arena.controller.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 
@@ -184,14 +187,24 @@ class Reconciler:
         self.settings = settings
         self.kube = kube
         self.session = session
+        self.addresses = AddressBook(settings.cluster_addresses_file, settings.ray_tokens_dir)
 
     # -- observe -------------------------------------------------------------------------------------
+
+    def address_dashboard(self, namespace: str, address: str, timeout_s: float | None = None) -> tuple[Dashboard | None, Access]:
+        """An existing cluster's dashboard, only when the admin approved `address` for `namespace`
+        (addresses.py): otherwise None, and no request is ever made to it."""
+        access = self.addresses.access(namespace, address)
+        if not access.allowed:
+            return None, access
+        kwargs = {"timeout_s": timeout_s} if timeout_s else {}
+        return Dashboard(self.session, address, access.token, **kwargs), access
 
     def _dashboard(self, evaluation: SwarmEvaluation, uid: str, summary: dict[str, Any] | None) -> Dashboard | None:
         ns, name = evaluation.metadata.namespace, evaluation.metadata.name
         cluster = evaluation.spec.cluster
         if cluster is not None and cluster.address:
-            return Dashboard(self.session, cluster.address, token_for_address(self.settings, cluster.address))
+            return self.address_dashboard(ns, cluster.address)[0]
         token = names.ray_auth_token(self.settings.ray_auth_key, ns, name, uid)
         if self.settings.dashboard_via == "pod-ip":
             ip = summary.get("head_ip") if summary else None
@@ -208,7 +221,15 @@ class Reconciler:
             return JobView(submission_id=sid, found=False), None
         record = None
         if info.driver_node_id:
-            text = await dashboard.tail_file(info.driver_node_id, job_channel.status_file_name(sid), 1)
+            try:
+                text = await dashboard.tail_file(info.driver_node_id, job_channel.status_file_name(sid), 1)
+            except DashboardError as exc:
+                if info.status not in ACTIVE_JOB:
+                    raise  # its outcome is decided on its last record: ask again next pass
+                # The job answered and runs: a log read that failed (the log agent restarting, a
+                # slow node) leaves its progress as it was, never turns it into a lost head.
+                log.info("job %s is %s; its status line could not be read (%s)", sid, info.status, exc)
+                return JobView(sid, True, info.status, info.message, None), None  # type: ignore[arg-type]
             record = job_channel.last_status(text if text.endswith("\n") else text + "\n")
         return JobView(sid, True, info.status, info.message, record), info  # type: ignore[arg-type]
 
@@ -298,12 +319,19 @@ class Reconciler:
         cluster = None if address_mode else cluster_view(summaries, uid)
         dashboard = None
         reachable, error, job, info = False, None, None, None
-        if address_mode or (cluster is not None and cluster.exists and cluster.owned):
+        refused = None
+        if address_mode:
+            assert spec.cluster is not None and spec.cluster.address is not None
+            dashboard, access = self.address_dashboard(ns, spec.cluster.address)
+            if not access.allowed:
+                refused = (access.refused, access.message)
+        elif cluster is not None and cluster.exists and cluster.owned:
             dashboard = self._dashboard(evaluation, uid, summary)
         # An unready cluster with no job yet is not asked: nothing is decided on its dashboard, and
         # every change of its RayCluster's status would otherwise cost a probe.
         waiting = cluster is not None and not cluster.ready and not status.job_id
-        if dashboard is not None and not waiting and status.phase not in (Phase.SUCCEEDED, Phase.FAILED):
+        finished = status.phase in (Phase.SUCCEEDED, Phase.FAILED)
+        if dashboard is not None and not waiting and (not finished or stop_pending(status)):
             try:
                 if status.job_id:
                     job, info = await self._job_view(dashboard, status.job_id)
@@ -318,7 +346,7 @@ class Reconciler:
             memory.unreachable_since = memory.unreachable_since or now
             error = "the head pod has no IP yet"
 
-        if job is not None and job.found and dashboard is not None:
+        if job is not None and job.found and dashboard is not None and not finished:
             await self._load_counted(memory, ns, name)
             try:
                 await self._sync_episodes(memory, dashboard, job, info)
@@ -350,6 +378,7 @@ class Reconciler:
             now=now, uid=uid, generation=meta.get("generation", 1), spec=spec, status=status, cluster=cluster,
             dashboard_reachable=reachable, dashboard_error=error, job=job,
             unreachable_since=memory.unreachable_since, losses=losses, repair=repair, rejoin=rejoin,
+            address_refused=refused,
         )
         decision = decide(obs)
         if _has(decision, WriteResults) or memory.counted.dirty:

@@ -37,10 +37,13 @@ class OperatorSettings:
     ray_auth_key: bytes = field(default=b"", repr=False)
     """Key the per-cluster Ray tokens are derived from (see names.ray_auth_token)."""
     ray_tokens_dir: Path | None = None
-    """Tokens of existing clusters (`cluster.address`): a file per dashboard `host_port`, or `default`."""
+    """Tokens of existing clusters (`cluster.address`): the files `cluster_addresses_file` names."""
     ray_pods: RayPodDefaults = field(default_factory=RayPodDefaults)
     delete_pods: bool = True
     """Delete a worker pod a replaced head left behind (KubeRay #1141); else an event asks a person to."""
+    cluster_addresses_file: Path | None = None
+    """The admin's approved existing clusters: which namespaces may use which address, with which
+    token file (addresses.py). None: no `cluster.address` is approved."""
     liveness_port: int | None = 8080
     metrics_port: int | None = 9090
 
@@ -60,17 +63,3 @@ def read_auth_key(path: str | None) -> bytes:
     if env:
         return env.encode()
     return secrets.token_bytes(32)
-
-
-def token_for_address(settings: OperatorSettings, address: str) -> str | None:
-    """The Ray token for an existing cluster's dashboard, from files the operator was given."""
-    if settings.ray_tokens_dir is None:
-        return None
-    from urllib.parse import urlparse
-
-    parsed = urlparse(address)
-    for name in (f"{parsed.hostname}_{parsed.port or 8265}", str(parsed.hostname), "default"):
-        candidate = settings.ray_tokens_dir / name
-        if candidate.is_file():
-            return candidate.read_text().strip() or None
-    return None

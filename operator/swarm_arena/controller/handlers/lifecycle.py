@@ -101,8 +101,15 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     settings.persistence.diffbase_storage = MemoryDiffBaseStorage()
     # Events are posted on purpose (phase changes, recoveries), not for every log line.
     settings.posting.level = logging.ERROR
+    # Every API request has a timeout: a watch is ended by the server after 300 s and by kopf
+    # 30 s later if the server does not; other requests, connecting included, end within 30 s
+    # (10 s to connect). A 429 waits the server's Retry-After, even when shorter than kopf's backoff.
     settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
+    settings.networking.connect_timeout = 10
+    settings.networking.enforce_retry_after = True
     # No runtime scanning of CRDs and namespaces: the resources are fixed and the namespaces are
     # named exactly, so the chart grants neither (scanning would retry 403s for ~1.5 min first).
     settings.scanning.disabled = True
