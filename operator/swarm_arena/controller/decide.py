@@ -398,8 +398,9 @@ def _decide(obs: Observation, st: _Status, d: Decision) -> None:  # noqa: C901 -
         d.actions.append(WriteResults(final=False))
         return
     d.actions.append(WriteResults(final=False))
-    _submit(st, d, obs, attempts + 1, "Resubmitting",
-            f"run {failures} of at most {spec.backoff_limit + 1} failed ({why}); re-submitting, resuming from what was counted")
+    msg = f"run {failures} of at most {spec.backoff_limit + 1} failed ({why}); re-submitting, resuming from what was counted"
+    _submit(st, d, obs, attempts + 1, "Resubmitting", msg)
+    d.event = ("Warning", "Resubmitting", msg)  # the phase may not change: say so anyway
 
 
 def _recovering(obs: Observation, st: _Status, d: Decision) -> bool:
