@@ -49,6 +49,14 @@ def episodes_from_configmap(configmap: dict[str, Any] | None) -> list[EpisodeRec
     return unpack_episodes((configmap.get("binaryData") or {}).get(EPISODES_KEY))
 
 
+def is_final(configmap: dict[str, Any]) -> bool:
+    """Whether the ConfigMap holds the evaluation's final results (`final: true` in results.json)."""
+    try:
+        return json.loads((configmap.get("data") or {}).get(RESULTS_KEY) or "{}").get("final") is True
+    except ValueError:
+        return False
+
+
 def _summary(records: list[EpisodeRecord]) -> dict[str, Any]:
     rows = [
         {"episode": r.episode, "pairing": r.pairing, "returns": r.returns, "steps": r.steps}
