@@ -93,6 +93,8 @@ class Observation:
     """After the head was replaced (the job is gone with it): the workers of the new Ray cluster."""
     taken: Taken | None = None
     """A child's name held by an object not ours (found creating or reading it)."""
+    too_large: str | None = None
+    """Why the counted episodes no longer fit where the operator keeps them (no durable store)."""
 
 
 @dataclass(frozen=True)
@@ -268,6 +270,16 @@ def _decide(obs: Observation, st: _Status, d: Decision) -> None:  # noqa: C901 -
                        f"RayCluster deleted {spec.ttl_seconds_after_finished}s after the evaluation finished")
             else:
                 d.requeue_s = (due - now).total_seconds()
+        return
+
+    # -- what was counted no longer fits (admission refuses such plans; this is the safety net) ----
+    if obs.too_large is not None:
+        if _job_active(obs):
+            d.actions.append(StopJob(obs.job.submission_id))
+        _fold_record(st, obs.job.record if obs.job else None, name_cm)
+        st.set(cond.JOB_RUNNING, False, "TooManyEpisodes", obs.too_large)
+        st.phase(Phase.FAILED, "TooManyEpisodes", obs.too_large)
+        d.actions.append(WriteResults(final=True))
         return
 
     # -- deadline ----------------------------------------------------------------------------------

@@ -95,6 +95,9 @@ class Memory:
     taken: NotOurs | None = None
     """A child's name held by an object not ours, found on an earlier pass: checked again each
     pass (one GET) until it is gone."""
+    too_large: str | None = None
+    """Why the counted episodes no longer fit (TooManyEpisodes, ResumeTooLarge): the evaluation fails
+    with it instead of retrying what cannot succeed."""
     results_final: bool = False
     """The results ConfigMap is known to be written with `final: true` (this operator wrote it,
     or read it so): a finished evaluation's first pass checks it once, and repairs it."""
@@ -168,6 +171,9 @@ def _validated(memory: Memory, doc: dict[str, Any]) -> SwarmEvaluation | Manifes
         spec = copy.deepcopy(doc["spec"])
         try:
             memory.validated = validate_manifest(doc, check_imports=False)
+            too_big = build_results.size_problems(memory.validated.spec)
+            if too_big:  # what the operator cannot keep: refused before anything runs
+                memory.validated = ManifestError(too_big)
         except ManifestError as exc:
             memory.validated = exc
         memory.spec_seen = spec
@@ -293,6 +299,10 @@ class Reconciler:
         started = time.monotonic()
         try:
             wait = await self._reconcile(body, summaries, memory, pods or [], nodes_ready or {})
+        except (build_results.TooManyEpisodes, build_job.ResumeTooLarge) as exc:
+            log.warning("%s/%s: %s", body["metadata"]["namespace"], body["metadata"]["name"], exc)
+            memory.too_large = str(exc)
+            wait = 0.5
         except NotOurs as exc:
             # Found creating or reading a child: the next pass (soon) says so in status, and waits.
             log.info("%s/%s: %s is not this evaluation's (%s); not using it", body["metadata"]["namespace"],
@@ -405,6 +415,7 @@ class Reconciler:
             now=now, uid=uid, generation=meta.get("generation", 1), spec=spec, status=status, cluster=cluster,
             dashboard_reachable=reachable, dashboard_error=error, job=job,
             unreachable_since=memory.unreachable_since, losses=losses, repair=repair, rejoin=rejoin, taken=taken,
+            too_large=memory.too_large,
         )
         if status.phase in FINISHED and not memory.results_final:
             await self._ensure_final_results(evaluation, uid, status, memory, dashboard)
@@ -645,7 +656,7 @@ class Reconciler:
                 update={"results_config_map": status.results.results_config_map if status.results else None})
         cm = build_results.build_results_configmap(
             evaluation, uid, records=list(counted.episodes.values()), progress=status.progress,
-            results=results, recoveries=counted.recoveries, final=final,
+            results=results, recoveries=counted.recoveries, final=final, drop_records=memory.too_large is not None,
         )
         await self.kube.apply_configmap(cm)
         counted.dirty = False
