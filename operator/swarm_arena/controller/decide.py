@@ -355,6 +355,13 @@ def _decide(obs: Observation, st: _Status, d: Decision) -> None:  # noqa: C901 -
             st.set(cond.CLUSTER_READY, False, "Creating", "creating the RayCluster")
             if s.phase in (None, Phase.PENDING, Phase.SUSPENDED, Phase.PROVISIONING):
                 st.phase(Phase.PROVISIONING, "Provisioning", "creating the RayCluster")
+            elif s.phase in (Phase.RUNNING, Phase.RECOVERING):
+                # Deleted under a running job (by hand, by a cleanup): never Running with no job behind it.
+                msg = ("the RayCluster was deleted while the job ran; re-creating it, then the job is re-submitted "
+                       "and resumes from what was counted")
+                st.set(cond.JOB_RUNNING, None, "ClusterLost", msg)
+                st.set(cond.DEGRADED, True, "ClusterLost", msg)
+                st.phase(Phase.RECOVERING, "ClusterLost", msg)
             return
         if not c.owned:
             st.set(cond.CLUSTER_READY, False, "NameConflict",
