@@ -322,3 +322,13 @@ def test_created_suspended_it_has_no_start_and_its_spec_stays_editable_until_it_
     refused = evals.cp.kubectl("patch", "swe", "later", "-n", evals.ns, "--type=merge",
                                "-p", json.dumps({"spec": {"episodes": 3}}), check=False)
     assert refused.returncode != 0 and "spec.episodes cannot change once the evaluation has started" in refused.stderr
+
+
+def test_a_plan_too_big_to_keep_without_a_store_fails_before_it_runs_naming_the_fields(evals) -> None:
+    doc = manifest("huge", episodes=50_000, cluster={"address": evals.head.dashboard})
+    evals.apply(doc)
+    status = evals.wait_phase("huge", "Failed", timeout=60)
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "InvalidSpec" and failed["message"].startswith("spec.episodes: 50000 planned episodes")
+    assert "spec.checkpoint.storageURI" in failed["message"]
+    assert _jobs_of(evals.head, evals.ns, "huge") == [] and "jobId" not in status

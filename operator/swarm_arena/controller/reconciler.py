@@ -627,7 +627,13 @@ class Reconciler:
             memory.results_final = True
             return
         memory.counted = Counted()
-        await self._load_counted(memory, ns, name, uid)
+        try:
+            await self._load_counted(memory, ns, name, uid)
+        except NotOurs as exc:  # replaced by something else since: not ours to write over
+            log.warning("%s/%s: %s is not this evaluation's; its results are not written again", ns, name,
+                        exc.describe())
+            memory.results_final = True
+            return
         if dashboard is not None and status.job_id:
             try:
                 job, info = await self._job_view(dashboard, status.job_id)
