@@ -209,9 +209,9 @@ def _refuse_succeeded(evals: Evaluations) -> str:
             "matchConstraints": {"resourceRules": [{
                 "apiGroups": ["arena.swarm.dev"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"],
                 "resources": ["swarmevaluations", "swarmevaluations/status"]}]},
-            "validations": [{"expression": "request.subResource != 'status' ? object.metadata.name != 'vap-probe' : "
+            "validations": [{"expression": "has(request.subResource) && request.subResource == 'status' ? "
                                            "!has(object.status) || !has(object.status.phase) || "
-                                           "object.status.phase != 'Succeeded'",
+                                           "object.status.phase != 'Succeeded' : object.metadata.name != 'vap-probe'",
                              "message": "test: Succeeded refused"}],
         },
     }
