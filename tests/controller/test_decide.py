@@ -104,9 +104,20 @@ def test_failed_run_is_resubmitted_until_the_backoff_limit() -> None:
     d = decide(obs(status, job=failed, backoff_limit=1))
     assert Submit(2, names.submission_id(UID, 2)) in d.actions and d.status.failures == 1
     assert d.status.phase is Phase.RUNNING
+    assert d.event is not None and d.event[:2] == ("Warning", "Resubmitting") and "boom" in d.event[2]
     again = SwarmEvaluationStatus(phase=Phase.RUNNING, job_id=names.submission_id(UID, 2), attempts=2, failures=1)
     d2 = decide(obs(again, job=JobView(again.job_id, True, "FAILED", record=record(JobState.FAILED, 1)), backoff_limit=1))
     assert d2.status.phase is Phase.FAILED and condition(d2.status, cond.FAILED) == ("True", "BackoffLimitExceeded")
+    assert WriteResults(final=True) in d2.actions and WriteResults(final=False) not in d2.actions
+
+
+def test_a_deadline_ends_with_the_results_written_final() -> None:
+    sid = names.submission_id(UID, 1)
+    status = SwarmEvaluationStatus(phase=Phase.RUNNING, job_id=sid, attempts=1,
+                                   start_time="2026-11-23T11:00:00Z")
+    d = decide(obs(status, job=JobView(sid, True, "RUNNING", record=record(done=2)), active_deadline_seconds=60))
+    assert d.status.phase is Phase.FAILED and StopJob(sid) in d.actions
+    assert WriteResults(final=True) in d.actions and WriteResults(final=False) not in d.actions
 
 
 def test_a_job_lost_with_its_head_is_a_new_attempt_not_a_failure() -> None:
@@ -240,5 +251,28 @@ def test_a_deadline_with_the_job_already_ended_needs_no_stop() -> None:
     start = (NOW - timedelta(seconds=120)).isoformat().replace("+00:00", "Z")
     status = SwarmEvaluationStatus(phase=Phase.RUNNING, job_id=sid, attempts=1, start_time=start)
     d = decide(obs(status, job=JobView(sid, True, "FAILED"), active_deadline_seconds=60))
-    assert d.actions == [WriteResults(final=False)] and d.status.phase is Phase.FAILED
+    assert d.actions == [WriteResults(final=True)] and d.status.phase is Phase.FAILED
     assert condition(d.status, cond.JOB_RUNNING) == ("False", "DeadlineExceeded")
+
+
+def test_an_earlier_evaluations_children_are_waited_for_never_used() -> None:
+    from swarm_arena.controller.decide import Taken
+
+    old_cluster = ClusterView(exists=True, owned=False, ready=True, state="ready", previous_life=True)
+    d = decide(obs(cluster=old_cluster))
+    assert d.actions == [] and d.status.phase is Phase.PROVISIONING and d.requeue_s == 2.0
+    assert condition(d.status, cond.CLUSTER_READY) == ("False", "WaitingForOldCluster")
+    assert condition(d.status, cond.READY) == ("False", "WaitingForOldCluster")
+    old_cm = Observation(now=NOW, uid=UID, generation=2, spec=SPEC, status=SwarmEvaluationStatus(), cluster=READY,
+                         dashboard_reachable=True, taken=Taken("ConfigMap duel-results", previous_life=True))
+    d = decide(old_cm)
+    assert d.actions == [] and d.status.phase is Phase.PROVISIONING
+    assert "ConfigMap duel-results" in cond.get(d.status.conditions, cond.CLUSTER_READY).message
+    # Someone else's object under the name: a conflict that names it, not a wait.
+    foreign = Observation(now=NOW, uid=UID, generation=2, spec=SPEC, status=SwarmEvaluationStatus(), cluster=READY,
+                          dashboard_reachable=True, taken=Taken("Secret duel-ray-auth", previous_life=False))
+    d = decide(foreign)
+    assert d.status.phase is Phase.FAILED and condition(d.status, cond.FAILED) == ("True", "ClusterConflict")
+    assert "Secret duel-ray-auth" in cond.get(d.status.conditions, cond.FAILED).message
+    stray = decide(obs(cluster=ClusterView(exists=True, owned=False, ready=True, state="ready")))
+    assert stray.status.phase is Phase.FAILED and condition(stray.status, cond.FAILED) == ("True", "ClusterConflict")

@@ -255,22 +255,34 @@ def test_a_provisioning_evaluation_writes_only_what_changed_meaning_at_once(monk
 
 
 def test_pods_wake_only_running_evaluations_and_own_status_writes_wake_none() -> None:
-    memo = kopf.Memo(pokes={("ns", "a"): asyncio.Event(), ("ns", "b"): asyncio.Event()}, running={("ns", "b")},
-                     generations={})
+    memo = kopf.Memo(pokes={"uid-a": asyncio.Event(), "uid-b": asyncio.Event()}, running={"uid-b"},
+                     uids={("ns", "a"): "uid-a", ("ns", "b"): "uid-b"}, generations={})
     eval_handlers.poke_if_running(memo, "ns", "a")
     eval_handlers.poke_if_running(memo, "ns", "b")
-    assert not memo.pokes["ns", "a"].is_set() and memo.pokes["ns", "b"].is_set()
+    assert not memo.pokes["uid-a"].is_set() and memo.pokes["uid-b"].is_set()
 
     def changed(generation: int, type_: str = "MODIFIED") -> bool:
-        memo.pokes["ns", "a"].clear()
+        memo.pokes["uid-a"].clear()
         body = kopf.Body({"metadata": {"name": "a", "namespace": "ns", "generation": generation}})
         asyncio.run(eval_handlers.evaluation_changed(type=type_, namespace="ns", name="a", body=body, memo=memo))
-        return memo.pokes["ns", "a"].is_set()
+        return memo.pokes["uid-a"].is_set()
 
     assert changed(1)  # first seen
     assert not changed(1)  # a status write: same generation
     assert changed(2)  # the spec changed (e.g. suspend)
     assert not changed(2, "DELETED") and ("ns", "a") not in memo.generations
+
+
+def test_a_recreated_evaluation_keeps_its_wake_ups_when_the_old_loop_ends() -> None:
+    memo = kopf.Memo(pokes={}, running=set(), uids={}, generations={})
+    old = eval_handlers.register(memo, "ns", "a", "uid-old")
+    new = eval_handlers.register(memo, "ns", "a", "uid-new")  # re-created before the old loop ended
+    memo.running.add("uid-new")
+    eval_handlers.unregister(memo, "ns", "a", "uid-old")  # the old loop ends now
+    eval_handlers.poke_if_running(memo, "ns", "a")
+    assert new.is_set() and not old.is_set()
+    eval_handlers.unregister(memo, "ns", "a", "uid-new")
+    assert memo.pokes == {} and memo.uids == {} and memo.running == set()
 
 
 def test_an_evaluation_that_finishes_wakes_again_at_its_ttl() -> None:

@@ -96,8 +96,12 @@ def log_tail(path: Path, lines: int = 40) -> str:
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.2,
              on_timeout: Callable[[], str] | None = None) -> Any:
-    """Poll ``check`` until it returns a truthy value or ``timeout`` passes; exceptions count as
-    "not yet" and the last one is reported."""
+    """Poll ``check`` until it returns a truthy value or ``timeout`` passes.
+
+    Other exceptions (a request refused while a component restarts) count as "not yet" and the
+    last one is reported at the deadline; an ``AssertionError`` (a condition that has failed and
+    will not turn true: e.g. the evaluation went ``Failed``) and ``ComponentExited`` go through at
+    once, so a failed run fails its test now instead of waiting out the timeout."""
     deadline = time.monotonic() + timeout
     last_exc: BaseException | None = None
     while True:
@@ -105,7 +109,7 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: floa
             result = check()
             if result:
                 return result
-        except ComponentExited:
+        except (ComponentExited, AssertionError):
             raise
         except Exception as exc:  # noqa: BLE001 - polling
             last_exc = exc

@@ -93,7 +93,7 @@ class OperatorProcess:
 
     def _healthy(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"operator exited {self.proc.returncode}:\n{self.tail()}")
+            raise ComponentExited(f"operator exited {self.proc.returncode}:\n{self.tail()}")
         with urllib.request.urlopen(f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=2) as r:
             return r.status == 200
 

@@ -10,6 +10,7 @@ both refuse the same manifests.
 from __future__ import annotations
 
 import fnmatch
+import math
 from collections.abc import Sequence
 from enum import Enum
 from typing import Annotated, Any, Literal
@@ -575,6 +576,13 @@ class SwarmEvaluationSpec(ApiModel):
     @property
     def effective_teams(self) -> list[TeamSpec]:
         return self.teams or [TeamSpec(name="all", agents="*")]
+
+    @property
+    def planned_episodes(self) -> int:
+        """How many episodes the plan holds: `episodes` per pairing under round-robin."""
+        if self.matchmaking.mode is MatchmakingMode.ROUND_ROBIN:
+            return math.perm(len(self.policies), len(self.effective_teams)) * self.episodes
+        return self.episodes
 
     @property
     def policy_names(self) -> list[str]:

@@ -121,7 +121,16 @@ class SwarmEvaluationStatus(ApiModel):
         default=None, ge=0, description="Re-submissions after the Ray head was lost (not counted against backoffLimit)."
     )
     dashboard_url: str | None = Field(default=None, alias="dashboardURL", description="Ray dashboard URL.")
-    start_time: str | None = Field(default=None, description="When the run started (RFC 3339).")
+    start_time: str | None = Field(
+        default=None,
+        description="When the run started (RFC 3339); an evaluation created suspended gets it when it first runs.",
+    )
+    suspended_seconds: int | None = Field(
+        default=None, ge=0, description="Seconds spent suspended after the start, not counted by activeDeadlineSeconds."
+    )
+    suspended_since: str | None = Field(
+        default=None, description="When the current suspension began (RFC 3339); unset while not suspended."
+    )
     completion_time: str | None = Field(default=None, description="When the run finished (RFC 3339).")
     progress: Progress | None = Field(default=None, description="Episodes and agent-steps.")
     recoveries: int | None = Field(default=None, ge=0, description="How many recoveries happened.")

@@ -88,10 +88,7 @@ def pairings(spec: SwarmEvaluationSpec) -> list[dict[str, tuple[str, ...]]]:
 
 def count_matches(spec: SwarmEvaluationSpec) -> int:
     """How many episodes the plan holds, without building it."""
-    teams = len(spec.effective_teams)
-    if spec.matchmaking.mode is MatchmakingMode.ROUND_ROBIN:
-        return math.perm(len(spec.policies), teams) * spec.episodes
-    return spec.episodes
+    return spec.planned_episodes
 
 
 def episode_seed(run_seed: int, index: int) -> int:

@@ -50,11 +50,15 @@ def build_submission(
         env_vars[job_channel.REPAIR_PORT_ENV] = str(job_channel.REPAIR_PORT)
     if resume is not None and (resume.episodes or resume.recoveries):
         packed = job_channel.encode_payload(resume.model_dump(by_alias=True, mode="json"))
+        if len(packed) > MAX_ENV_VALUE_BYTES and spec.checkpoint.storage_uri:
+            # The durable store has every counted record: the job resumes from it.
+            packed = job_channel.encode_payload(
+                job_channel.ResumePayload(recoveries=resume.recoveries).model_dump(by_alias=True, mode="json"))
         if len(packed) > MAX_ENV_VALUE_BYTES:
             raise ResumeTooLarge(
                 f"{len(resume.episodes)} counted episodes take {len(packed) // 1024} KiB, more than a job "
                 f"submission can carry ({MAX_ENV_VALUE_BYTES // 1024} KiB); set spec.checkpoint.storageURI "
-                "so the job resumes from the durable store"
+                "(the job resumes from the durable store) or plan fewer spec.episodes"
             )
         env_vars[job_channel.RESUME_ENV] = packed
     runtime_env["env_vars"] = env_vars

@@ -12,12 +12,15 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import random
 from typing import Any
 
 from swarm_arena.api.report import EpisodeRecord
 from swarm_arena.api.resource import SwarmEvaluation
+from swarm_arena.api.spec import SwarmEvaluationSpec
 from swarm_arena.api.status import Progress, Recovery, Results
 from swarm_arena.controller import names
+from swarm_arena.controller.build_job import MAX_ENV_VALUE_BYTES
 
 EPISODES_KEY = "episodes.jsonl.gz"
 RESULTS_KEY = "results.json"
@@ -25,10 +28,61 @@ SUMMARY_KEY = "episodes-summary.json"
 # A ConfigMap holds at most 1 MiB; the summary gets what the records leave, within this budget.
 CONFIGMAP_LIMIT_BYTES = 1024 * 1024
 SUMMARY_BUDGET_BYTES = 256 * 1024
+RECORDS_BUDGET_BYTES = CONFIGMAP_LIMIT_BYTES - SUMMARY_BUDGET_BYTES - 64 * 1024
+# Estimated sizes get this margin: real returns compress a little worse or better than the sample.
+SIZE_MARGIN = 1.25
+RECORDS_KEPT_KEY = "episodeRecords"
 
 
 class TooManyEpisodes(ValueError):
-    """The counted episode records no longer fit in one ConfigMap."""
+    """The counted episode records no longer fit in one ConfigMap (and there is no durable store)."""
+
+
+def _sample_records(spec: SwarmEvaluationSpec, n: int) -> list[EpisodeRecord]:
+    """`n` records as large as this spec's can be: every policy it may field, full-precision returns."""
+    teams = [t.name for t in spec.effective_teams]
+    policies = spec.policy_names
+    rng = random.Random(spec.seed)
+    total = spec.planned_episodes
+    steps = spec.environment.max_steps or 100_000
+    out = []
+    for i in range(n):
+        if spec.matchmaking.mode.value == "round-robin":
+            chosen = rng.sample(policies, len(teams)) if len(policies) >= len(teams) else policies
+            pairing = dict(zip(teams, chosen))
+            fielded = list(chosen)
+        else:
+            pairing = {t: ",".join(policies) for t in teams}
+            fielded = policies
+        out.append(EpisodeRecord(
+            episode=max(total - n, 0) + i, pairing=pairing, returns={p: rng.uniform(-1e3, 1e3) for p in fielded},
+            agents={p: rng.randrange(1, 100_000) for p in fielded}, steps=steps, agent_steps=steps * 99_999,
+        ))
+    return out
+
+
+def size_problems(spec: SwarmEvaluationSpec) -> list[str]:
+    """Why the operator cannot keep every counted episode of this plan without a durable store.
+
+    Without `spec.checkpoint.storageURI` every record lives in the results ConfigMap (1 MiB) and
+    travels with a re-submission (one environment variable); a plan whose records cannot fit is
+    refused before it starts, naming the fields, instead of failing after hours of work."""
+    if spec.checkpoint.storage_uri:
+        return []
+    total = spec.planned_episodes
+    sample = min(total, 256)
+    per_record = len(pack_episodes(_sample_records(spec, sample))) / sample * SIZE_MARGIN
+    budget = min(RECORDS_BUDGET_BYTES, MAX_ENV_VALUE_BYTES)
+    if per_record * total <= budget:
+        return []
+    fits = int(budget / per_record)
+    per = f" ({spec.episodes} × {total // spec.episodes} pairings)" if total != spec.episodes else ""
+    return [
+        f"spec.episodes: {total} planned episodes{per} need about {per_record * total / 1024:.0f} KiB of episode "
+        f"records; without spec.checkpoint.storageURI the operator keeps them in the results ConfigMap and "
+        f"re-submits them with a resumed job, which hold about {fits} here ({budget // 1024} KiB). Set "
+        "spec.checkpoint.storageURI (the durable store keeps every record) or plan fewer episodes"
+    ]
 
 
 def pack_episodes(records: list[EpisodeRecord]) -> str:
@@ -47,6 +101,14 @@ def episodes_from_configmap(configmap: dict[str, Any] | None) -> list[EpisodeRec
     if not configmap:
         return []
     return unpack_episodes((configmap.get("binaryData") or {}).get(EPISODES_KEY))
+
+
+def is_final(configmap: dict[str, Any]) -> bool:
+    """Whether the ConfigMap holds the evaluation's final results (`final: true` in results.json)."""
+    try:
+        return json.loads((configmap.get("data") or {}).get(RESULTS_KEY) or "{}").get("final") is True
+    except ValueError:
+        return False
 
 
 def _summary(records: list[EpisodeRecord]) -> dict[str, Any]:
@@ -69,20 +131,31 @@ def build_results_configmap(
     results: Results | None,
     recoveries: list[Recovery],
     final: bool,
+    drop_records: bool = False,
 ) -> dict[str, Any]:
+    """The ConfigMap; records that do not fit are left to the durable store when the spec has one
+    (`episodeRecords` in results.json says where they are), else `TooManyEpisodes` (or, with
+    `drop_records`, for an evaluation that failed for that very reason, they are left out)."""
     name = evaluation.metadata.name
     packed = pack_episodes(records)
-    if len(packed) > CONFIGMAP_LIMIT_BYTES - SUMMARY_BUDGET_BYTES - 64 * 1024:
-        raise TooManyEpisodes(
-            f"{len(records)} counted episodes take {len(packed) // 1024} KiB compressed, more than the results "
-            "ConfigMap holds; set spec.checkpoint.storageURI (the durable store keeps them)"
-        )
+    kept = {"count": len(records), "in": "configMap"}
+    if len(packed) > RECORDS_BUDGET_BYTES:
+        store = evaluation.spec.checkpoint.storage_uri
+        if not store and not drop_records:
+            raise TooManyEpisodes(
+                f"{len(records)} counted episodes take {len(packed) // 1024} KiB compressed, more than the results "
+                f"ConfigMap holds ({RECORDS_BUDGET_BYTES // 1024} KiB); set spec.checkpoint.storageURI (the durable "
+                "store keeps every record) or plan fewer spec.episodes"
+            )
+        packed = None
+        kept = {"count": len(records), "in": "spec.checkpoint.storageURI" if store else "nowhere: too many"}
     document = {
         "evaluation": f"{evaluation.metadata.namespace}/{name}",
         "final": final,
         "progress": progress.to_wire() if progress else None,
         "results": results.to_wire() if results else None,
         "recoveries": [r.to_wire() for r in recoveries],
+        RECORDS_KEPT_KEY: kept,
     }
     return {
         "apiVersion": "v1",
@@ -97,5 +170,5 @@ def build_results_configmap(
             RESULTS_KEY: json.dumps(document, indent=1, sort_keys=True),
             SUMMARY_KEY: json.dumps(_summary(records), separators=(",", ":")),
         },
-        "binaryData": {EPISODES_KEY: packed},
+        **({"binaryData": {EPISODES_KEY: packed}} if packed is not None else {}),
     }

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 from swarm_arena.api.status import Condition
+
+# Terminal control sequences (CSI, e.g. colours `ESC[31m`, and OSC): a Ray error message carries them.
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+
+
+def plain(text: str) -> str:
+    """`text` without terminal escape sequences."""
+    return _ANSI.sub("", text)
 
 READY = "Ready"
 CLUSTER_READY = "ClusterReady"
@@ -30,7 +40,7 @@ def set_condition(
     old = next((c for c in conditions if c.type == type_), None)
     since = old.last_transition_time if old is not None and old.status == value else now
     new = Condition(
-        type=type_, status=value, reason=reason, message=message,
+        type=type_, status=value, reason=reason, message=plain(message),
         last_transition_time=since, observed_generation=generation,
     )  # fmt: skip
     rest = [c for c in conditions if c.type != type_]

@@ -35,6 +35,8 @@ ADDRESS_RECHECK_S = 30.0
 # How many leaderboard rows status carries; the results ConfigMap has all of them.
 STATUS_LEADERBOARD_ROWS = 10
 
+FINISHED = (Phase.SUCCEEDED, Phase.FAILED)
+
 JobStatus = Literal["PENDING", "RUNNING", "STOPPED", "SUCCEEDED", "FAILED"]
 ACTIVE_JOB: tuple[str, ...] = ("PENDING", "RUNNING")
 
@@ -48,6 +50,19 @@ class ClusterView:
     ready: bool = False
     state: str | None = None
     reason: str | None = None
+    previous_life: bool = False
+    """Not owned, and an earlier evaluation's of this name (owned by it, or being deleted): the
+    garbage collector removes it; waited for, never used."""
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A child's name (ConfigMap, Secret) is held by an object this evaluation does not own."""
+
+    what: str
+    """e.g. "ConfigMap duel-results"."""
+    previous_life: bool
+    """An earlier evaluation of this name's, being deleted: wait. Otherwise someone else's: conflict."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +100,10 @@ class Observation:
     address_refused: tuple[str, str] | None = None
     """(reason, message) when `cluster.address` is not approved for the evaluation's namespace, or
     its token is missing (addresses.py): no request was made to it, and none is."""
+    taken: Taken | None = None
+    """A child's name held by an object not ours (found creating or reading it)."""
+    too_large: str | None = None
+    """Why the counted episodes no longer fit where the operator keeps them (no durable store)."""
 
 
 @dataclass(frozen=True)
@@ -215,6 +234,10 @@ def decide(obs: Observation) -> Decision:
     decision = Decision(status=st.s)
     _decide(obs, st, decision)
     after = st.s.phase
+    if after in FINISHED and before not in FINISHED:
+        # The results ConfigMap written now is the last one: final, and written before the phase
+        # (the reconciler applies it before status, so a finished phase implies final results).
+        decision.actions = [WriteResults(final=True) if isinstance(a, WriteResults) else a for a in decision.actions]
     ttl = obs.spec.ttl_seconds_after_finished if obs.spec is not None else None
     if (after in (Phase.SUCCEEDED, Phase.FAILED) and before is not after and ttl is not None
             and obs.cluster is not None and obs.cluster.exists):
@@ -236,8 +259,10 @@ def _decide(obs: Observation, st: _Status, d: Decision) -> None:  # noqa: C901 -
     spec = obs.spec
     assert spec is not None
     now = obs.now
-    if s.start_time is None:
-        s.start_time = st.now
+    if not spec.suspend and s.suspended_since is not None:  # resumed: the pause is not run time
+        paused = (now - (_parse(s.suspended_since) or now)).total_seconds()
+        s.suspended_seconds = (s.suspended_seconds or 0) + max(int(paused), 0)
+        s.suspended_since = None
     if s.results is not None:
         name_cm = s.results.results_config_map
 
@@ -259,10 +284,21 @@ def _decide(obs: Observation, st: _Status, d: Decision) -> None:  # noqa: C901 -
                 d.requeue_s = (due - now).total_seconds()
         return
 
+    # -- what was counted no longer fits (admission refuses such plans; this is the safety net) ----
+    if obs.too_large is not None:
+        _fold_record(st, obs.job.record if obs.job else None, name_cm)
+        if _stop(st, d, obs, "the counted episodes no longer fit"):
+            st.set(cond.JOB_RUNNING, False, "TooManyEpisodes", obs.too_large)
+        st.phase(Phase.FAILED, "TooManyEpisodes", obs.too_large)
+        d.actions.append(WriteResults(final=True))
+        return
+
     # -- deadline ----------------------------------------------------------------------------------
-    if spec.active_deadline_seconds is not None:
-        started = _parse(s.start_time) or now
-        due = started + timedelta(seconds=spec.active_deadline_seconds)
+    if spec.active_deadline_seconds is not None and s.start_time is not None:
+        # Run time only: what was spent suspended (so far, and now) does not count.
+        paused = (s.suspended_seconds or 0) + (
+            (now - _parse(s.suspended_since)).total_seconds() if s.suspended_since else 0.0)
+        due = _parse(s.start_time) + timedelta(seconds=spec.active_deadline_seconds + paused)
         if now >= due:
             _fold_record(st, obs.job.record if obs.job else None, name_cm)
             if _stop(st, d, obs, "spec.activeDeadlineSeconds passed"):
@@ -276,6 +312,8 @@ def _decide(obs: Observation, st: _Status, d: Decision) -> None:  # noqa: C901 -
 
     # -- suspend: stop the job, keep what was counted, tear the cluster down ----------------------
     if spec.suspend:
+        if s.start_time is not None and s.suspended_since is None:
+            s.suspended_since = st.now
         if obs.job is not None:
             _fold_record(st, obs.job.record, name_cm)
         if _job_active(obs):
@@ -294,6 +332,29 @@ def _decide(obs: Observation, st: _Status, d: Decision) -> None:  # noqa: C901 -
             # the next attempt resumes from what was counted; the stopped one is done with
             s.job_id = None
         st.phase(Phase.SUSPENDED, "Suspended", "spec.suspend is set; unset it to resume from what was counted")
+        return
+    if s.start_time is None:
+        # It runs from now: the spec is locked from here on (CEL on status.startTime), not while
+        # it was created suspended and never ran.
+        s.start_time = st.now
+
+    # -- children of an earlier evaluation of this name: wait for them to go, never use them --------
+    old = obs.taken.what if obs.taken is not None and obs.taken.previous_life else None
+    if obs.cluster is not None and obs.cluster.exists and not obs.cluster.owned and obs.cluster.previous_life:
+        old = "the RayCluster"
+    if old is not None:
+        msg = (f"{old} of an earlier evaluation of this name is still being deleted; waiting for it to go "
+               "(it is not reused)")
+        st.set(cond.CLUSTER_READY, False, "WaitingForOldCluster", msg)
+        if s.phase in (None, Phase.PENDING, Phase.SUSPENDED, Phase.PROVISIONING):
+            st.phase(Phase.PROVISIONING, "WaitingForOldCluster", msg)
+        d.requeue_s = 2.0
+        return
+    if obs.taken is not None:
+        st.set(cond.CLUSTER_READY, False, "NameConflict", f"{obs.taken.what} exists and is not owned by this evaluation")
+        st.phase(Phase.FAILED, "ClusterConflict",
+                 f"{obs.taken.what} already exists and belongs to something else; delete it or give the "
+                 "evaluation another name")
         return
 
     # -- an existing cluster the admin did not approve: no request goes to it ---------------------
@@ -315,6 +376,13 @@ def _decide(obs: Observation, st: _Status, d: Decision) -> None:  # noqa: C901 -
             st.set(cond.CLUSTER_READY, False, "Creating", "creating the RayCluster")
             if s.phase in (None, Phase.PENDING, Phase.SUSPENDED, Phase.PROVISIONING):
                 st.phase(Phase.PROVISIONING, "Provisioning", "creating the RayCluster")
+            elif s.phase in (Phase.RUNNING, Phase.RECOVERING):
+                # Deleted under a running job (by hand, by a cleanup): never Running with no job behind it.
+                msg = ("the RayCluster was deleted while the job ran; re-creating it, then the job is re-submitted "
+                       "and resumes from what was counted")
+                st.set(cond.JOB_RUNNING, None, "ClusterLost", msg)
+                st.set(cond.DEGRADED, True, "ClusterLost", msg)
+                st.phase(Phase.RECOVERING, "ClusterLost", msg)
             return
         if not c.owned:
             st.set(cond.CLUSTER_READY, False, "NameConflict",
@@ -420,8 +488,9 @@ def _decide(obs: Observation, st: _Status, d: Decision) -> None:  # noqa: C901 -
         d.actions.append(WriteResults(final=False))
         return
     d.actions.append(WriteResults(final=False))
-    _submit(st, d, obs, attempts + 1, "Resubmitting",
-            f"run {failures} of at most {spec.backoff_limit + 1} failed ({why}); re-submitting, resuming from what was counted")
+    msg = f"run {failures} of at most {spec.backoff_limit + 1} failed ({why}); re-submitting, resuming from what was counted"
+    _submit(st, d, obs, attempts + 1, "Resubmitting", msg)
+    d.event = ("Warning", "Resubmitting", msg)  # the phase may not change: say so anyway
 
 
 def stop_pending(status: SwarmEvaluationStatus) -> bool:

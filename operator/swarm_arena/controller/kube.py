@@ -45,6 +45,54 @@ class NamespaceTerminating(Exception):
     """The namespace is being deleted: the API server refuses new objects in it (HTTP 403)."""
 
 
+class NotOurs(Exception):
+    """A child's name is taken by an object this evaluation does not own.
+
+    `previous_life`: it belongs to an earlier evaluation of the same name (owned by a
+    SwarmEvaluation of that name, or already being deleted): the garbage collector removes it,
+    and the evaluation waits for that instead of adopting it. Otherwise it is someone else's.
+    """
+
+    def __init__(self, kind: str, name: str, previous_life: bool) -> None:
+        super().__init__(f"{kind} {name}")
+        self.kind, self.name, self.previous_life = kind, name, previous_life
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.name}"
+
+
+def ownership(obj: dict[str, Any], uid: str, evaluation: str) -> str:
+    """'ours', 'previous' (an earlier evaluation of this name's, or being deleted) or 'foreign'."""
+    meta = obj.get("metadata") or {}
+    owners = meta.get("ownerReferences") or []
+    if any(o.get("uid") == uid for o in owners):
+        return "ours"
+    if meta.get("deletionTimestamp") or any(
+        o.get("kind") == "SwarmEvaluation" and o.get("name") == evaluation for o in owners
+    ):
+        return "previous"
+    return "foreign"
+
+
+def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns `old` into `new`: what is unchanged is left
+    out, and a key gone from `new` is null at every depth (a nested object is merged by the
+    server, so a field that became empty would otherwise stay)."""
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            inner = merge_patch(before, value)
+            if inner:
+                patch[key] = inner
+        elif key not in old or before != value:
+            patch[key] = value
+    for key in old:
+        if key not in new:
+            patch[key] = None
+    return patch
+
+
 def load_client() -> client.ApiClient:
     """In a pod: its ServiceAccount; elsewhere: KUBECONFIG / ~/.kube/config."""
     try:
@@ -113,7 +161,9 @@ class Kube:
     # -- children ---------------------------------------------------------------------------------
 
     async def create_if_absent(self, obj: dict[str, Any]) -> bool:
-        """Create `obj` (RayCluster, Secret or ConfigMap); False when it already existed."""
+        """Create `obj` (RayCluster, Secret or ConfigMap); False when it already existed and has
+        the same owner. One with another owner (an earlier evaluation's of the same name, still
+        being deleted) raises `NotOurs`: it is never adopted."""
         ns = obj["metadata"]["namespace"]
         try:
             if obj["kind"] == "RayCluster":
@@ -127,11 +177,43 @@ class Kube:
                 raise ValueError(f"cannot create {obj['kind']}")
         except ApiException as exc:
             if exc.status == 409:
+                await self._check_owner(obj)
                 return False
             if exc.status == 403 and "being terminated" in (exc.body or ""):
                 raise NamespaceTerminating(ns) from None
             raise
         return True
+
+    async def _check_owner(self, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        owner = (meta.get("ownerReferences") or [{}])[0]
+        if not owner.get("uid"):
+            return
+        existing = await self.read(obj["kind"], meta["namespace"], meta["name"])
+        if existing is None:  # gone since the 409: the next pass creates it
+            return
+        verdict = ownership(existing, owner["uid"], owner.get("name", ""))
+        if verdict != "ours":
+            raise NotOurs(obj["kind"], meta["name"], previous_life=verdict == "previous")
+
+    async def read(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """A RayCluster, Secret or ConfigMap as a plain dict; None when there is none."""
+        try:
+            if kind == "RayCluster":
+                response = await self._run(self.custom.get_namespaced_custom_object, RAY_GROUP, RAY_VERSION,
+                                           namespace, RAY_PLURAL, name, _preload_content=False)
+            elif kind == "Secret":
+                response = await self._run(self.core.read_namespaced_secret, name, namespace, _preload_content=False)
+            elif kind == "ConfigMap":
+                response = await self._run(self.core.read_namespaced_config_map, name, namespace,
+                                           _preload_content=False)
+            else:
+                raise ValueError(f"cannot read {kind}")
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return json.loads(response.data)
 
     async def apply_configmap(self, obj: dict[str, Any]) -> None:
         """Server-side apply with the operator's field manager (the results ConfigMap changes as the run goes)."""
@@ -142,13 +224,7 @@ class Kube:
         )
 
     async def read_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            cm = await self._run(self.core.read_namespaced_config_map, name, namespace, _preload_content=False)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return json.loads(cm.data)
+        return await self.read("ConfigMap", namespace, name)
 
     async def delete_ray_cluster(self, namespace: str, name: str) -> None:
         try:

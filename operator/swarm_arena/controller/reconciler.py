@@ -26,6 +26,7 @@ from swarm_arena.controller import build_cluster, build_job, build_results, even
 from swarm_arena.controller.dashboard import Dashboard, DashboardError, JobInfo, repair_on_head
 from swarm_arena.controller.decide import (
     ACTIVE_JOB,
+    FINISHED,
     ClusterView,
     DeleteCluster,
     EnsureCluster,
@@ -34,13 +35,14 @@ from swarm_arena.controller.decide import (
     Observation,
     StopJob,
     RejoinView,
+    Taken,
     RestartWorkers,
     Submit,
     WriteResults,
     decide,
     stop_pending,
 )
-from swarm_arena.controller.kube import Kube, NamespaceTerminating
+from swarm_arena.controller.kube import Kube, NamespaceTerminating, NotOurs, merge_patch, ownership
 from swarm_arena.controller.losses import Loss, PodView, find_losses, orphaned_workers, summarize_pod  # noqa: F401
 from swarm_arena.controller.addresses import Access, AddressBook
 from swarm_arena.controller.settings import OperatorSettings
@@ -58,6 +60,8 @@ class Counted:
     cursor: dict[str, int] = field(default_factory=dict)
     """submission id -> lines of its episodes file already read."""
     dirty: bool = False
+    results: Results | None = None
+    """The full results the job last reported (every policy; status keeps the top rows)."""
 
 
 @dataclass
@@ -91,6 +95,30 @@ class Memory:
     validated: SwarmEvaluation | ManifestError | None = None
     written_at: float | None = None
     """Monotonic time of the last status write (what `DETAIL_INTERVAL_S` counts from)."""
+    taken: NotOurs | None = None
+    """A child's name held by an object not ours, found on an earlier pass: checked again each
+    pass (one GET) until it is gone."""
+    too_large: str | None = None
+    """Why the counted episodes no longer fit (TooManyEpisodes, ResumeTooLarge): the evaluation fails
+    with it instead of retrying what cannot succeed."""
+    results_final: bool = False
+    """The results ConfigMap is known to be written with `final: true` (this operator wrote it,
+    or read it so): a finished evaluation's first pass checks it once, and repairs it."""
+
+    def forget_run(self) -> None:
+        """The evaluation finished: drop what only its run needed (the counted episodes are in
+        its final results ConfigMap). What is kept is small: the status last written, the
+        validated spec, `results_final`."""
+        self.counted = Counted()
+        self.unreachable_since = None
+        self.seen.clear()
+        self.pending.clear()
+        self.ray_nodes.clear()
+        self.ray_nodes_at = 0.0
+        self.repair_id = None
+        self.restarted.clear()
+        self.head_ip = None
+        self.head_back_since = None
 
 
 WATCHED_WAIT_S = 30.0
@@ -146,17 +174,23 @@ def _validated(memory: Memory, doc: dict[str, Any]) -> SwarmEvaluation | Manifes
         spec = copy.deepcopy(doc["spec"])
         try:
             memory.validated = validate_manifest(doc, check_imports=False)
+            too_big = build_results.size_problems(memory.validated.spec)
+            if too_big:  # what the operator cannot keep: refused before anything runs
+                memory.validated = ManifestError(too_big)
         except ManifestError as exc:
             memory.validated = exc
         memory.spec_seen = spec
     return memory.validated
 
 
-def cluster_view(summaries: list[dict[str, Any]], uid: str) -> ClusterView:
+def cluster_view(summaries: list[dict[str, Any]], uid: str, name: str = "") -> ClusterView:
     if not summaries:
         return ClusterView(exists=False)
     s = summaries[0]
-    return ClusterView(exists=True, owned=uid in s["owners"], ready=s["ready"], state=s["state"], reason=s["reason"])
+    owned = uid in s["owners"]
+    previous = not owned and (s.get("deleting", False) or name in s.get("owner_evaluations", ()))
+    return ClusterView(exists=True, owned=owned, ready=s["ready"], state=s["state"], reason=s["reason"],
+                       previous_life=previous)
 
 
 def summarize_ray_cluster(body: dict[str, Any]) -> dict[str, Any]:
@@ -172,8 +206,11 @@ def summarize_ray_cluster(body: dict[str, Any]) -> dict[str, Any]:
         if c.get("status") == "False" and c.get("reason"):
             reason = c["reason"]
             break
+    owners = body.get("metadata", {}).get("ownerReferences") or []
     return {
-        "owners": [o.get("uid") for o in body.get("metadata", {}).get("ownerReferences") or []],
+        "owners": [o.get("uid") for o in owners],
+        "owner_evaluations": [o.get("name") for o in owners if o.get("kind") == "SwarmEvaluation"],
+        "deleting": bool(body.get("metadata", {}).get("deletionTimestamp")),
         "state": state,
         "ready": ready,
         "reason": reason,
@@ -233,17 +270,23 @@ class Reconciler:
             record = job_channel.last_status(text if text.endswith("\n") else text + "\n")
         return JobView(sid, True, info.status, info.message, record), info  # type: ignore[arg-type]
 
-    async def _load_counted(self, memory: Memory, ns: str, name: str) -> None:
+    async def _load_counted(self, memory: Memory, ns: str, name: str, uid: str) -> None:
         counted = memory.counted
         if counted.loaded:
             return
-        cm = await self.kube.read_configmap(ns, names.results_configmap_name(name))
+        cm_name = names.results_configmap_name(name)
+        cm = await self.kube.read_configmap(ns, cm_name)
+        if cm is not None and (verdict := ownership(cm, uid, name)) != "ours":
+            # An earlier evaluation of this name's (not yet garbage-collected): its episodes are not ours.
+            raise NotOurs("ConfigMap", cm_name, previous_life=verdict == "previous")
         counted.episodes = {r.episode: r for r in build_results.episodes_from_configmap(cm)}
         if cm:
             import json
 
             doc = json.loads((cm.get("data") or {}).get(build_results.RESULTS_KEY, "{}") or "{}")
             counted.recoveries = [Recovery.model_validate(r) for r in doc.get("recoveries") or []]
+            if counted.results is None and doc.get("results"):
+                counted.results = Results.model_validate(doc["results"])
         counted.loaded = True
 
     async def _sync_episodes(self, memory: Memory, dashboard: Dashboard, job: JobView, info: JobInfo | None) -> None:
@@ -277,6 +320,17 @@ class Reconciler:
         started = time.monotonic()
         try:
             wait = await self._reconcile(body, summaries, memory, pods or [], nodes_ready or {})
+        except (build_results.TooManyEpisodes, build_job.ResumeTooLarge) as exc:
+            log.warning("%s/%s: %s", body["metadata"]["namespace"], body["metadata"]["name"], exc)
+            memory.too_large = str(exc)
+            wait = 0.5
+        except NotOurs as exc:
+            # Found creating or reading a child: the next pass (soon) says so in status, and waits.
+            log.info("%s/%s: %s is not this evaluation's (%s); not using it", body["metadata"]["namespace"],
+                     body["metadata"]["name"], exc.describe(), "an earlier one's" if exc.previous_life else "foreign")
+            memory.taken = exc
+            memory.counted = Counted()
+            wait = 0.5
         except Exception:
             metrics.RECONCILES.labels(outcome="error").inc()
             raise
@@ -316,7 +370,16 @@ class Reconciler:
         address_mode = spec.cluster is not None and spec.cluster.address is not None
         summary = summaries[0] if summaries else None
         memory.head_ip = None if address_mode or summary is None else summary.get("head_ip")
-        cluster = None if address_mode else cluster_view(summaries, uid)
+        cluster = None if address_mode else cluster_view(summaries, uid, name)
+        taken = None
+        if memory.taken is not None:
+            found = await self.kube.read(memory.taken.kind, ns, memory.taken.name)
+            verdict = "gone" if found is None else ownership(found, uid, name)
+            if verdict in ("gone", "ours"):
+                log.info("%s/%s: %s is gone; going on", ns, name, memory.taken.describe())
+                memory.taken = None
+            else:
+                taken = Taken(memory.taken.describe(), verdict == "previous")
         dashboard = None
         reachable, error, job, info = False, None, None, None
         refused = None
@@ -347,7 +410,9 @@ class Reconciler:
             error = "the head pod has no IP yet"
 
         if job is not None and job.found and dashboard is not None and not finished:
-            await self._load_counted(memory, ns, name)
+            await self._load_counted(memory, ns, name, uid)
+            if job.record is not None and job.record.results is not None:
+                memory.counted.results = job.record.results.model_copy(deep=True)
             try:
                 await self._sync_episodes(memory, dashboard, job, info)
             except DashboardError as exc:
@@ -377,10 +442,19 @@ class Reconciler:
         obs = Observation(
             now=now, uid=uid, generation=meta.get("generation", 1), spec=spec, status=status, cluster=cluster,
             dashboard_reachable=reachable, dashboard_error=error, job=job,
-            unreachable_since=memory.unreachable_since, losses=losses, repair=repair, rejoin=rejoin,
+            unreachable_since=memory.unreachable_since, losses=losses, repair=repair, rejoin=rejoin, taken=taken,
             address_refused=refused,
+            too_large=memory.too_large,
         )
+        if status.phase in FINISHED and not memory.results_final:
+            await self._ensure_final_results(evaluation, uid, status, memory, dashboard)
         decision = decide(obs)
+        if address_mode:
+            decision.status.ray_cluster_name, decision.status.dashboard_url = None, spec.cluster.address
+        else:  # what a user reaches from inside the cluster (or port-forwards to)
+            decision.status.ray_cluster_name = names.ray_cluster_name(name)
+            decision.status.dashboard_url = (
+                f"http://{names.head_service_name(names.ray_cluster_name(name))}.{ns}.svc:8265")
         if _has(decision, WriteResults) or memory.counted.dirty:
             cm_name = names.results_configmap_name(name)
             if decision.status.results is None:
@@ -395,6 +469,12 @@ class Reconciler:
         if _has(decision, EnsureCluster) and not new_evaluation and not await self._ensure_cluster_unless_terminating(
                 evaluation, uid, memory):
             return 300.0
+        if decision.status.phase in FINISHED and status.phase not in FINISHED and _has(decision, WriteResults):
+            # The final results before the phase that says they are there: a restart (or a failed
+            # write) in between leaves a phase that is not final yet, and the next pass decides again.
+            await self._write_results(evaluation, uid, decision.status, memory, final=True)
+            memory.results_final = True
+            decision.actions = [a for a in decision.actions if not isinstance(a, WriteResults)]
         # Status before the other actions: the submission id is recorded before the job is submitted.
         deferred = await self._write_status(ns, name, uid, status, decision, memory)
         if _has(decision, EnsureCluster) and new_evaluation and not await self._ensure_cluster_unless_terminating(
@@ -405,6 +485,8 @@ class Reconciler:
             for key in [k for k, loss in memory.pending.items() if loss.kind == "head"]:
                 memory.pending.pop(key)
             memory.ray_nodes.clear()  # a new head may be a new Ray cluster: map the pods again
+        if decision.status.phase in FINISHED and memory.results_final:
+            memory.forget_run()
         unreachable_s = None if memory.unreachable_since is None else (now - memory.unreachable_since).total_seconds()
         wait = next_pass_in(decision, cluster, self.settings.poll_s, unreachable_s)
         return wait if deferred is None else min(wait, deferred)
@@ -467,11 +549,7 @@ class Reconciler:
             due = memory.written_at + DETAIL_INTERVAL_S - time.monotonic()
             if due > 0:
                 return due
-        patch: dict[str, Any] = dict(new)
-        for key in stored:
-            if key not in new:
-                patch[key] = None
-        await self.kube.patch_status(ns, name, patch)
+        await self.kube.patch_status(ns, name, merge_patch(stored, new))
         memory.last_status = new
         memory.written_at = time.monotonic()
         recovered = (decision.status.recoveries or 0) - (old.recoveries or 0)
@@ -498,7 +576,7 @@ class Reconciler:
                 except DashboardError as exc:
                     log.warning("%s/%s: could not stop job %s: %s", ns, name, action.submission_id, exc)
             elif isinstance(action, WriteResults):
-                await self._write_results(evaluation, uid, decision, memory, final=action.final)
+                await self._write_results(evaluation, uid, decision.status, memory, final=action.final)
             elif isinstance(action, Submit) and dashboard is not None:
                 await self._submit(evaluation, uid, action, memory, dashboard)
             elif isinstance(action, Repair) and dashboard is not None:
@@ -521,7 +599,8 @@ class Reconciler:
                                     f"worker pod {pod} was left behind by the replaced Ray head; deleted so "
                                     "that KubeRay creates one that joins the new head")
         if memory.counted.dirty and not _has(decision, WriteResults):
-            await self._write_results(evaluation, uid, decision, memory, final=False)
+            await self._write_results(evaluation, uid, decision.status, memory,
+                                      final=decision.status.phase in FINISHED)
 
     async def _ensure_cluster_unless_terminating(self, evaluation: SwarmEvaluation, uid: str, memory: Memory) -> bool:
         """`_ensure_cluster`; False when the namespace is being deleted (the evaluation goes with it:
@@ -579,19 +658,63 @@ class Reconciler:
             memory.pending.pop(loss.uid, None)
         log.info("%s/%s: repair %s submitted for %s", ns, name, repair_id, lost)
 
-    async def _write_results(self, evaluation: SwarmEvaluation, uid: str, decision, memory: Memory, *, final: bool) -> None:
+    async def _ensure_final_results(self, evaluation: SwarmEvaluation, uid: str, status: SwarmEvaluationStatus,
+                                    memory: Memory, dashboard: Dashboard | None) -> None:
+        """A finished evaluation's results ConfigMap is final; one that is missing or not final
+        (an operator before this rule, a write that failed, someone deleted it) is written again
+        from what is left: the ConfigMap's records, the job's files while its cluster answers, status."""
+        ns, name = evaluation.metadata.namespace, evaluation.metadata.name
+        cm_name = status.results.results_config_map if status.results is not None else None
+        if not cm_name:  # it finished before anything was counted (an invalid spec, a conflict)
+            memory.results_final = True
+            return
+        cm = await self.kube.read_configmap(ns, cm_name)
+        if cm is not None and build_results.is_final(cm):
+            memory.results_final = True
+            return
+        memory.counted = Counted()
+        try:
+            await self._load_counted(memory, ns, name, uid)
+        except NotOurs as exc:  # replaced by something else since: not ours to write over
+            log.warning("%s/%s: %s is not this evaluation's; its results are not written again", ns, name,
+                        exc.describe())
+            memory.results_final = True
+            return
+        if dashboard is not None and status.job_id:
+            try:
+                job, info = await self._job_view(dashboard, status.job_id)
+                if job.found:
+                    await self._sync_episodes(memory, dashboard, job, info)
+                    if job.record is not None and job.record.results is not None:
+                        memory.counted.results = job.record.results.model_copy(deep=True)
+            except DashboardError as exc:
+                log.info("%s/%s: the job's files are not readable (%s); repairing from what is kept", ns, name, exc)
+        await self._write_results(evaluation, uid, status, memory, final=True)
+        memory.results_final = True
+        why = "missing" if cm is None else "not final"
+        log.warning("%s/%s: the finished evaluation's results ConfigMap was %s; written again (%d episodes)",
+                    ns, name, why, len(memory.counted.episodes))
+        events.post(ns, name, uid, "Warning", "ResultsRepaired",
+                    f"results ConfigMap {cm_name} was {why}; written again with final: true "
+                    f"({len(memory.counted.episodes)} episode records)")
+
+    async def _write_results(self, evaluation: SwarmEvaluation, uid: str, status: SwarmEvaluationStatus,
+                             memory: Memory, *, final: bool) -> None:
         counted = memory.counted
-        await self._load_counted(memory, evaluation.metadata.namespace, evaluation.metadata.name)
-        status = decision.status
+        await self._load_counted(memory, evaluation.metadata.namespace, evaluation.metadata.name, uid)
+        results = status.results
+        if counted.results is not None:  # every policy: status carries only the top rows
+            results = counted.results.model_copy(
+                update={"results_config_map": status.results.results_config_map if status.results else None})
         cm = build_results.build_results_configmap(
             evaluation, uid, records=list(counted.episodes.values()), progress=status.progress,
-            results=status.results, recoveries=counted.recoveries, final=final,
+            results=results, recoveries=counted.recoveries, final=final, drop_records=memory.too_large is not None,
         )
         await self.kube.apply_configmap(cm)
         counted.dirty = False
 
     async def _submit(self, evaluation: SwarmEvaluation, uid: str, action: Submit, memory: Memory, dashboard: Dashboard) -> None:
-        await self._load_counted(memory, evaluation.metadata.namespace, evaluation.metadata.name)
+        await self._load_counted(memory, evaluation.metadata.namespace, evaluation.metadata.name, uid)
         counted = memory.counted
         resume = job_channel.ResumePayload(
             episodes=sorted(counted.episodes.values(), key=lambda r: r.episode), recoveries=counted.recoveries

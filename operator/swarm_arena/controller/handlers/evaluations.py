@@ -31,16 +31,32 @@ RUNNING_PHASES = (Phase.RUNNING.value, Phase.RECOVERING.value)
 
 def poke(memo: kopf.Memo, namespace: str, name: str) -> None:
     """Wake the evaluation's loop now (its next pass sees what changed)."""
-    event = getattr(memo, "pokes", {}).get((namespace, name))
+    uid = getattr(memo, "uids", {}).get((namespace, name))
+    event = getattr(memo, "pokes", {}).get(uid)
     if event is not None:
         event.set()
+
+
+def register(memo: kopf.Memo, namespace: str, name: str, uid: str) -> asyncio.Event:
+    """The loop of this evaluation (this uid) is the one a poke by name wakes. By uid, not by name:
+    when an evaluation is deleted and re-created under its name, the old loop's end must not take
+    the new one's wake-ups with it."""
+    memo.uids[namespace, name] = uid
+    return memo.pokes.setdefault(uid, asyncio.Event())
+
+
+def unregister(memo: kopf.Memo, namespace: str, name: str, uid: str) -> None:
+    memo.pokes.pop(uid, None)
+    memo.running.discard(uid)
+    if memo.uids.get((namespace, name)) == uid:
+        del memo.uids[namespace, name]
 
 
 def poke_if_running(memo: kopf.Memo, namespace: str, name: str) -> None:
     """Wake the loop of a Running or Recovering evaluation (what its pods and nodes matter to: a
     lost one is repaired at once). Before that KubeRay's RayCluster status, which wakes it too,
     already says what its pods do: at 1,000 new evaluations their pods' events were 8,000 passes."""
-    if (namespace, name) in getattr(memo, "running", ()):
+    if getattr(memo, "uids", {}).get((namespace, name)) in getattr(memo, "running", ()):
         poke(memo, namespace, name)
 
 
@@ -73,8 +89,7 @@ async def evaluation_loop(
     stopped: kopf.DaemonStopped, body: kopf.Body, namespace: str, name: str, uid: str,
     memo: kopf.Memo, rayclusters: kopf.Index, ray_pods: kopf.Index, node_ready: kopf.Index | None = None, **_,
 ) -> None:
-    key = (namespace, name)
-    wake = memo.pokes.setdefault(key, asyncio.Event())
+    wake = register(memo, namespace, name, uid)
     memory = memo.memories.setdefault(uid, Memory())
     backoff = 1.0
     try:
@@ -82,13 +97,14 @@ async def evaluation_loop(
             wake.clear()
             try:
                 nodes = {name: ready for name, values in (node_ready or {}).items() for ready in values}
+                key = (namespace, name)
                 wait = await memo.reconciler.reconcile(_snapshot(body), list(rayclusters.get(key, [])), memory,
                                                        list(ray_pods.get(key, [])), nodes)
                 backoff = 1.0
                 if (memory.last_status or {}).get("phase") in RUNNING_PHASES:
-                    memo.running.add(key)
+                    memo.running.add(uid)
                 else:
-                    memo.running.discard(key)
+                    memo.running.discard(uid)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one evaluation's trouble never stops the others
@@ -97,8 +113,7 @@ async def evaluation_loop(
                 wait, backoff = backoff, min(backoff * 2, MAX_BACKOFF_S)
             await _nap(stopped, wake, wait)
     finally:
-        memo.pokes.pop(key, None)
-        memo.running.discard(key)
+        unregister(memo, namespace, name, uid)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)

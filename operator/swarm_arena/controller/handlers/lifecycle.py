@@ -117,9 +117,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     memo.session = aiohttp.ClientSession()
     memo.reconciler = Reconciler(_settings or OperatorSettings(), memo.kube, memo.session)
     await _warm_up(memo.kube)
-    memo.pokes = {}
+    memo.pokes = {}  # uid -> the event that wakes its loop
+    memo.uids = {}  # (namespace, name) -> the uid whose loop runs under that name now
     memo.memories = {}
-    memo.running = set()  # (namespace, name) of Running/Recovering evaluations: their pods wake them
+    memo.running = set()  # uids of Running/Recovering evaluations: their pods wake them
     memo.generations = {}  # (namespace, name) -> the generation that last woke the loop
 
 
