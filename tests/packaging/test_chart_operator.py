@@ -22,6 +22,9 @@ Grant = tuple[str, str, str]  # (API group, resource[/subresource], verb)
 UNEXERCISED: dict[Grant, str] = {
     ("", "pods", "delete"): "only after a lost head leaves a worker behind (rbac.podDelete; "
                             "tests/operator/test_real_clusters.py exercises it)",
+    ("ray.io", "rayclusters", "get"): "only when creating an evaluation's RayCluster answers 409 (an earlier "
+                                      "evaluation's of the same name, or someone else's): kube.create_if_absent",
+    ("", "secrets", "get"): "only when creating an evaluation's token Secret answers 409: kube.create_if_absent",
 }
 
 

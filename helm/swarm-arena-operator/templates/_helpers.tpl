@@ -51,11 +51,13 @@ the API server's audit log of an evaluation run with this ServiceAccount's token
   resources: [swarmevaluations/status]
   verbs: [patch]
 # RayClusters: the Ray cluster of each evaluation, created once (never re-applied), watched,
-# deleted on suspend, ttlSecondsAfterFinished and evaluation deletion. Who may create RayClusters
-# may run any pod (docs/concepts.md): this grant is as strong as creating pods.
+# deleted on suspend, ttlSecondsAfterFinished and evaluation deletion; read only when a create
+# answers 409, to see whose it is (an earlier evaluation's of the same name is waited for, never
+# adopted). Who may create RayClusters may run any pod (docs/concepts.md): this grant is as strong
+# as creating pods.
 - apiGroups: [ray.io]
   resources: [rayclusters]
-  verbs: [list, watch, create, delete]
+  verbs: [list, watch, create, delete, get]
 # ConfigMaps: the full results of each evaluation (owned by it, garbage-collected with it):
 # server-side applied as the run goes (an apply that makes the object needs create as well as
 # patch), read back when the operator restarts.
@@ -67,10 +69,12 @@ the API server's audit log of an evaluation run with this ServiceAccount's token
   resources: [events]
   verbs: [create]
 # Secrets: the Ray auth token Secret of each cluster (KubeRay mounts it into the Ray pods).
-# Create only: the token is derived from the operator's key, so it is never read back.
+# Created; read only when a create answers 409, to see whose it is (an earlier evaluation's of the
+# same name is waited for, never adopted). Reading Secrets adds nothing to what creating RayClusters
+# already allows (a pod can mount any Secret of its namespace).
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [create]
+  verbs: [create, get]
 # Pods: the Ray pods of each cluster are watched to notice a lost worker or head at once.
 {{- if .Values.rbac.podDelete }}
 # Delete: after a lost head is replaced, a worker pod that the new head's Ray cluster does not
