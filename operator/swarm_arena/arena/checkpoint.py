@@ -29,8 +29,10 @@ amounts and `parallelEpisodes` shape neither: a resume may change them.
 
 Whoever can write to `storageURI` must not be able to run code in the job, so checkpoints are
 never pickled: they are `.npz` archives read without pickle (checkpoint_codec.py), and anything
-else found there (an old `.pkl`, a file that does not decode) is ignored with a warning — the
-episode then replays from its start, which gives the same numbers. A write is atomic and durable:
+else found there (an old `.pkl`, a file that does not decode: truncated, corrupted, a tree of
+another shape) is ignored with a warning — the episode then replays from its start, which gives
+the same numbers. So is a checkpoint that decodes but that the environment refuses to restore
+(the scheduler drops it and plays its episode from the start). A write is atomic and durable:
 a file is written beside its target, fsynced, renamed into place and its folder fsynced; an object
 store gets a temporary key first and the final key only once that upload completed, so a failed
 write never replaces a good checkpoint.
@@ -359,7 +361,7 @@ class DurableStore(MemoryStore):
             return None
         try:
             return decode_checkpoint(self._files.read(f"{self.prefix}/inflight/{name}"))
-        except CheckpointFormatError as exc:
+        except (CheckpointFormatError, OSError) as exc:
             log.warning("%s: ignored, its episode replays from the start: %s", where, exc)
             return None
 
@@ -374,11 +376,21 @@ class DurableStore(MemoryStore):
             if not stem.isdigit() or int(stem) > first:
                 continue  # not ours, or logged after this checkpoint by a chunk that never checkpointed
             try:
-                segments[int(stem)] = np.load(io.BytesIO(self._files.read(f"{folder}/{name}")), allow_pickle=False)
-            except (OSError, ValueError) as exc:
+                segment = np.load(io.BytesIO(self._files.read(f"{folder}/{name}")), allow_pickle=False)
+                if not isinstance(segment, np.ndarray) or segment.ndim < 1 or not len(segment):
+                    raise ValueError("not a non-empty array of actions")
+                segments[int(stem)] = segment
+            except Exception as exc:  # noqa: BLE001 - bytes from storage: whatever fails to load is not a segment
                 log.warning("%s/%s/%s: ignored, not an action log segment: %s", self.uri, folder, name, exc)
         self._segments[episode] = segments
-        if self.checkpoint(episode) is None:
+        try:
+            whole = self.checkpoint(episode)
+        except ValueError as exc:  # segments that do not stack (another shape or dtype)
+            log.warning("%s/%s: the action log does not join up (%s); episode %d replays from the start",
+                        self.uri, folder, exc, episode)  # fmt: skip
+            super().drop_checkpoint(episode)
+            return
+        if whole is None:
             log.warning("%s/%s: the action log does not reach step %d; episode %d replays from the start",
                         self.uri, folder, checkpoint.step, episode)  # fmt: skip
             super().drop_checkpoint(episode)

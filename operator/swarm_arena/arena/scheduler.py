@@ -106,12 +106,32 @@ class EpisodeScheduler:
             for slot in slots:
                 if slot.ref is None and todo:
                     episode = todo.popleft()
-                    self._go_on(slot, episode, resumable.pop(episode, None))
+                    self._resume(slot, episode, resumable.pop(episode, None))
             busy = {s.ref: s for s in slots if s.ref is not None}
             ready, _ = ray.wait(list(busy), num_returns=1, timeout=0.2)
             self._raise_failure()
             for ref in ready:
                 self._finish_chunk(busy[ref])
+
+    def _resume(self, slot: Slot, episode: int, checkpoint: EpisodeCheckpoint | None) -> None:
+        """Start `episode`, from `checkpoint` when the store had one. A stored checkpoint that the
+        actors refuse to restore (it decoded, but does not fit: a corrupted or foreign file) is
+        dropped with a warning and the episode plays from its start, which gives the same numbers."""
+        try:
+            self._go_on(slot, episode, checkpoint)
+        except Exception as exc:  # noqa: BLE001 - sorted below
+            if is_actor_loss(exc):
+                self._recover(slot, episode, exc)
+                return
+            if checkpoint is None:
+                raise
+            log.warning(
+                "%s: the stored checkpoint of episode %d (step %d) cannot be restored, ignored; the episode "
+                "replays from the start: %s", self.evaluation, episode, checkpoint.step, _last_line(exc),
+            )  # fmt: skip
+            slot.holds = None
+            self.ledger.store.drop_checkpoint(episode)
+            self._go_on(slot, episode, None)
 
     def _raise_failure(self) -> None:
         failure = self._failure()
