@@ -30,7 +30,7 @@ from swarm_arena.arena.episode import EpisodeCheckpoint, EpisodeTask, ShardPart
 from swarm_arena.arena.errors import EvaluationFailed
 from swarm_arena.arena.matchmaking import Match, assign_agents, shard_layout
 from swarm_arena.arena.naming import shard_name
-from swarm_arena.arena.recovery import RAY_RESTART_WAIT_S, START_TIMEOUT_S, ActorTable, Noted, is_actor_loss
+from swarm_arena.arena.recovery import RAY_RESTART_WAIT_S, REPLACEMENT_START_WAIT_S, ActorTable, Noted, is_actor_loss
 from swarm_arena.arena.revival import Answer, Revival
 from swarm_arena.arena.run_ledger import RunLedger
 from swarm_arena.arena.run_setup import RunLayout, Slot
@@ -279,20 +279,9 @@ class EpisodeScheduler:
         """Between two episodes, move shards a fast repair started outside the placement group back
         into their bundles, once Ray has placed those bundles again on a live node (not the lost
         one): STRICT_PACK / STRICT_SPREAD hold again for the rest of the run."""
-        import ray
-        from ray.util import placement_group_table
-
-        outside = self.table.outside_group(slot.shards.values())
-        if not outside:
-            return
-        alive = {node["NodeID"] for node in ray.nodes() if node.get("Alive")}
-        for name, group, bundle in outside:
-            info = placement_group_table(group)
-            node = info.get("bundles_to_node_id", {}).get(bundle)
-            if info.get("state") != "CREATED" or node not in alive or node == self.table.lost_on(name):
-                continue  # Ray has not rescheduled the bundle yet: try again after the next episode
-            if self.table.regroup(name):
-                log.info("%s: %s is back in its placement-group bundle %d (node %s)", self.evaluation, name, bundle, node)
+        for name in slot.shards.values():
+            if self.table.bundle_placed(name) and self.table.regroup(name):
+                log.info("%s: %s is back in its placement-group bundle", self.evaluation, name)
 
     # ---- recovery ----------------------------------------------------------------------------
 
@@ -302,7 +291,7 @@ class EpisodeScheduler:
         actors already found restarted in place (their new incarnation noted)."""
         detected = time.monotonic()
         log.warning("%s: episode %d lost an actor (%s); recovering", self.evaluation, episode, _last_line(error))
-        revival = Revival(tuple(slot.actors), detected, RAY_RESTART_WAIT_S, START_TIMEOUT_S)
+        revival = Revival(tuple(slot.actors), detected, RAY_RESTART_WAIT_S, REPLACEMENT_START_WAIT_S)
         restarted = set(restarted or ())
         repaired: dict[str, float] = {}
         while True:
@@ -324,6 +313,10 @@ class EpisodeScheduler:
         from ray import exceptions as rex
 
         while True:
+            # Replacements a repair (another thread) or a move into the placement group started get
+            # their start window from then, never Ray's restart wait: replacing them again would only
+            # cost restarts, and a slow start is not a loss.
+            revival.replaced_at.update(self.table.starting(slot.actors))
             answers = self.table.ping(slot.actors)
             kinds: dict[str, Answer] = {}
             for name, (handle, answer) in answers.items():
@@ -337,6 +330,7 @@ class EpisodeScheduler:
                     kinds[name] = Answer.DEAD  # Ray will not restart it (budget spent, or killed)
                 else:
                     kinds[name] = Answer.SILENT
+            self._into_bundles(slot, [n for n, k in kinds.items() if k is Answer.SILENT and n in revival.replaced_at])
             decision = revival.decide(kinds, time.monotonic())
             if decision.replace:
                 done = self.table.replace(decision.replace, expected={n: answers[n][0] for n in decision.replace})
@@ -346,6 +340,21 @@ class EpisodeScheduler:
                 return
             self._raise_failure()
             time.sleep(REVIVAL_PING_INTERVAL_S)
+
+    def _into_bundles(self, slot: Slot, silent: list[str]) -> None:
+        """Move replacements that cannot start outside the placement group into their bundles.
+
+        A replacement starts outside the group (its bundle was on the lost node). Once Ray places
+        that bundle again, on a node that came back, the bundle holds the resources: on a cluster
+        without room to spare the replacement then waits for resources its own bundle reserves, and
+        never starts. Re-created inside the bundle it starts at once (not a loss: no restart is
+        counted); the slot restores it like any replacement."""
+        for name in silent:
+            if self.table.bundle_placed(name) and self.table.regroup(name):
+                log.warning(
+                    "%s: %s had not started outside its placement group; re-created in its bundle, which Ray "
+                    "placed again", self.evaluation, name,
+                )  # fmt: skip
 
     def _record(
         self,
