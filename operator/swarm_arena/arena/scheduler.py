@@ -207,6 +207,12 @@ class EpisodeScheduler:
             fresh = checkpoint is None and slot.holds != (episode, 0)
             if not restore and (holds or fresh):
                 break
+            if self.table.starting(slot.actors):
+                # Replacements (a repair's) that have not started: a restore would wait on them
+                # without a deadline. Bring them up first, as after any loss.
+                now = time.monotonic()
+                self._revive(slot, Revival(tuple(slot.actors), now, RAY_RESTART_WAIT_S, REPLACEMENT_START_WAIT_S), set())
+                continue  # the table may have changed meanwhile: build the task again
             consumed.update(self.marks.take(slot.actors))
             slot.holds = None
             if checkpoint is None:
@@ -264,6 +270,7 @@ class EpisodeScheduler:
             assert result.checkpoint is not None
             self.ledger.store.save_checkpoint(result.checkpoint)
             self.ledger.in_flight(slot.index, result.checkpoint.agent_steps)
+            self._regroup(slot)  # the slot restores what moved from the checkpoint just taken
             try:
                 repaired = self._go_on(slot, task.episode, result.checkpoint)
             except Exception as exc:  # noqa: BLE001 - lost while restoring after a repair
@@ -276,9 +283,11 @@ class EpisodeScheduler:
         self.ledger.emit_progress(counted)
 
     def _regroup(self, slot: Slot) -> None:
-        """Between two episodes, move shards a fast repair started outside the placement group back
-        into their bundles, once Ray has placed those bundles again on a live node (not the lost
-        one): STRICT_PACK / STRICT_SPREAD hold again for the rest of the run."""
+        """At every checkpoint and between two episodes, move shards a fast repair started outside
+        the placement group back into their bundles, once Ray has placed those bundles again on a
+        live node (not the lost one): STRICT_PACK / STRICT_SPREAD hold again from that checkpoint
+        on, not only from the next episode. Not a loss (no restart counted); at a checkpoint the
+        moved shard is restored from it, as after a repair."""
         for name in slot.shards.values():
             if self.table.bundle_placed(name) and self.table.regroup(name):
                 log.info("%s: %s is back in its placement-group bundle", self.evaluation, name)
