@@ -1,9 +1,11 @@
 """Driving the episodes: chunks on environment slots, checkpoints, and recovery of lost actors.
 
-One thread (the coordinator's `run`) drives every slot: it hands each slot's environment actor
-an episode a checkpoint interval at a time and, when a chunk fails because an actor was lost,
-brings the slot's actors back (revival.py decides, ping by ping) and restores the episode from
-its last checkpoint. A repair (another thread, see coordinator.py) only swaps actors in the
+The coordinator's `run` thread waits for the slots' chunks and hands each slot's work to a
+thread of that slot's own: finishing a chunk (the durable checkpoint write, retried through a
+storage hiccup), dispatching the next one, and, when a chunk failed because an actor was lost,
+bringing the slot's actors back (revival.py decides, ping by ping) and restoring the episode from
+its last checkpoint. So one slot's trouble (a revival that waits minutes for a node, a blocking
+restore, a slow write) never stalls the others: they go on finishing episodes meanwhile. A repair (another thread, see coordinator.py) only swaps actors in the
 table; it never waits for this thread, nor this thread for it. They meet through each actor's
 generation: a slot remembers the generations that hold its state, and before every chunk it
 checks them, restoring first when an actor behind a name is new. No lock is held across a
@@ -12,6 +14,7 @@ remote call.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 import time
@@ -102,16 +105,30 @@ class EpisodeScheduler:
             log.info("%s: resuming, %d episodes already counted, %d from a checkpoint", self.evaluation, len(records), len(resumable))
         self.ledger.emit_progress()
         slots = self.layout.slots
-        while todo or any(s.ref is not None for s in slots):
-            for slot in slots:
-                if slot.ref is None and todo:
-                    episode = todo.popleft()
-                    self._resume(slot, episode, resumable.pop(episode, None))
-            busy = {s.ref: s for s in slots if s.ref is not None}
-            ready, _ = ray.wait(list(busy), num_returns=1, timeout=0.2)
-            self._raise_failure()
-            for ref in ready:
-                self._finish_chunk(busy[ref])
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(slots), thread_name_prefix="slot")
+        work: dict[int, concurrent.futures.Future[None]] = {}  # slot index -> its work in flight
+        try:
+            while todo or work or any(s.ref is not None for s in slots):
+                for slot in slots:
+                    if slot.index not in work and slot.ref is None and todo:
+                        episode = todo.popleft()
+                        work[slot.index] = pool.submit(self._resume, slot, episode, resumable.pop(episode, None))
+                stepping = {s.ref: s for s in slots if s.ref is not None and s.index not in work}
+                if stepping:
+                    ready, _ = ray.wait(list(stepping), num_returns=1, timeout=0.01 if work else 0.2)
+                else:
+                    ready = []
+                    concurrent.futures.wait(list(work.values()), timeout=0.2, return_when="FIRST_COMPLETED")
+                self._raise_failure()
+                for index, future in list(work.items()):
+                    if future.done():
+                        del work[index]
+                        future.result()  # a slot's failure fails the run
+                for ref in ready:
+                    slot = stepping[ref]
+                    work[slot.index] = pool.submit(self._finish_chunk, slot)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _resume(self, slot: Slot, episode: int, checkpoint: EpisodeCheckpoint | None) -> None:
         """Start `episode`, from `checkpoint` when the store had one. A stored checkpoint that the
