@@ -211,7 +211,7 @@ def decide(obs: Observation) -> Decision:
             and obs.cluster is not None and obs.cluster.exists):
         # Finished in this pass: the next one, due at the TTL, deletes the cluster (no event wakes it).
         decision.requeue_s = min(decision.requeue_s if decision.requeue_s is not None else ttl, ttl)
-    if after is not before and after is not None:
+    if after is not before and after is not None and decision.event is None:
         ready = cond.get(st.s.conditions, cond.READY)
         kind = "Warning" if after in (Phase.FAILED, Phase.RECOVERING) else "Normal"
         decision.event = (kind, after.value, ready.message if ready and ready.message else after.value)
@@ -400,6 +400,8 @@ def _decide(obs: Observation, st: _Status, d: Decision) -> None:  # noqa: C901 -
     d.actions.append(WriteResults(final=False))
     _submit(st, d, obs, attempts + 1, "Resubmitting",
             f"run {failures} of at most {spec.backoff_limit + 1} failed ({why}); re-submitting, resuming from what was counted")
+    # The phase may stay Running: say why the attempt failed in an Event (and the operator log) too.
+    d.event = ("Warning", "AttemptFailed", f"attempt {attempts} failed ({failures} of at most {spec.backoff_limit + 1}): {why}")
 
 
 def _recovering(obs: Observation, st: _Status, d: Decision) -> bool:
