@@ -115,10 +115,11 @@ class EpisodeScheduler:
                         work[slot.index] = pool.submit(self._resume, slot, episode, resumable.pop(episode, None))
                 stepping = {s.ref: s for s in slots if s.ref is not None and s.index not in work}
                 if stepping:
-                    ready, _ = ray.wait(list(stepping), num_returns=1, timeout=0.01 if work else 0.2)
+                    ready, _ = ray.wait(list(stepping), num_returns=1, timeout=0.05 if work else 0.2)
                 else:
                     ready = []
-                    concurrent.futures.wait(list(work.values()), timeout=0.2, return_when="FIRST_COMPLETED")
+                    first = concurrent.futures.FIRST_COMPLETED
+                    concurrent.futures.wait(list(work.values()), timeout=0.2, return_when=first)
                 self._raise_failure()
                 for index, future in list(work.items()):
                     if future.done():
