@@ -444,7 +444,8 @@ def request_repair(
     timeout: float = 120.0,
 ) -> list[str]:
     """Ask the coordinator of `evaluation` (`<namespace>/<name>`) to replace, now, every named actor
-    that lived on `lost_node_ids` (or, with None, every actor that fails a short ping).
+    that lived on `lost_node_ids` (or, with None, every actor `ActorTable.lost` finds gone, never a
+    busy one).
 
     Returns the names replaced; raises EvaluationNotRunning, ConnectionError or RepairTimedOut.
     Idempotent: a second call while a repair is running waits for it and replaces nothing twice.
