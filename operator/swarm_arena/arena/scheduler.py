@@ -42,6 +42,10 @@ from swarm_arena.arena.shard import ActorInfo, ShardStateLost
 log = logging.getLogger(__name__)
 
 REVIVAL_PING_INTERVAL_S = 0.1
+# A replacement silent this long outside its placement group, whose bundle Ray has placed again,
+# is re-created in the bundle. Not at once: a start that is merely slow (a loaded node) would be
+# thrown away and paid again.
+INTO_BUNDLE_AFTER_S = 10.0
 
 
 def shard_seed(episode_seed: int, policy_index: int, shard: int) -> int:
@@ -357,7 +361,11 @@ class EpisodeScheduler:
                     kinds[name] = Answer.DEAD  # Ray will not restart it (budget spent, or killed)
                 else:
                     kinds[name] = Answer.SILENT
-            self._into_bundles(slot, [n for n, k in kinds.items() if k is Answer.SILENT and n in revival.replaced_at])
+            now = time.monotonic()
+            self._into_bundles(slot, [
+                n for n, k in kinds.items()
+                if k is Answer.SILENT and now - revival.replaced_at.get(n, now) >= INTO_BUNDLE_AFTER_S
+            ])  # fmt: skip
             decision = revival.decide(kinds, time.monotonic())
             if decision.replace:
                 done = self.table.replace(decision.replace, expected={n: answers[n][0] for n in decision.replace})
@@ -369,7 +377,8 @@ class EpisodeScheduler:
             time.sleep(REVIVAL_PING_INTERVAL_S)
 
     def _into_bundles(self, slot: Slot, silent: list[str]) -> None:
-        """Move replacements that cannot start outside the placement group into their bundles.
+        """Move replacements that cannot start outside the placement group into their bundles
+        (`silent`: replacements silent for INTO_BUNDLE_AFTER_S).
 
         A replacement starts outside the group (its bundle was on the lost node). Once Ray places
         that bundle again, on a node that came back, the bundle holds the resources: on a cluster
