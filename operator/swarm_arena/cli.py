@@ -282,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--node-id",
         action="append",
         default=[],
-        help="Ray node id known to be lost (repeatable); without it, every actor failing a 1 s ping is replaced",
+        help="Ray node id known to be lost (repeatable); without it, every actor Ray reports dead (or that is silent on a node Ray reports dead) is replaced, never a busy one",
     )
     repair.add_argument("--ray-address", default="auto", help="the Ray cluster running it (default: auto)")
     repair.add_argument(

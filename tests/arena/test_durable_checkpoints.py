@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from swarm_arena.arena.checkpoint import DurableStore, open_store, spec_fingerprint
+from swarm_arena.arena.checkpoint import DurableStore, StorageUnavailable, open_store, spec_fingerprint
 from swarm_arena.arena.checkpoint_codec import CheckpointFormatError, decode_checkpoint, encode_checkpoint
 from swarm_arena.arena.episode import EpisodeCheckpoint
 from swarm_arena.arena.errors import InvalidSpec
@@ -96,7 +96,8 @@ def test_a_checkpoint_is_on_disk_before_it_is_in_place(tmp_path: Path, monkeypat
     monkeypatch.setattr(os, "fsync", failing_fsync)
     changed = _checkpoint(episode=1)
     changed.step = 30
-    with pytest.raises(OSError, match="Input/output error"):
+    store.retry_s = 0.3  # retried with backoff (tests/arena/test_storage_faults.py), then fatal
+    with pytest.raises(StorageUnavailable, match="Input/output error"):
         store.save_checkpoint(changed)
     # The failed write committed nothing: the old checkpoint is intact and no temp file is left.
     assert target.read_bytes() == before

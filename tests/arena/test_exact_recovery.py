@@ -8,6 +8,7 @@ compared with the same evaluation played without a loss.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import threading
 import time
@@ -20,6 +21,7 @@ import ray
 
 from swarm_arena.api.report import RunReport
 from swarm_arena.api.resource import SwarmEvaluation
+from swarm_arena.arena.checkpoint_codec import decode_checkpoint, encode_checkpoint
 from swarm_arena.arena.errors import InvalidSpec
 from swarm_arena.arena.matchmaking import episode_seed
 from swarm_arena.arena.naming import RAY_NAMESPACE, coordinator_name, env_name, shard_name
@@ -242,3 +244,15 @@ def test_a_lost_environment_actor_resumes_hosted_policies_from_the_checkpoint(
     assert report.recoveries[0].resumed_from_step is not None and report.recoveries[0].resumed_from_step % 10 == 0
     assert report.progress.agent_steps == 2 * 40 * 30
     _same_numbers(report, reference)
+def test_a_stored_checkpoint_the_actors_refuse_replays_its_episode(head_lost, reference, tmp_path: Path) -> None:
+    """A checkpoint that decodes but does not fit (here: shard states under keys this layout does
+    not have, as a corrupted or foreign file might hold) is dropped with a warning, and its episode
+    replays from the start: the same numbers, not a crash of every attempt."""
+    gate, store = _copy(head_lost, tmp_path)
+    (gate / "open").touch()
+    path = next(store.rglob("inflight/000001.npz"))
+    checkpoint = decode_checkpoint(path.read_bytes())
+    renamed = {f"x{key}": state for key, state in checkpoint.shard_states.items()}
+    path.write_bytes(encode_checkpoint(dataclasses.replace(checkpoint, shard_states=renamed)))
+    resumed = run_evaluation(_evaluation(gate, hold=(1, 20), store=store))  # the coordinator logs the warning
+    _same_numbers(resumed, reference)

@@ -36,7 +36,7 @@ def test_after_rays_window_the_silent_originals_are_replaced_once() -> None:
 def test_a_replacement_that_never_answers_fails_the_run_saying_why() -> None:
     revival = _revival()
     revival.replaced(["shard"], now=10.0)
-    with pytest.raises(EvaluationFailed, match=r"actor shard was re-created but did not answer within 60 s"):
+    with pytest.raises(EvaluationFailed, match=r"actor shard was re-created after a loss but did not start within 60 s.*placement group"):
         revival.decide({"env": A, "shard": S}, now=71.0)
 
 

@@ -104,7 +104,10 @@ def test_failed_run_is_resubmitted_until_the_backoff_limit() -> None:
     d = decide(obs(status, job=failed, backoff_limit=1))
     assert Submit(2, names.submission_id(UID, 2)) in d.actions and d.status.failures == 1
     assert d.status.phase is Phase.RUNNING
-    assert d.event is not None and d.event[:2] == ("Warning", "Resubmitting") and "boom" in d.event[2]
+    # Why it failed: in the condition, and (the phase staying Running) in a Warning event.
+    assert "boom" in (cond.get(d.status.conditions, cond.JOB_RUNNING).message or "")
+    assert d.event == ("Warning", "Resubmitting", "attempt 1 failed (1 of at most 2): boom; "
+                       "re-submitting, resuming from what was counted")
     again = SwarmEvaluationStatus(phase=Phase.RUNNING, job_id=names.submission_id(UID, 2), attempts=2, failures=1)
     d2 = decide(obs(again, job=JobView(again.job_id, True, "FAILED", record=record(JobState.FAILED, 1)), backoff_limit=1))
     assert d2.status.phase is Phase.FAILED and condition(d2.status, cond.FAILED) == ("True", "BackoffLimitExceeded")

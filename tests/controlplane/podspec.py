@@ -4,7 +4,8 @@ Used by the process node agent (``nodeagent.py``): container environment (``env`
 ``fieldRef``, ``resourceFieldRef``, ``secretKeyRef``, ``configMapKeyRef``, ``$(VAR)`` expansion),
 the files of ``configMap``/``secret``/``downwardAPI``/``projected`` volumes, the pod's hosts
 file (cluster DNS for Services) and probe descriptions. Pods are plain dicts as the API server
-returns them (camelCase keys), so this module needs no Kubernetes client.
+returns them (camelCase keys), so this module needs no Kubernetes API server (quantities are
+read with the client library's `parse_quantity`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Callable, Mapping
 
+from kubernetes.utils.quantity import parse_quantity as _parse_quantity
+
 CLUSTER_DOMAIN = "cluster.local"
 
 
@@ -26,21 +29,12 @@ class PodConfigError(ValueError):
 # --------------------------------------------------------------------------------------------
 # quantities
 
-_SUFFIX = {
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": 1,
-    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-}
-
-
 def parse_quantity(value: Any) -> Decimal:
     """A Kubernetes resource quantity ("500m", "2Gi", "1e3", 4) as a Decimal."""
-    if isinstance(value, (int, float, Decimal)):
-        return Decimal(str(value))
-    m = re.fullmatch(r"\s*([+-]?[0-9.]+(?:[eE][+-]?\d+)?)([a-zA-Z]{0,2})\s*", str(value))
-    if not m or m.group(2) not in _SUFFIX:
-        raise PodConfigError(f"invalid resource quantity {value!r}")
-    return Decimal(m.group(1)) * Decimal(_SUFFIX[m.group(2)])
+    try:
+        return _parse_quantity(value.strip() if isinstance(value, str) else value)
+    except ValueError:
+        raise PodConfigError(f"invalid resource quantity {value!r}") from None
 
 
 # --------------------------------------------------------------------------------------------

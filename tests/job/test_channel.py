@@ -132,3 +132,21 @@ def test_reporter_writes_whole_self_contained_lines(tmp_path) -> None:
         "lastRecovery", "results", "reason", "message",
     }  # fmt: skip
     assert "episode 1 counted" in out.getvalue() and "failed (RunFailed): boom" in out.getvalue()
+
+
+def test_a_failed_attempt_keeps_its_recoveries_and_says_why(tmp_path) -> None:
+    """Recoveries an attempt recorded survive its failure: the final line counts them (earlier
+    attempts' too) and carries the latest, beside the failure's reason and message."""
+    evaluation = foraging_evaluation("ch-fail", policies=[{"name": p, "factory": p} for p in ("greedy", "random")])
+    reporter = JobReporter(tmp_path, "sid-2", attempt=2, out=io.StringIO(), clock=_Clock())
+    earlier = Recovery(time="2026-11-23T00:00:00.000Z", reason="NodeLost", seconds=1.5)
+    reporter.start(evaluation, ResumePayload(recoveries=[earlier]), episodes_total=4)
+    mine = Recovery(time="2026-11-23T00:01:00.000Z", reason="NodeLost", actors_restarted=["default/ch-fail/env-0"],
+                    episode=0, resumed_from_step=10, seconds=2.0)  # fmt: skip
+    reporter.recovery(mine)
+    reporter.failed(FailureReason.RUN_FAILED, "actor default/ch-fail/env-0 was lost 3 times")
+    reporter.close()
+    final = last_status(reporter.status_path.read_text())
+    assert final is not None and final.state is JobState.FAILED
+    assert final.recoveries == 2 and final.last_recovery == mine
+    assert final.reason is FailureReason.RUN_FAILED and "was lost 3 times" in (final.message or "")

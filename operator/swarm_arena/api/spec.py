@@ -23,8 +23,10 @@ from swarm_arena.api.pods import RayPodsSpec
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # `package.module:callable.attr` or a built-in name such as `foraging` / `random`.
 FACTORY_PATTERN = r"^([A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*|[a-z][a-z0-9_-]*)$"
-# Kubernetes resource.Quantity, e.g. 512Mi, 2Gi, 1.5G, 1e9.
-QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(([KMGTPE]i)|[numkMGTPE]|([eE][0-9]+))?$"
+# Kubernetes resource.Quantity without a sign (e.g. 512Mi, 2Gi, 1.5G, .5Gi, 1e9): Kubernetes' own
+# OpenAPI pattern (integer exponents), and the project's one quantity pattern; values are read with
+# `kubernetes.utils.parse_quantity` (arena/shard.py).
+QUANTITY_PATTERN = r"^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?[0-9]+))?$"
 STORAGE_URI_PATTERN = r"^(file|s3|gs)://.+$"
 RAY_ADDRESS_PATTERN = r"^(https?|ray)://[^\s]+$"
 # The Ray release this package is built and tested with (pyproject pins it; a test checks the

@@ -30,11 +30,15 @@ amounts and `parallelEpisodes` shape neither: a resume may change them.
 
 Whoever can write to `storageURI` must not be able to run code in the job, so checkpoints are
 never pickled: they are `.npz` archives read without pickle (checkpoint_codec.py), and anything
-else found there (an old `.pkl`, a file that does not decode) is ignored with a warning — the
-episode then replays from its start, which gives the same numbers. A write is atomic and durable:
+else found there (an old `.pkl`, a file that does not decode: truncated, corrupted, a tree of
+another shape) is ignored with a warning — the episode then replays from its start, which gives
+the same numbers. So is a checkpoint that decodes but that the environment refuses to restore
+(the scheduler drops it and plays its episode from the start). A write is atomic and durable:
 a file is written beside its target, fsynced, renamed into place and its folder fsynced; an object
 store gets a temporary key first and the final key only once that upload completed, so a failed
-write never replaces a good checkpoint.
+write never replaces a good checkpoint. Temporary files a crashed writer left (`.tmp-*`) are
+deleted when the store is opened. A write or delete that fails is retried with backoff for
+`STORAGE_RETRY_S` (a storage hiccup is not fatal); only then does it fail the run.
 """
 
 from __future__ import annotations
@@ -46,11 +50,12 @@ import json
 import logging
 import os
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import numpy as np
@@ -60,11 +65,40 @@ from swarm_arena.api.report import EpisodeRecord
 from swarm_arena.api.spec import SwarmEvaluationSpec
 from swarm_arena.arena.checkpoint_codec import CheckpointFormatError, decode_checkpoint, encode_checkpoint
 from swarm_arena.arena.episode import EpisodeCheckpoint
-from swarm_arena.arena.errors import InvalidSpec
+from swarm_arena.arena.errors import EvaluationFailed, InvalidSpec
 from swarm_arena.arena.matchmaking import runs_in_environment
 
 log = logging.getLogger(__name__)
 CHECKPOINT_SUFFIX = ".npz"
+TMP_PREFIX = ".tmp-"
+# A durable write or delete that fails (the storage unreachable, a full or read-only volume, an
+# object store's 5xx) is tried again with backoff for this long before it fails the run: a
+# storage hiccup is not worth an attempt. Only one slot waits meanwhile (each slot has a thread).
+STORAGE_RETRY_S = 120.0
+STORAGE_BACKOFF_S = (0.1, 5.0)  # first wait, longest wait (doubling between)
+T = TypeVar("T")
+
+
+class StorageUnavailable(EvaluationFailed):
+    """A durable write kept failing for the whole retry window."""
+
+
+def with_retries(what: str, action: Callable[[], T], retry_s: float, clock: Callable[[], float] = time.monotonic) -> T:
+    """`action()`, tried again with doubling backoff while it raises OSError, for `retry_s`."""
+    deadline, wait, tries = clock() + retry_s, STORAGE_BACKOFF_S[0], 0
+    while True:
+        tries += 1
+        try:
+            return action()
+        except OSError as exc:
+            if clock() + wait > deadline:
+                raise StorageUnavailable(
+                    f"spec.checkpoint.storageURI: {what} failed {tries} times over {retry_s:.0f} s, last: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from None
+            log.warning("%s failed (%s: %s); trying again in %.1f s", what, type(exc).__name__, exc, wait)
+            time.sleep(wait)
+            wait = min(wait * 2, STORAGE_BACKOFF_S[1])
 
 
 class CheckpointStore(Protocol):
@@ -227,7 +261,7 @@ class _LocalFiles:
     def write(self, path: str, data: bytes) -> None:
         target = self.root / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=TMP_PREFIX)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
@@ -252,6 +286,11 @@ class _LocalFiles:
 
     def delete(self, path: str) -> None:
         (self.root / path).unlink(missing_ok=True)
+
+    def temporaries(self, folder: str) -> list[str]:
+        """Paths of the temporary files under `folder` (any depth) a crashed writer left behind."""
+        base = self.root / folder
+        return sorted(str(p.relative_to(self.root)) for p in base.rglob(f"{TMP_PREFIX}*")) if base.is_dir() else []
 
 
 S3_ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
@@ -317,7 +356,7 @@ class _ArrowFiles:
         # A stream's close completes the upload even when the write failed: upload to a temporary
         # key (listings skip dot names) and copy it into place only after that upload succeeded.
         folder, _, name = f"{self.root}/{path}".rpartition("/")
-        tmp = f"{folder}/.tmp-{uuid.uuid4().hex}-{name}"
+        tmp = f"{folder}/{TMP_PREFIX}{uuid.uuid4().hex}-{name}"
         try:
             out = self._fs.open_output_stream(tmp)
             try:
@@ -346,12 +385,24 @@ class _ArrowFiles:
             if self._fs.get_file_info(f"{self.root}/{path}").type != self._not_found:
                 self._fs.delete_file(f"{self.root}/{path}")
 
+    def temporaries(self, folder: str) -> list[str]:
+        infos = self._fs.get_file_info(self._selector(f"{self.root}/{folder}", allow_not_found=True, recursive=True))
+        return sorted(i.path.removeprefix(f"{self.root}/") for i in infos if i.base_name.startswith(TMP_PREFIX))
+
 
 class DurableStore(MemoryStore):
     """Memory store mirrored to `storageURI` (writes through, reads back on start)."""
 
-    def __init__(self, uri: str, evaluation: str, fingerprint: str, spec: SwarmEvaluationSpec | None = None) -> None:
+    def __init__(
+        self,
+        uri: str,
+        evaluation: str,
+        fingerprint: str,
+        spec: SwarmEvaluationSpec | None = None,
+        retry_s: float = STORAGE_RETRY_S,
+    ) -> None:
         super().__init__()
+        self.retry_s = retry_s
         if uri.startswith("file://"):
             files: _LocalFiles | _ArrowFiles = _LocalFiles(uri[len("file://") :])
         elif uri.startswith(("s3://", "gs://")):
@@ -361,6 +412,7 @@ class DurableStore(MemoryStore):
         self.uri = uri
         self._files = files
         self.prefix = f"{evaluation}/{fingerprint}"
+        self._clean_temporaries()
         for name in files.list(f"{self.prefix}/episodes"):
             try:
                 record = EpisodeRecord.model_validate_json(files.read(f"{self.prefix}/episodes/{name}"))
@@ -376,6 +428,28 @@ class DurableStore(MemoryStore):
                     self._read_segments(checkpoint)
         if spec is not None:
             self._claim_layout(spec)
+
+    def _clean_temporaries(self) -> None:
+        """Delete the temporary files a writer that crashed mid-write left (`.tmp-*`, never read).
+        A store is written by one attempt at a time, and this one has not written yet."""
+        try:
+            orphans = self._files.temporaries(self.prefix)
+        except OSError as exc:
+            log.warning("%s/%s: could not list temporary files to clean: %s", self.uri, self.prefix, exc)
+            return
+        for path in orphans:
+            try:
+                self._files.delete(path)
+            except OSError as exc:
+                log.warning("%s/%s: could not delete an orphaned temporary file: %s", self.uri, path, exc)
+        if orphans:
+            log.info("%s/%s: deleted %d orphaned temporary files", self.uri, self.prefix, len(orphans))
+
+    def _write(self, path: str, data: bytes) -> None:
+        with_retries(f"writing {self.uri}/{path}", lambda: self._files.write(path, data), self.retry_s)
+
+    def _delete(self, path: str) -> None:
+        with_retries(f"deleting {self.uri}/{path}", lambda: self._files.delete(path), self.retry_s)
 
     def _claim_layout(self, spec: SwarmEvaluationSpec) -> None:
         """Record the spec's state layout; refuse a store whose episodes were laid out otherwise.
@@ -411,7 +485,7 @@ class DurableStore(MemoryStore):
             return None
         try:
             return decode_checkpoint(self._files.read(f"{self.prefix}/inflight/{name}"))
-        except CheckpointFormatError as exc:
+        except (CheckpointFormatError, OSError) as exc:
             log.warning("%s: ignored, its episode replays from the start: %s", where, exc)
             return None
 
@@ -426,11 +500,21 @@ class DurableStore(MemoryStore):
             if not stem.isdigit() or int(stem) > first:
                 continue  # not ours, or logged after this checkpoint by a chunk that never checkpointed
             try:
-                segments[int(stem)] = np.load(io.BytesIO(self._files.read(f"{folder}/{name}")), allow_pickle=False)
-            except (OSError, ValueError) as exc:
+                segment = np.load(io.BytesIO(self._files.read(f"{folder}/{name}")), allow_pickle=False)
+                if not isinstance(segment, np.ndarray) or segment.ndim < 1 or not len(segment):
+                    raise ValueError("not a non-empty array of actions")
+                segments[int(stem)] = segment
+            except Exception as exc:  # noqa: BLE001 - bytes from storage: whatever fails to load is not a segment
                 log.warning("%s/%s/%s: ignored, not an action log segment: %s", self.uri, folder, name, exc)
         self._segments[episode] = segments
-        if self.checkpoint(episode) is None:
+        try:
+            whole = self.checkpoint(episode)
+        except ValueError as exc:  # segments that do not stack (another shape or dtype)
+            log.warning("%s/%s: the action log does not join up (%s); episode %d replays from the start",
+                        self.uri, folder, exc, episode)  # fmt: skip
+            super().drop_checkpoint(episode)
+            return
+        if whole is None:
             log.warning("%s/%s: the action log does not reach step %d; episode %d replays from the start",
                         self.uri, folder, checkpoint.step, episode)  # fmt: skip
             super().drop_checkpoint(episode)
@@ -449,24 +533,25 @@ class DurableStore(MemoryStore):
             if actions is not None:  # the segment first: a checkpoint never points past its log
                 out = io.BytesIO()
                 np.save(out, actions, allow_pickle=False)
-                self._files.write(f"{self._segments_folder(checkpoint.episode)}/{first:06d}.npy", out.getvalue())
+                self._write(f"{self._segments_folder(checkpoint.episode)}/{first:06d}.npy", out.getvalue())
             stored = dataclasses.replace(checkpoint, env_state={**checkpoint.env_state, "actions": None})
         try:
             data = encode_checkpoint(stored)
         except CheckpointFormatError as exc:
             raise InvalidSpec(f"spec.checkpoint.storageURI: cannot store episode {checkpoint.episode}'s checkpoint: {exc}") from None
-        self._files.write(self._checkpoint_path(checkpoint.episode), data)
+        self._write(self._checkpoint_path(checkpoint.episode), data)
         super().save_checkpoint(checkpoint)
 
     def drop_checkpoint(self, episode: int) -> None:
         super().drop_checkpoint(episode)
-        self._files.delete(self._checkpoint_path(episode))
+        self._delete(self._checkpoint_path(episode))
         folder = self._segments_folder(episode)
-        for name in self._files.list(folder):
-            self._files.delete(f"{folder}/{name}")
+        names = with_retries(f"listing {self.uri}/{folder}", lambda: self._files.list(folder), self.retry_s)
+        for name in names:
+            self._delete(f"{folder}/{name}")
 
     def save_record(self, record: EpisodeRecord) -> None:
-        self._files.write(f"{self.prefix}/episodes/{record.episode:06d}.json", record.model_dump_json(by_alias=True).encode())
+        self._write(f"{self.prefix}/episodes/{record.episode:06d}.json", record.model_dump_json(by_alias=True).encode())
         super().save_record(record)
 
 

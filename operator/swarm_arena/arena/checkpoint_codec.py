@@ -39,19 +39,71 @@ def encode_checkpoint(checkpoint: EpisodeCheckpoint) -> bytes:
 
 
 def decode_checkpoint(data: bytes) -> EpisodeCheckpoint:
+    """The checkpoint in `data`; any bytes that are not one (truncated, corrupted, another shape)
+    raise `CheckpointFormatError`, never another error."""
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-        tree = json.loads(arrays.pop(_TREE).tobytes())
-    except (OSError, ValueError, KeyError) as exc:
-        raise CheckpointFormatError(f"not a {FORMAT} archive: {exc}") from None
+        return _checked(_decode_tree(data))
+    except CheckpointFormatError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - bytes from storage: whatever fails to decode is not a checkpoint
+        raise CheckpointFormatError(f"not a {FORMAT} archive: {type(exc).__name__}: {exc}") from None
+
+
+def _decode_tree(data: bytes) -> EpisodeCheckpoint:
+    archive = np.load(io.BytesIO(data), allow_pickle=False)
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise CheckpointFormatError(f"not a {FORMAT} archive: a bare array, not an archive")
+    with archive:
+        arrays = {name: archive[name] for name in archive.files}
+    if _TREE not in arrays:
+        raise CheckpointFormatError(f"not a {FORMAT} archive: no {_TREE!r} entry")
+    tree = json.loads(arrays.pop(_TREE).tobytes())
     if not isinstance(tree, dict) or tree.get("format") != FORMAT:
-        raise CheckpointFormatError(f"not a {FORMAT} archive (format {tree.get('format')!r})")
+        found = tree.get("format") if isinstance(tree, dict) else f"a JSON {type(tree).__name__}"
+        raise CheckpointFormatError(f"not a {FORMAT} archive (format {found!r})")
+    if not isinstance(tree.get("fields"), dict):
+        raise CheckpointFormatError("the checkpoint has no 'fields' object")
     fields = _decode(tree["fields"], arrays)
-    try:
-        return EpisodeCheckpoint(**fields)
-    except TypeError as exc:
-        raise CheckpointFormatError(f"the checkpoint's fields do not match this version: {exc}") from None
+    names = {f.name for f in dataclasses.fields(EpisodeCheckpoint)}
+    if set(fields) != names:
+        raise CheckpointFormatError(
+            f"the checkpoint's fields {sorted(fields)} do not match this version's {sorted(names)}"
+        )
+    return EpisodeCheckpoint(**fields)
+
+
+def _checked(checkpoint: EpisodeCheckpoint) -> EpisodeCheckpoint:
+    """`checkpoint` if every field has the shape a restore relies on."""
+
+    def count(value: Any) -> bool:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0
+
+    problems = [name for name in ("episode", "step", "agent_steps") if not count(getattr(checkpoint, name))]
+    returns = checkpoint.returns
+    if not (isinstance(returns, np.ndarray) and returns.ndim == 1 and returns.dtype.kind == "f"):
+        problems.append("returns")
+    shards = checkpoint.shard_states
+    if not isinstance(shards, dict) or not all(
+        isinstance(k, str)
+        and isinstance(v, dict)
+        and "policy" in v
+        and isinstance(v.get("agents"), (list, tuple))
+        and all(isinstance(a, str) for a in v["agents"])
+        for k, v in shards.items()
+    ):
+        problems.append("shard_states")
+    state = checkpoint.env_state
+    if isinstance(state, dict) and "actions_from" in state:  # a generic environment's action log
+        actions = state.get("actions")
+        if not (
+            count(state["actions_from"])
+            and count(state.get("steps"))
+            and (actions is None or isinstance(actions, np.ndarray) and actions.ndim >= 1)
+        ):
+            problems.append("env_state")
+    if problems:
+        raise CheckpointFormatError(f"the checkpoint's {', '.join(problems)} do not have the shape of one")
+    return checkpoint
 
 
 def _encode(value: Any, path: str, arrays: dict[str, np.ndarray]) -> Any:
@@ -94,6 +146,8 @@ def _decode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
         if key == "__tuple__":
             return tuple(_decode(v, arrays) for v in inner)
         if key == "__items__":
+            if not isinstance(inner, list) or not all(isinstance(kv, list) and len(kv) == 2 for kv in inner):
+                raise CheckpointFormatError("a mapping's '__items__' is not a list of [key, value] pairs")
             return {_hashable(_decode(k, arrays)): _decode(v, arrays) for k, v in inner}
     return {k: _decode(v, arrays) for k, v in value.items()}
 
@@ -105,4 +159,8 @@ def _array(name: Any, arrays: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _hashable(key: Any) -> Any:
-    return tuple(_hashable(k) for k in key) if isinstance(key, list) else key
+    if isinstance(key, (list, tuple)):
+        return tuple(_hashable(k) for k in key)
+    if isinstance(key, (dict, np.ndarray)):
+        raise CheckpointFormatError(f"a {type(key).__name__} is used as a mapping key")
+    return key

@@ -27,7 +27,6 @@ from swarm_arena.arena.run_ledger import RunLedger
 from swarm_arena.arena.run_models import PollBatch, RunOutcome
 from swarm_arena.arena.run_setup import ENV_ACTOR_CPUS, RunLayout, plan_run, start_actors
 from swarm_arena.arena.scheduler import EpisodeScheduler, RepairMarks, shard_seed
-from swarm_arena.arena.shard import ActorInfo
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +72,7 @@ class Coordinator:
         return self._ledger.outcome(self.spec, time.monotonic() - started)
 
     def repair(self, lost_node_ids: list[str] | None = None) -> list[str]:
-        """Replace now every actor on `lost_node_ids` (None: every actor failing a short ping).
+        """Replace now every actor on `lost_node_ids` (None: every actor `ActorTable.lost` finds gone).
 
         Returns the names it replaced (started, not yet answering: the run thread restores them).
         Idempotent: an actor already replaced, or being replaced, no longer counts as on a lost
@@ -83,8 +82,7 @@ class Coordinator:
         if lost_node_ids:
             names = self._table.on_nodes(lost_node_ids)
         else:
-            answers = self._table.ping(self._table.names())
-            names = [n for n, (_, a) in answers.items() if not isinstance(a, ActorInfo)]
+            names = self._table.lost()  # never a healthy actor that is only busy or still starting
         if not names:
             return []
         log.warning("%s: repair requested; replacing %s", self.evaluation, ", ".join(names))

@@ -35,8 +35,12 @@ PING_TIMEOUT_S = 1.0
 LIVENESS_GROUP = "liveness"
 # How long a lost actor may take to come back through Ray's own restart before we re-create it.
 RAY_RESTART_WAIT_S = 90.0
-# How long a re-created actor may take to answer its first ping.
+# How long the run's first actors may take to answer their first ping.
 START_TIMEOUT_S = 60.0
+# How long a replacement (re-created by a repair or a recovery, or moved back into its placement
+# group) may take to answer its first ping. Generous: it may wait for a node to come back (KubeRay
+# re-creating a deleted worker pod, an autoscaler adding one) and then for its image and imports.
+REPLACEMENT_START_WAIT_S = 180.0
 # The label Ray gives every node, its node id: replacements select nodes *not* reported lost.
 NODE_ID_LABEL = "ray.io/node-id"
 
@@ -77,6 +81,7 @@ class ActorEntry:
     generation: int = 0  # +1 whenever a new instance holds no state of the old one (replaced or restarted)
     replacing: bool = False  # a replace() of it is under way
     in_group: bool = True  # False while a replacement runs outside its placement-group bundle
+    started_at: float | None = None  # monotonic time a replacement of ours was started (None: the first)
 
 
 def remote_actor_class(cls: type) -> Any:
@@ -217,6 +222,63 @@ class ActorTable:
                 out[name] = (handles[name], exc)
         return out
 
+    def starting(self, names: Iterable[str]) -> dict[str, float]:
+        """Those of `names` that are replacements started by us (a repair, a recovery, a move back
+        into the placement group) and have not answered a ping yet -> when each was started."""
+        with self._lock:
+            return {
+                n: e.started_at
+                for n in names
+                if (e := self._entries[n]).info is None and e.started_at is not None and not e.replacing
+            }
+
+    def lost(self, names: Iterable[str] | None = None, timeout: float = PING_TIMEOUT_S) -> list[str]:
+        """The actors (of `names`, None: all) that are gone, and only those.
+
+        An actor is lost when Ray says so (its ping fails with an actor error: died, or its worker
+        or node is gone), or when its ping goes unanswered and the node its instance lives on is
+        no longer alive in Ray's view. An actor that misses a ping on a live node is busy (a long
+        call holding the interpreter) or still starting, never lost: killing it would throw away
+        a healthy episode. A replacement that has not answered yet is left to whoever started it."""
+        import ray
+        from ray import exceptions as rex
+
+        answers = self.ping(self.names() if names is None else names, timeout)
+        alive_nodes: set[str] | None = None
+        out = []
+        for name, (_, answer) in answers.items():
+            if isinstance(answer, ActorInfo):
+                continue
+            if isinstance(answer, rex.GetTimeoutError):
+                with self._lock:
+                    entry = self._entries[name]
+                    node = entry.info.node_id if entry.info is not None else None
+                    if entry.replacing or node is None:
+                        continue  # being replaced, or a replacement still starting
+                if alive_nodes is None:
+                    alive_nodes = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+                if node in alive_nodes:
+                    continue  # busy, not lost
+            out.append(name)
+        return out
+
+    def bundle_placed(self, name: str) -> bool:
+        """Whether `name` runs (or starts) outside its placement-group bundle while Ray has placed
+        that bundle again, on a live node other than the one the actor was lost on: then the bundle
+        holds resources the actor could use, and it should move into it."""
+        import ray
+        from ray.util import placement_group_table
+
+        found = self.outside_group([name])
+        if not found:
+            return False
+        _, group, bundle = found[0]
+        info = placement_group_table(group)
+        node = info.get("bundles_to_node_id", {}).get(bundle)
+        if info.get("state") != "CREATED" or node is None or node == self.lost_on(name):
+            return False
+        return node in {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+
     # ---- restarts ----------------------------------------------------------------------------
 
     def note_incarnation(self, name: str, handle: Any, info: ActorInfo) -> Noted:
@@ -270,6 +332,7 @@ class ActorTable:
                     entry.handle, entry.replacing = handle, False
                     entry.generation += 1
                     entry.in_group = not entry.recipe.placement
+                    entry.started_at = time.monotonic()
                 replaced.append(entry.recipe.name)
         finally:
             with self._lock:
@@ -320,6 +383,7 @@ class ActorTable:
             with self._lock:
                 entry.handle, entry.in_group = handle, True
                 entry.generation += 1
+                entry.started_at = time.monotonic()
         finally:
             with self._lock:
                 entry.replacing = False
@@ -380,7 +444,8 @@ def request_repair(
     timeout: float = 120.0,
 ) -> list[str]:
     """Ask the coordinator of `evaluation` (`<namespace>/<name>`) to replace, now, every named actor
-    that lived on `lost_node_ids` (or, with None, every actor that fails a short ping).
+    that lived on `lost_node_ids` (or, with None, every actor `ActorTable.lost` finds gone, never a
+    busy one).
 
     Returns the names replaced; raises EvaluationNotRunning, ConnectionError or RepairTimedOut.
     Idempotent: a second call while a repair is running waits for it and replaces nothing twice.

@@ -7,7 +7,8 @@ answer. Each answer is one of:
 - dead: Ray says it will not come back (restart budget spent, or killed) -> re-create it now;
 - silent: no answer yet. An original actor gets `ray_wait_s` from the loss for Ray's own
   restart (Ray needs ~15 s to notice a dead node); one that we re-created gets `start_wait_s`
-  from its re-creation to answer its first ping. A replacement is never replaced again for being
+  from its re-creation to answer its first ping, whoever re-created it (this slot, or a repair on
+  another thread: the scheduler hands those in). A replacement is never replaced again for being
   slow to start (each replacement costs one of `maxActorRestarts`): if it stays silent past its
   window the run fails, saying so.
 """
@@ -60,8 +61,10 @@ class Revival:
             if name in self.replaced_at:
                 if now - self.replaced_at[name] > self.start_wait_s:
                     raise EvaluationFailed(
-                        f"actor {name} was re-created but did not answer within {self.start_wait_s:.0f} s: the "
-                        "cluster lacks the resources it asks for (spec.policies[].resources) or is still scaling up"
+                        f"actor {name} was re-created after a loss but did not start within {self.start_wait_s:.0f} s: "
+                        "no live node has the resources it asks for (spec.policies[].resources) outside the run's "
+                        "placement group, and Ray has not placed its bundle again; the cluster lost capacity (a "
+                        "worker that did not come back) or is still scaling up"
                     )
                 waiting.append(name)
             elif now - self.started > self.ray_wait_s:

@@ -2,8 +2,9 @@
 
 The ledger owns the counted episodes (through the checkpoint store: each index exactly once,
 resumed ones included), the step statistics, the recoveries, and the batch `poll` hands over.
-The run thread writes it; `poll` (another thread) only swaps the pending batch, under a lock
-that guards nothing but memory.
+The slots' threads write it (each slot's chunks, restores and recoveries run on a thread of
+their own); `poll` (another thread) only swaps the pending batch. Its lock guards nothing but
+memory.
 """
 
 from __future__ import annotations
@@ -69,14 +70,17 @@ class RunLedger:
 
     def in_flight(self, slot: int, agent_steps: int | None) -> None:
         """The agent-steps of the episode slot `slot` plays, up to its last checkpoint (None: none)."""
-        if agent_steps is None:
-            self._inflight_steps.pop(slot, None)
-        else:
-            self._inflight_steps[slot] = agent_steps
+        with self._lock:
+            if agent_steps is None:
+                self._inflight_steps.pop(slot, None)
+            else:
+                self._inflight_steps[slot] = agent_steps
 
     def progress(self) -> Progress:
         records = self.store.records()
-        steps = sum(r.agent_steps for r in records.values()) + sum(self._inflight_steps.values())
+        with self._lock:
+            inflight = sum(self._inflight_steps.values())
+        steps = sum(r.agent_steps for r in records.values()) + inflight
         return Progress(episodes_completed=len(records), episodes_total=self.episodes_total, agent_steps=steps)
 
     def emit_progress(self, counted: EpisodeRecord | None = None) -> None:

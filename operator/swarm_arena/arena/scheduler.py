@@ -1,9 +1,11 @@
 """Driving the episodes: chunks on environment slots, checkpoints, and recovery of lost actors.
 
-One thread (the coordinator's `run`) drives every slot: it hands each slot's environment actor
-an episode a checkpoint interval at a time and, when a chunk fails because an actor was lost,
-brings the slot's actors back (revival.py decides, ping by ping) and restores the episode from
-its last checkpoint. A repair (another thread, see coordinator.py) only swaps actors in the
+The coordinator's `run` thread waits for the slots' chunks and hands each slot's work to a
+thread of that slot's own: finishing a chunk (the durable checkpoint write, retried through a
+storage hiccup), dispatching the next one, and, when a chunk failed because an actor was lost,
+bringing the slot's actors back (revival.py decides, ping by ping) and restoring the episode from
+its last checkpoint. So one slot's trouble (a revival that waits minutes for a node, a blocking
+restore, a slow write) never stalls the others: they go on finishing episodes meanwhile. A repair (another thread, see coordinator.py) only swaps actors in the
 table; it never waits for this thread, nor this thread for it. They meet through each actor's
 generation: a slot remembers the generations that hold its state, and before every chunk it
 checks them, restoring first when an actor behind a name is new. No lock is held across a
@@ -12,6 +14,7 @@ remote call.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 import time
@@ -30,7 +33,7 @@ from swarm_arena.arena.episode import EpisodeCheckpoint, EpisodeTask, ShardPart
 from swarm_arena.arena.errors import EvaluationFailed
 from swarm_arena.arena.matchmaking import Match, assign_agents, shard_layout
 from swarm_arena.arena.naming import shard_name
-from swarm_arena.arena.recovery import RAY_RESTART_WAIT_S, START_TIMEOUT_S, ActorTable, Noted, is_actor_loss
+from swarm_arena.arena.recovery import RAY_RESTART_WAIT_S, REPLACEMENT_START_WAIT_S, ActorTable, Noted, is_actor_loss
 from swarm_arena.arena.revival import Answer, Revival
 from swarm_arena.arena.run_ledger import RunLedger
 from swarm_arena.arena.run_setup import RunLayout, Slot
@@ -39,6 +42,10 @@ from swarm_arena.arena.shard import ActorInfo, ShardStateLost
 log = logging.getLogger(__name__)
 
 REVIVAL_PING_INTERVAL_S = 0.1
+# A replacement silent this long outside its placement group, whose bundle Ray has placed again,
+# is re-created in the bundle. Not at once: a start that is merely slow (a loaded node) would be
+# thrown away and paid again.
+INTO_BUNDLE_AFTER_S = 10.0
 
 
 def shard_seed(episode_seed: int, policy_index: int, shard: int) -> int:
@@ -102,16 +109,51 @@ class EpisodeScheduler:
             log.info("%s: resuming, %d episodes already counted, %d from a checkpoint", self.evaluation, len(records), len(resumable))
         self.ledger.emit_progress()
         slots = self.layout.slots
-        while todo or any(s.ref is not None for s in slots):
-            for slot in slots:
-                if slot.ref is None and todo:
-                    episode = todo.popleft()
-                    self._go_on(slot, episode, resumable.pop(episode, None))
-            busy = {s.ref: s for s in slots if s.ref is not None}
-            ready, _ = ray.wait(list(busy), num_returns=1, timeout=0.2)
-            self._raise_failure()
-            for ref in ready:
-                self._finish_chunk(busy[ref])
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(slots), thread_name_prefix="slot")
+        work: dict[int, concurrent.futures.Future[None]] = {}  # slot index -> its work in flight
+        try:
+            while todo or work or any(s.ref is not None for s in slots):
+                for slot in slots:
+                    if slot.index not in work and slot.ref is None and todo:
+                        episode = todo.popleft()
+                        work[slot.index] = pool.submit(self._resume, slot, episode, resumable.pop(episode, None))
+                stepping = {s.ref: s for s in slots if s.ref is not None and s.index not in work}
+                if stepping:
+                    ready, _ = ray.wait(list(stepping), num_returns=1, timeout=0.05 if work else 0.2)
+                else:
+                    ready = []
+                    first = concurrent.futures.FIRST_COMPLETED
+                    concurrent.futures.wait(list(work.values()), timeout=0.2, return_when=first)
+                self._raise_failure()
+                for index, future in list(work.items()):
+                    if future.done():
+                        del work[index]
+                        future.result()  # a slot's failure fails the run
+                for ref in ready:
+                    slot = stepping[ref]
+                    work[slot.index] = pool.submit(self._finish_chunk, slot)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _resume(self, slot: Slot, episode: int, checkpoint: EpisodeCheckpoint | None) -> None:
+        """Start `episode`, from `checkpoint` when the store had one. A stored checkpoint that the
+        actors refuse to restore (it decoded, but does not fit: a corrupted or foreign file) is
+        dropped with a warning and the episode plays from its start, which gives the same numbers."""
+        try:
+            self._go_on(slot, episode, checkpoint)
+        except Exception as exc:  # noqa: BLE001 - sorted below
+            if is_actor_loss(exc):
+                self._recover(slot, episode, exc)
+                return
+            if checkpoint is None:
+                raise
+            log.warning(
+                "%s: the stored checkpoint of episode %d (step %d) cannot be restored, ignored; the episode "
+                "replays from the start: %s", self.evaluation, episode, checkpoint.step, _last_line(exc),
+            )  # fmt: skip
+            slot.holds = None
+            self.ledger.store.drop_checkpoint(episode)
+            self._go_on(slot, episode, None)
 
     def _raise_failure(self) -> None:
         failure = self._failure()
@@ -187,6 +229,12 @@ class EpisodeScheduler:
             fresh = checkpoint is None and slot.holds != (episode, 0)
             if not restore and (holds or fresh):
                 break
+            if self.table.starting(slot.actors):
+                # Replacements (a repair's) that have not started: a restore would wait on them
+                # without a deadline. Bring them up first, as after any loss.
+                now = time.monotonic()
+                self._revive(slot, Revival(tuple(slot.actors), now, RAY_RESTART_WAIT_S, REPLACEMENT_START_WAIT_S), set())
+                continue  # the table may have changed meanwhile: build the task again
             consumed.update(self.marks.take(slot.actors))
             slot.holds = None
             if checkpoint is None:
@@ -244,6 +292,7 @@ class EpisodeScheduler:
             assert result.checkpoint is not None
             self.ledger.store.save_checkpoint(result.checkpoint)
             self.ledger.in_flight(slot.index, result.checkpoint.agent_steps)
+            self._regroup(slot)  # the slot restores what moved from the checkpoint just taken
             try:
                 repaired = self._go_on(slot, task.episode, result.checkpoint)
             except Exception as exc:  # noqa: BLE001 - lost while restoring after a repair
@@ -256,23 +305,14 @@ class EpisodeScheduler:
         self.ledger.emit_progress(counted)
 
     def _regroup(self, slot: Slot) -> None:
-        """Between two episodes, move shards a fast repair started outside the placement group back
-        into their bundles, once Ray has placed those bundles again on a live node (not the lost
-        one): STRICT_PACK / STRICT_SPREAD hold again for the rest of the run."""
-        import ray
-        from ray.util import placement_group_table
-
-        outside = self.table.outside_group(slot.shards.values())
-        if not outside:
-            return
-        alive = {node["NodeID"] for node in ray.nodes() if node.get("Alive")}
-        for name, group, bundle in outside:
-            info = placement_group_table(group)
-            node = info.get("bundles_to_node_id", {}).get(bundle)
-            if info.get("state") != "CREATED" or node not in alive or node == self.table.lost_on(name):
-                continue  # Ray has not rescheduled the bundle yet: try again after the next episode
-            if self.table.regroup(name):
-                log.info("%s: %s is back in its placement-group bundle %d (node %s)", self.evaluation, name, bundle, node)
+        """At every checkpoint and between two episodes, move shards a fast repair started outside
+        the placement group back into their bundles, once Ray has placed those bundles again on a
+        live node (not the lost one): STRICT_PACK / STRICT_SPREAD hold again from that checkpoint
+        on, not only from the next episode. Not a loss (no restart counted); at a checkpoint the
+        moved shard is restored from it, as after a repair."""
+        for name in slot.shards.values():
+            if self.table.bundle_placed(name) and self.table.regroup(name):
+                log.info("%s: %s is back in its placement-group bundle", self.evaluation, name)
 
     # ---- recovery ----------------------------------------------------------------------------
 
@@ -282,7 +322,7 @@ class EpisodeScheduler:
         actors already found restarted in place (their new incarnation noted)."""
         detected = time.monotonic()
         log.warning("%s: episode %d lost an actor (%s); recovering", self.evaluation, episode, _last_line(error))
-        revival = Revival(tuple(slot.actors), detected, RAY_RESTART_WAIT_S, START_TIMEOUT_S)
+        revival = Revival(tuple(slot.actors), detected, RAY_RESTART_WAIT_S, REPLACEMENT_START_WAIT_S)
         restarted = set(restarted or ())
         repaired: dict[str, float] = {}
         while True:
@@ -304,6 +344,10 @@ class EpisodeScheduler:
         from ray import exceptions as rex
 
         while True:
+            # Replacements a repair (another thread) or a move into the placement group started get
+            # their start window from then, never Ray's restart wait: replacing them again would only
+            # cost restarts, and a slow start is not a loss.
+            revival.replaced_at.update(self.table.starting(slot.actors))
             answers = self.table.ping(slot.actors)
             kinds: dict[str, Answer] = {}
             for name, (handle, answer) in answers.items():
@@ -317,6 +361,11 @@ class EpisodeScheduler:
                     kinds[name] = Answer.DEAD  # Ray will not restart it (budget spent, or killed)
                 else:
                     kinds[name] = Answer.SILENT
+            now = time.monotonic()
+            self._into_bundles(slot, [
+                n for n, k in kinds.items()
+                if k is Answer.SILENT and now - revival.replaced_at.get(n, now) >= INTO_BUNDLE_AFTER_S
+            ])  # fmt: skip
             decision = revival.decide(kinds, time.monotonic())
             if decision.replace:
                 done = self.table.replace(decision.replace, expected={n: answers[n][0] for n in decision.replace})
@@ -326,6 +375,22 @@ class EpisodeScheduler:
                 return
             self._raise_failure()
             time.sleep(REVIVAL_PING_INTERVAL_S)
+
+    def _into_bundles(self, slot: Slot, silent: list[str]) -> None:
+        """Move replacements that cannot start outside the placement group into their bundles
+        (`silent`: replacements silent for INTO_BUNDLE_AFTER_S).
+
+        A replacement starts outside the group (its bundle was on the lost node). Once Ray places
+        that bundle again, on a node that came back, the bundle holds the resources: on a cluster
+        without room to spare the replacement then waits for resources its own bundle reserves, and
+        never starts. Re-created inside the bundle it starts at once (not a loss: no restart is
+        counted); the slot restores it like any replacement."""
+        for name in silent:
+            if self.table.bundle_placed(name) and self.table.regroup(name):
+                log.warning(
+                    "%s: %s had not started outside its placement group; re-created in its bundle, which Ray "
+                    "placed again", self.evaluation, name,
+                )  # fmt: skip
 
     def _record(
         self,

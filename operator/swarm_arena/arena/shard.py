@@ -18,6 +18,7 @@ from its last checkpoint.
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from collections.abc import Sequence
@@ -26,26 +27,17 @@ from typing import Any
 
 import gymnasium
 import numpy as np
+from kubernetes.utils.quantity import parse_quantity
 
-from swarm_arena.api.spec import PolicyResources
+from swarm_arena.api.spec import QUANTITY_PATTERN, PolicyResources
 from swarm_arena.arena.policies.base import check_actions, make_policy
 
-_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][0-9]+)?$")
-_FACTORS = {
-    None: 1, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-}  # fmt: skip
-
-
 def quantity_bytes(quantity: str) -> int:
-    """A Kubernetes quantity (`512Mi`, `2G`, `1e9`) in bytes."""
-    match = _QUANTITY.match(quantity.strip())
-    if not match:
-        raise ValueError(f"{quantity!r} is not a Kubernetes quantity (e.g. 512Mi, 2Gi)")
-    number, suffix = match.groups()
-    if suffix and suffix[0] in "eE":
-        return int(float(number) * 10 ** int(suffix[1:]))
-    return int(float(number) * _FACTORS[suffix])
+    """A Kubernetes quantity (`512Mi`, `.5Gi`, `2G`, `1e9`, `100m`) in whole bytes, rounded up as
+    Kubernetes rounds memory (`100m` is 1 byte, never 0). It accepts what the API accepts."""
+    if not re.fullmatch(QUANTITY_PATTERN, quantity):
+        raise ValueError(f"{quantity!r} is not a Kubernetes quantity (e.g. 512Mi, .5Gi, 2G)")
+    return math.ceil(parse_quantity(quantity))
 
 
 def actor_resources(resources: PolicyResources) -> dict[str, Any]:

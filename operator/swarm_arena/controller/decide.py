@@ -243,7 +243,7 @@ def decide(obs: Observation) -> Decision:
             and obs.cluster is not None and obs.cluster.exists):
         # Finished in this pass: the next one, due at the TTL, deletes the cluster (no event wakes it).
         decision.requeue_s = min(decision.requeue_s if decision.requeue_s is not None else ttl, ttl)
-    if after is not before and after is not None:
+    if after is not before and after is not None and decision.event is None:
         ready = cond.get(st.s.conditions, cond.READY)
         kind = "Warning" if after in (Phase.FAILED, Phase.RECOVERING) else "Normal"
         decision.event = (kind, after.value, ready.message if ready and ready.message else after.value)
@@ -490,7 +490,10 @@ def _decide(obs: Observation, st: _Status, d: Decision) -> None:  # noqa: C901 -
     d.actions.append(WriteResults(final=False))
     msg = f"run {failures} of at most {spec.backoff_limit + 1} failed ({why}); re-submitting, resuming from what was counted"
     _submit(st, d, obs, attempts + 1, "Resubmitting", msg)
-    d.event = ("Warning", "Resubmitting", msg)  # the phase may not change: say so anyway
+    # The phase may stay Running: say why the attempt failed in an Event (and the operator log) too.
+    d.event = ("Warning", "Resubmitting",
+               f"attempt {attempts} failed ({failures} of at most {spec.backoff_limit + 1}): {why}; "
+               "re-submitting, resuming from what was counted")
 
 
 def stop_pending(status: SwarmEvaluationStatus) -> bool:

@@ -561,8 +561,11 @@ class Reconciler:
                         f"({', '.join(last.actors_restarted[:5])}) in {last.seconds:.1f}s; recoveries: "
                         f"{decision.status.recoveries}")
         if decision.event is not None:
-            metrics.PHASE_CHANGES.labels(phase=decision.status.phase.value).inc()
+            if decision.event[1] == decision.status.phase.value:  # a phase change (not Resubmitting)
+                metrics.PHASE_CHANGES.labels(phase=decision.status.phase.value).inc()
             events.post(ns, name, uid, *decision.event)
+            if decision.event[0] == "Warning":
+                log.warning("%s/%s: %s: %s", ns, name, decision.event[1], decision.event[2])
 
     async def _act(self, evaluation: SwarmEvaluation, uid: str, decision, memory: Memory, dashboard: Dashboard | None) -> None:
         ns, name = evaluation.metadata.namespace, evaluation.metadata.name
