@@ -191,15 +191,14 @@ class JobReporter(RunListener):
 
     def _interim_results(self) -> Results | None:
         """The leaderboard of what is counted so far (re-rated at most every LEADERBOARD_INTERVAL_S)."""
-        from swarm_arena.arena.ratings import EpisodeOutcome, leaderboard
+        from swarm_arena.arena.scoring import score_evaluation
 
         if self._evaluation is None or not self._counted:
             return None
         stale = len(self._counted) != self._board_counted
         if stale and self._clock() - self._board_at >= LEADERBOARD_INTERVAL_S:
             spec = self._evaluation.spec
-            outcomes = [EpisodeOutcome(episode=i, returns=self._counted[i].returns) for i in sorted(self._counted)]
-            self._board = leaderboard(spec.rating.method, spec.policy_names, outcomes, spec.seed)
+            self._board = score_evaluation(spec, [self._counted[i] for i in sorted(self._counted)]).leaderboard
             self._board_counted, self._board_at = len(self._counted), self._clock()
         return Results(leaderboard=self._board) if self._board else None
 

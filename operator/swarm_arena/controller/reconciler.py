@@ -54,6 +54,8 @@ class Counted:
     recoveries: list[Recovery] = field(default_factory=list)
     cursor: dict[str, int] = field(default_factory=dict)
     """submission id -> lines of its episodes file already read."""
+    results: Results | None = None
+    """The job's latest results in full (status keeps only their head; the ConfigMap keeps them all)."""
     dirty: bool = False
 
 
@@ -231,6 +233,8 @@ class Reconciler:
         record = job.record
         if record is None or info is None or not info.driver_node_id:
             return
+        if record.results is not None and record.results != counted.results:
+            counted.results, counted.dirty = record.results, True
         if record.last_recovery is not None and record.last_recovery not in counted.recoveries:
             counted.recoveries.append(record.last_recovery)
             counted.dirty = True
@@ -539,7 +543,7 @@ class Reconciler:
         status = decision.status
         cm = build_results.build_results_configmap(
             evaluation, uid, records=list(counted.episodes.values()), progress=status.progress,
-            results=status.results, recoveries=counted.recoveries, final=final,
+            results=_full_results(counted.results, status.results), recoveries=counted.recoveries, final=final,
         )
         await self.kube.apply_configmap(cm)
         counted.dirty = False
@@ -561,6 +565,13 @@ class Reconciler:
         metrics.SUBMISSION_SECONDS.observe(time.monotonic() - started)
         log.info("%s/%s: submitted job %s (attempt %d, %d episodes resumed)", evaluation.metadata.namespace,
                  evaluation.metadata.name, action.submission_id, action.attempt, len(resume.episodes))
+
+
+def _full_results(full: Results | None, in_status: Results | None) -> Results | None:
+    """What the results ConfigMap keeps: the job's results in full, or status's when the job said none."""
+    if full is None:
+        return in_status
+    return full.model_copy(update={"results_config_map": in_status.results_config_map if in_status else None})
 
 
 def _has(decision, kind) -> bool:
