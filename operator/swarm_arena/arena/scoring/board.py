@@ -36,6 +36,7 @@ from swarm_arena.api.status import (
 from swarm_arena.arena.scoring import bradley_terry, elo, openskill_band
 from swarm_arena.arena.scoring.bootstrap import (
     expanded_level,
+    expanded_p,
     holm_reject,
     percentile_interval,
     rng_for,
@@ -158,7 +159,8 @@ def score(
         rated = _finish(mu, mu - z * sigma, mu + z * sigma, np.zeros(m, dtype=bool),
                         (prior_mu - z * prior_sigma, prior_mu + z * prior_sigma), None, IntervalKind.POSTERIOR)
 
-    separated = _separated(rated, played, won_b, level)
+    expand = (episodes, strata) if method is RatingMethod.MEAN_RETURN else None
+    separated = _separated(rated, played, won_b, level, expand)
     entries = [
         LeaderboardEntry(
             policy=p, rating=float(rated.rating[j]), ci_low=float(rated.low[j]), ci_high=float(rated.high[j]),
@@ -178,7 +180,8 @@ def score(
     )
 
 
-def _separated(rated: _Rated, played: np.ndarray, won_b: np.ndarray, level: float) -> np.ndarray:
+def _separated(rated: _Rated, played: np.ndarray, won_b: np.ndarray, level: float,
+               expand: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
     """(m, m) bool: the rating difference (openskill: the head-to-head win rate) excludes no difference."""
     m = len(rated.rating)
     first, second = np.triu_indices(m, k=1)
@@ -190,7 +193,12 @@ def _separated(rated: _Rated, played: np.ndarray, won_b: np.ndarray, level: floa
         usable &= played[first, second] > 0
         with np.errstate(invalid="ignore", divide="ignore"):
             differences = won_b[:, first, second] / played[first, second] - 0.5
-    p = np.where(usable, two_sided_p(np.nan_to_num(differences)), 1.0)
+    p = two_sided_p(np.nan_to_num(differences))
+    if expand is not None:  # means: the small-sample expansion their intervals get (bootstrap.expanded_p)
+        episodes, strata = expand
+        fewer = np.where(episodes[first] <= episodes[second], first, second)
+        p = expanded_p(p, episodes[fewer], strata[fewer])
+    p = np.where(usable, p, 1.0)
     reject = holm_reject(p, level) & usable
     out = np.zeros((m, m), dtype=bool)
     out[first[reject], second[reject]] = True

@@ -87,6 +87,19 @@ def two_sided_p(differences: np.ndarray) -> np.ndarray:
     return np.minimum(1.0, 2.0 * np.minimum(below, above))
 
 
+def expanded_p(p_values: np.ndarray, episodes: np.ndarray, strata: np.ndarray) -> np.ndarray:
+    """The bootstrap p-value of a mean difference, with the same small-sample expansion as
+    `expanded_level`: its normal score is read as a t statistic shrunk by sqrt(n_s / (n_s - 1))."""
+    episodes = np.asarray(episodes, dtype=np.float64)
+    strata = np.maximum(np.asarray(strata, dtype=np.float64), 1.0)
+    per_stratum = episodes / strata
+    df = np.maximum(episodes - strata, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.sqrt(np.where(per_stratum > 1, per_stratum / (per_stratum - 1), 1.0))
+    z = stats.norm.isf(np.asarray(p_values) / 2.0)
+    return np.minimum(1.0, 2.0 * stats.t.sf(z / factor, df))
+
+
 def holm_reject(p_values: np.ndarray, level: float) -> np.ndarray:
     """Holm's step-down over all pairs: which nulls (no difference) fall at family level 1 - level."""
     alpha = 1.0 - level

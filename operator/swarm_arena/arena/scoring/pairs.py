@@ -40,26 +40,29 @@ class Games:
         np.add.at(g, (self.first, self.second), self.outcomes.sum(axis=1))
         return g + g.T
 
-    def _scatter(self, first_scores: np.ndarray) -> np.ndarray:
-        """(..., K) scores of `first` -> (..., m, m) scores of row over column."""
-        m, k = self.players, len(self.first)
-        totals = self.outcomes.sum(axis=1)
-        lead = first_scores.shape[:-1]
-        if k == 0:
-            return np.zeros((*lead, m, m))
-        flat_scores = first_scores.reshape(-1, k)
-        cells = np.concatenate([self.first * m + self.second, self.second * m + self.first])
-        onehot = sparse.csr_matrix((np.ones(2 * k), (np.arange(2 * k), cells)), shape=(2 * k, m * m))
-        both = np.concatenate([flat_scores, totals[None, :] - flat_scores], axis=1)
-        return np.asarray((onehot.T @ both.T).T).reshape(*lead, m, m)
-
     def scores(self) -> np.ndarray:
         """(m, m) observed score of row over column (wins + half the draws)."""
-        return self._scatter(self.outcomes[:, 0] + 0.5 * self.outcomes[:, 1])
+        first_scores = self.outcomes[:, 0] + 0.5 * self.outcomes[:, 1]
+        return pair_matrix(self.first, self.second, self.outcomes.sum(axis=1), first_scores, self.players)
 
     def resampled_scores(self, resamples: int, rng: np.random.Generator) -> np.ndarray:
         """(B, m, m) scores under the smoothed stratified bootstrap."""
-        return self._scatter(resample_first_scores(self.outcomes, resamples, rng))
+        first_scores = resample_first_scores(self.outcomes, resamples, rng)
+        return pair_matrix(self.first, self.second, self.outcomes.sum(axis=1), first_scores, self.players)
+
+
+def pair_matrix(first: np.ndarray, second: np.ndarray, totals: np.ndarray, first_scores: np.ndarray,
+                m: int) -> np.ndarray:
+    """(..., K) scores of `first` over `second` (of `totals` games) -> (..., m, m) row over column."""
+    k = len(first)
+    lead = first_scores.shape[:-1]
+    if k == 0:
+        return np.zeros((*lead, m, m))
+    flat_scores = first_scores.reshape(-1, k)
+    cells = np.concatenate([first * m + second, second * m + first])
+    onehot = sparse.csr_matrix((np.ones(2 * k), (np.arange(2 * k), cells)), shape=(2 * k, m * m))
+    both = np.concatenate([flat_scores, np.broadcast_to(totals, flat_scores.shape) - flat_scores], axis=1)
+    return np.asarray((onehot.T @ both.T).T).reshape(*lead, m, m)
 
 
 def resample_first_scores(outcomes: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
