@@ -32,8 +32,9 @@ def coverage(low: np.ndarray, high: np.ndarray, truth: np.ndarray) -> float:
     return float(((low <= truth) & (truth <= high)).mean())
 
 
-def false_separations(replicates: np.ndarray, tied: tuple[int, int], expand: tuple[int, int] | None = None) -> float:
-    """Share of runs where Holm's test over all pairs separates the tied pair. replicates (R, B, m).
+def false_separations(replicates: np.ndarray, observed: np.ndarray, tied: tuple[int, int],
+                      expand: tuple[int, int] | None = None) -> float:
+    """Share of runs where Holm's test over all pairs separates the tied pair. (R, B, m), (R, m).
 
     `expand`: (episodes, strata) of a mean's small-sample expansion, as `score` applies it.
     """
@@ -41,11 +42,11 @@ def false_separations(replicates: np.ndarray, tied: tuple[int, int], expand: tup
     first, second = np.triu_indices(m, k=1)
     which = int(np.flatnonzero((first == tied[0]) & (second == tied[1]))[0])
 
-    def p_values(r: np.ndarray) -> np.ndarray:
-        p = two_sided_p(r[:, first] - r[:, second])
+    def p_values(r: np.ndarray, o: np.ndarray) -> np.ndarray:
+        p = two_sided_p(r[:, first] - r[:, second], o[first] - o[second])
         return p if expand is None else expanded_p(p, *expand)
 
-    called = [holm_reject(p_values(r), LEVEL)[which] for r in replicates]
+    called = [holm_reject(p_values(r, o), LEVEL)[which] for r, o in zip(replicates, observed)]
     return float(np.mean(called))
 
 
@@ -70,14 +71,14 @@ def test_bradley_terry_intervals_cover_the_true_ratings_in_a_round_robin() -> No
         replicates[part] = bt.to_elo(fitted).transpose(1, 0, 2)
     low, high = percentile_interval(replicates, LEVEL, axis=1)
     truth = true_elo - true_elo.mean() + bt.ELO_MEAN
-    covered, tied = coverage(low, high, truth), false_separations(replicates, (1, 2))
+    covered, tied = coverage(low, high, truth), false_separations(replicates, bt.to_elo(theta), (1, 2))
     print(f"bradley-terry round robin: coverage {covered:.3f}, tie called separated {tied:.3f}")
     assert 0.93 <= covered <= 0.97
     assert tied <= 0.05
 
 
-def _mean_return_runs(strata: np.ndarray, means: np.ndarray, present: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per run: observed means (R, m), bootstrap means (R, B, m), and the expanded intervals."""
+def _mean_return_runs(strata: np.ndarray, means: np.ndarray, present: np.ndarray, seed: int) -> tuple[np.ndarray, ...]:
+    """Per run: bootstrap means (R, B, m), observed means (R, m), and the expanded intervals."""
     rng = np.random.default_rng(seed)
     n, m = present.shape
     shared = rng.normal(0.0, 1.0, size=(RUNS, n, 1))  # an episode's luck, shared by its players
@@ -92,17 +93,18 @@ def _mean_return_runs(strata: np.ndarray, means: np.ndarray, present: np.ndarray
         boot[r] = (counts @ returns[r]) / (counts @ weight)
     low = np.stack([np.quantile(boot[:, :, j], (1 - levels[j]) / 2, axis=1) for j in range(m)], axis=1)
     high = np.stack([np.quantile(boot[:, :, j], (1 + levels[j]) / 2, axis=1) for j in range(m)], axis=1)
-    return boot, low, high
+    observed = (returns.sum(axis=1)) / weight.sum(axis=0)
+    return boot, observed, low, high
 
 
 def test_mean_return_intervals_cover_the_true_means_when_all_share_episodes() -> None:
     means = np.array([0.0, 0.5, 0.5])  # policies 1 and 2 tied
     present = np.ones((20, 3), dtype=bool)  # a fixed plan: everyone in every episode
     strata = np.zeros(20, dtype=np.int64)
-    boot, low, high = _mean_return_runs(strata, means, present, seed=1)
+    boot, observed, low, high = _mean_return_runs(strata, means, present, seed=1)
     episodes = int(present[:, 1].sum())
     covered = coverage(low, high, means)
-    tied = false_separations(boot, (1, 2), (episodes, len(np.unique(strata[present[:, 1]]))))
+    tied = false_separations(boot, observed, (1, 2), (episodes, len(np.unique(strata[present[:, 1]]))))
     print(f"mean-return {present.shape}: coverage {covered:.3f}, tie called separated {tied:.3f}")
     assert 0.93 <= covered <= 0.97
     assert tied <= 0.05
@@ -116,10 +118,10 @@ def test_mean_return_intervals_cover_the_true_means_in_a_round_robin() -> None:
     strata = np.repeat(np.arange(len(pairings)), per_pairing)
     for s, (i, j) in enumerate(pairings):
         present[strata == s, i] = present[strata == s, j] = True
-    boot, low, high = _mean_return_runs(strata, means, present, seed=2)
+    boot, observed, low, high = _mean_return_runs(strata, means, present, seed=2)
     episodes = int(present[:, 1].sum())
     covered = coverage(low, high, means)
-    tied = false_separations(boot, (1, 2), (episodes, len(np.unique(strata[present[:, 1]]))))
+    tied = false_separations(boot, observed, (1, 2), (episodes, len(np.unique(strata[present[:, 1]]))))
     print(f"mean-return {present.shape}: coverage {covered:.3f}, tie called separated {tied:.3f}")
     assert 0.93 <= covered <= 0.97
     assert tied <= 0.05

@@ -126,6 +126,13 @@ class PairwiseMatrix(ApiModel):
     low: list[list[float | None]] = Field(description="Lower bounds, same layout.")
     high: list[list[float | None]] = Field(description="Upper bounds, same layout.")
     episodes: list[list[int]] = Field(description="Episodes each pair shared, same layout.")
+    separated: list[list[int]] = Field(
+        default_factory=list,
+        description=(
+            "1 where the row and column policies are separated at the confidence level (the leaderboard "
+            "entries' separatedFrom, as a matrix), else 0; same layout."
+        ),
+    )
 
 
 class StepLatency(ApiModel):
@@ -171,6 +178,16 @@ class Results(ApiModel):
         default=None, description="ConfigMap with the full results, owned by the evaluation."
     )
 
+
+    def for_configmap(self) -> Results:
+        """A copy for the results ConfigMap: separatedFrom lives there as `pairwise.separated`.
+
+        64 policies with long names, all separated, would spend 250 KiB on the names alone.
+        """
+        if self.pairwise is None:
+            return self
+        board = [e.model_copy(update={"separated_from": []}) for e in self.leaderboard]
+        return self.model_copy(update={"leaderboard": board})
 
     def for_status(self) -> Results:
         """A copy without what only the results ConfigMap holds (status must stay small)."""

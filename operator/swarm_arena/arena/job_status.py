@@ -198,9 +198,12 @@ class JobReporter(RunListener):
         stale = len(self._counted) != self._board_counted
         if stale and self._clock() - self._board_at >= LEADERBOARD_INTERVAL_S:
             spec = self._evaluation.spec
-            self._board = score_evaluation(spec, [self._counted[i] for i in sorted(self._counted)]).leaderboard
+            counted = [self._counted[i] for i in sorted(self._counted)]
+            self._board = score_evaluation(spec, counted, detail=False).leaderboard  # no pairwise: status is small
             self._board_counted, self._board_at = len(self._counted), self._clock()
-        return Results(leaderboard=self._board) if self._board else None
+        if not self._board:
+            return None
+        return Results(leaderboard=self._board, rating_method=self._evaluation.spec.rating_method)
 
     def _say(self, text: str) -> None:
         print(f"[swarm-arena {now_rfc3339()}] {text}", file=self._out, flush=True)

@@ -25,6 +25,8 @@ SUMMARY_KEY = "episodes-summary.json"
 # A ConfigMap holds at most 1 MiB; the summary gets what the records leave, within this budget.
 CONFIGMAP_LIMIT_BYTES = 1024 * 1024
 SUMMARY_BUDGET_BYTES = 256 * 1024
+METADATA_ALLOWANCE_BYTES = 16 * 1024
+"""Keys, metadata and labels: what the three values leave of the limit is theirs."""
 
 
 class TooManyEpisodes(ValueError):
@@ -72,18 +74,21 @@ def build_results_configmap(
 ) -> dict[str, Any]:
     name = evaluation.metadata.name
     packed = pack_episodes(records)
-    if len(packed) > CONFIGMAP_LIMIT_BYTES - SUMMARY_BUDGET_BYTES - 64 * 1024:
-        raise TooManyEpisodes(
-            f"{len(records)} counted episodes take {len(packed) // 1024} KiB compressed, more than the results "
-            "ConfigMap holds; set spec.checkpoint.storageURI (the durable store keeps them)"
-        )
     document = {
         "evaluation": f"{evaluation.metadata.namespace}/{name}",
         "final": final,
         "progress": progress.to_wire() if progress else None,
-        "results": results.to_wire() if results else None,
+        "results": results.for_configmap().to_wire() if results else None,
         "recoveries": [r.to_wire() for r in recoveries],
     }
+    # Compact: the pairwise matrix of 64 policies is ~4,000 cells a table.
+    results_json = json.dumps(document, separators=(",", ":"), sort_keys=True)
+    room = CONFIGMAP_LIMIT_BYTES - SUMMARY_BUDGET_BYTES - METADATA_ALLOWANCE_BYTES - len(results_json)
+    if len(packed) > room:
+        raise TooManyEpisodes(
+            f"{len(records)} counted episodes take {len(packed) // 1024} KiB compressed, more than the results "
+            "ConfigMap holds; set spec.checkpoint.storageURI (the durable store keeps them)"
+        )
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -94,7 +99,7 @@ def build_results_configmap(
             "ownerReferences": [names.owner_reference(name, uid)],
         },
         "data": {
-            RESULTS_KEY: json.dumps(document, indent=1, sort_keys=True),
+            RESULTS_KEY: results_json,
             SUMMARY_KEY: json.dumps(_summary(records), separators=(",", ":")),
         },
         "binaryData": {EPISODES_KEY: packed},

@@ -63,8 +63,9 @@ class RatingOptions:
 class Scoreboard:
     method: RatingMethod
     leaderboard: list[LeaderboardEntry]
-    pairwise: PairwiseMatrix
-    return_aggregates: list[ReturnAggregates]
+    pairwise: PairwiseMatrix | None
+    """None when scored without `detail`."""
+    return_aggregates: list[ReturnAggregates] | None
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,9 @@ def score(
     outcomes: Sequence[EpisodeOutcome],
     seed: int,
     options: RatingOptions = RatingOptions(),
+    detail: bool = True,
 ) -> Scoreboard:
+    """`detail=False`: the leaderboard only (no pairwise matrix, no median/IQM), for interim results."""
     method = RatingMethod(method)
     table = build_table(policies, outcomes)
     m, level = len(table.players), options.confidence_level
@@ -133,7 +136,8 @@ def score(
     games = count_games(table)
     played, won = games.games(), games.scores()
     won_b = games.resampled_scores(options.resamples, rng_for(seed, _PAIRS_STREAM))
-    returns = bootstrap_returns(table, options.resamples, rng_for(seed, _RETURNS_STREAM), options.optimality_target)
+    returns = bootstrap_returns(table, options.resamples, rng_for(seed, _RETURNS_STREAM), options.optimality_target,
+                                quantiles=detail)
     levels = expanded_level(level, episodes, strata) if m else np.zeros(0)
 
     if method is RatingMethod.MEAN_RETURN:
@@ -160,7 +164,7 @@ def score(
                         (prior_mu - z * prior_sigma, prior_mu + z * prior_sigma), None, IntervalKind.POSTERIOR)
 
     expand = (episodes, strata) if method is RatingMethod.MEAN_RETURN else None
-    separated = _separated(rated, played, won_b, level, expand)
+    separated = _separated(rated, played, won, won_b, level, expand)
     entries = [
         LeaderboardEntry(
             policy=p, rating=float(rated.rating[j]), ci_low=float(rated.low[j]), ci_high=float(rated.high[j]),
@@ -171,16 +175,15 @@ def score(
     ]
     entries.sort(key=lambda e: (-e.rating, e.policy))
     entries += _unplayed(method, table, policies, level)
-    order = [e.policy for e in entries]
     return Scoreboard(
         method=method,
         leaderboard=entries,
-        pairwise=_pairwise(method, table, order, played, won, won_b, level),
-        return_aggregates=_aggregates(table, returns, levels, options.optimality_target),
+        pairwise=_pairwise(method, table, entries, played, won, won_b, level) if detail else None,
+        return_aggregates=_aggregates(table, returns, levels, options.optimality_target) if detail else None,
     )
 
 
-def _separated(rated: _Rated, played: np.ndarray, won_b: np.ndarray, level: float,
+def _separated(rated: _Rated, played: np.ndarray, won: np.ndarray, won_b: np.ndarray, level: float,
                expand: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
     """(m, m) bool: the rating difference (openskill: the head-to-head win rate) excludes no difference."""
     m = len(rated.rating)
@@ -189,11 +192,13 @@ def _separated(rated: _Rated, played: np.ndarray, won_b: np.ndarray, level: floa
                       dtype=bool)
     if rated.replicates is not None:
         differences = rated.replicates[:, first] - rated.replicates[:, second]
+        observed = rated.rating[first] - rated.rating[second]
     else:
         usable &= played[first, second] > 0
         with np.errstate(invalid="ignore", divide="ignore"):
             differences = won_b[:, first, second] / played[first, second] - 0.5
-    p = two_sided_p(np.nan_to_num(differences))
+            observed = won[first, second] / played[first, second] - 0.5
+    p = two_sided_p(np.nan_to_num(differences), np.nan_to_num(observed))
     if expand is not None:  # means: the small-sample expansion their intervals get (bootstrap.expanded_p)
         episodes, strata = expand
         fewer = np.where(episodes[first] <= episodes[second], first, second)
@@ -228,8 +233,9 @@ def _rounded(matrix: np.ndarray, mask: np.ndarray) -> list[list[float | None]]:
             for row, oks in zip(matrix, mask)]
 
 
-def _pairwise(method: RatingMethod, table: Table, order: list[str], played: np.ndarray, won: np.ndarray,
-              won_b: np.ndarray, level: float) -> PairwiseMatrix:
+def _pairwise(method: RatingMethod, table: Table, entries: list[LeaderboardEntry], played: np.ndarray,
+              won: np.ndarray, won_b: np.ndarray, level: float) -> PairwiseMatrix:
+    order = [e.policy for e in entries]
     k = len(order)
     column = {p: j for j, p in enumerate(table.players)}
     rate, low, high, count = (np.zeros((k, k)) for _ in range(4))
@@ -253,6 +259,7 @@ def _pairwise(method: RatingMethod, table: Table, order: list[str], played: np.n
         low=_rounded(low, mask),
         high=_rounded(high, mask),
         episodes=count.astype(int).tolist(),
+        separated=[[int(q in set(e.separated_from)) for q in order] for e in entries],
     )
 
 
@@ -280,7 +287,7 @@ def leaderboard(
 
 
 
-def score_evaluation(spec: SwarmEvaluationSpec, records: Sequence[EpisodeRecord]) -> Scoreboard:
+def score_evaluation(spec: SwarmEvaluationSpec, records: Sequence[EpisodeRecord], detail: bool = True) -> Scoreboard:
     """`score` with the evaluation's method (resolved), seed and rating options."""
     outcomes = [EpisodeOutcome(episode=r.episode, returns=r.returns, pairing=r.pairing) for r in records]
     options = RatingOptions(
@@ -288,4 +295,4 @@ def score_evaluation(spec: SwarmEvaluationSpec, records: Sequence[EpisodeRecord]
         confidence_level=spec.rating.confidence_level,
         optimality_target=spec.rating.optimality_target,
     )
-    return score(spec.rating_method, spec.policy_names, outcomes, spec.seed, options)
+    return score(spec.rating_method, spec.policy_names, outcomes, spec.seed, options, detail)

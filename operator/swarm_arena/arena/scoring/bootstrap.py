@@ -32,21 +32,21 @@ def stratum_rows(strata: np.ndarray) -> list[np.ndarray]:
 def episode_counts(strata: np.ndarray, resamples: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
     """Chunks of (b, N) int32: how often each episode appears in each resample, stratified.
 
-    Concatenated over the chunks, exactly `resamples` rows.
+    Concatenated over the chunks, exactly `resamples` rows. Every slot of a stratum draws one of
+    its episodes uniformly, all strata in one vectorised draw.
     """
     n = len(strata)
-    groups = stratum_rows(strata)
+    order = np.argsort(strata, kind="stable")
+    _, starts, sizes = np.unique(strata[order], return_index=True, return_counts=True)
+    slot_start = np.repeat(starts, sizes)
+    slot_size = np.repeat(sizes, sizes)
     chunk = max(1, min(resamples, CHUNK_CELLS // max(n, 1)))
     done = 0
     while done < resamples:
         b = min(chunk, resamples - done)
-        counts = np.zeros((b, n), dtype=np.int32)
-        flat = counts.reshape(-1)
-        base = (np.arange(b, dtype=np.int64) * n)[:, None]
-        for rows in groups:
-            picks = rows[rng.integers(0, len(rows), size=(b, len(rows)))]
-            flat += np.bincount((base + picks).reshape(-1), minlength=b * n).astype(np.int32)
-        yield counts
+        picks = order[slot_start + (rng.random((b, n)) * slot_size).astype(np.int64)]
+        flat = (np.arange(b, dtype=np.int64) * n)[:, None] + picks
+        yield np.bincount(flat.reshape(-1), minlength=b * n).astype(np.int32).reshape(b, n)
         done += b
 
 
@@ -76,15 +76,17 @@ def expanded_level(level: float, episodes: np.ndarray, strata: np.ndarray) -> np
     return np.clip(1.0 - 2.0 * stats.norm.sf(z), level, 0.9999)
 
 
-def two_sided_p(differences: np.ndarray) -> np.ndarray:
-    """Bootstrap p-value that a difference is zero, per column of (B, P) replicates.
+def two_sided_p(differences: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """p-value that a difference is zero: its observed value over its bootstrap standard error.
 
-    Twice the smaller tail, with the +1 of a Monte Carlo p-value so it is never 0.
+    A Wald test with the bootstrap's sd, per column of (B, P) replicates. Not the share of
+    replicates past zero: that cannot go below 1/B, and Holm's correction over the 2,016 pairs of
+    64 policies asks for p-values far smaller than 1/1000.
     """
-    b = differences.shape[0]
-    below = (np.sum(differences <= 0, axis=0) + 1) / (b + 1)
-    above = (np.sum(differences >= 0, axis=0) + 1) / (b + 1)
-    return np.minimum(1.0, 2.0 * np.minimum(below, above))
+    se = differences.std(axis=0, ddof=1) if differences.shape[0] > 1 else np.zeros(differences.shape[1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(se > 0, np.abs(observed) / se, np.where(observed != 0, np.inf, 0.0))
+    return 2.0 * stats.norm.sf(z)
 
 
 def expanded_p(p_values: np.ndarray, episodes: np.ndarray, strata: np.ndarray) -> np.ndarray:
