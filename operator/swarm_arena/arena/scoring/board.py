@@ -136,7 +136,9 @@ def score(
     games = count_games(table)
     played, won = games.games(), games.scores()
     won_b = games.resampled_scores(options.resamples, rng_for(seed, _PAIRS_STREAM))
-    returns = bootstrap_returns(table, options.resamples, rng_for(seed, _RETURNS_STREAM), options.optimality_target,
+    # The leaderboard of a rating method needs only the observed mean returns.
+    needed = options.resamples if detail or method is RatingMethod.MEAN_RETURN else 0
+    returns = bootstrap_returns(table, needed, rng_for(seed, _RETURNS_STREAM), options.optimality_target,
                                 quantiles=detail)
     levels = expanded_level(level, episodes, strata) if m else np.zeros(0)
 

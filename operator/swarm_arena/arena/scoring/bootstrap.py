@@ -44,7 +44,8 @@ def episode_counts(strata: np.ndarray, resamples: int, rng: np.random.Generator)
     done = 0
     while done < resamples:
         b = min(chunk, resamples - done)
-        picks = order[slot_start + (rng.random((b, n)) * slot_size).astype(np.int64)]
+        offset = (rng.random((b, n), dtype=np.float32) * slot_size).astype(np.int64)
+        picks = order[slot_start + np.minimum(offset, slot_size - 1)]  # float32 may round up to the size
         flat = (np.arange(b, dtype=np.int64) * n)[:, None] + picks
         yield np.bincount(flat.reshape(-1), minlength=b * n).astype(np.int32).reshape(b, n)
         done += b

@@ -54,7 +54,8 @@ def bootstrap_returns(
     optimality_target: float | None,
     quantiles: bool = True,
 ) -> ReturnBootstrap:
-    """`quantiles=False` leaves median and IQM at 0 (they cost O(resamples x episodes) per policy)."""
+    """`quantiles=False` leaves median and IQM at 0 (they cost O(resamples x episodes) per policy);
+    `resamples=0` gives the observed statistics alone."""
     n, m = table.returns.shape
     present = table.present.astype(np.float64)
     values = table.returns * present
@@ -76,5 +77,5 @@ def bootstrap_returns(
 
     observed = {k: v[0] for k, v in statistics(np.ones((1, n), dtype=np.int32)).items()}
     chunks = [statistics(counts.astype(np.float64)) for counts in episode_counts(table.strata, resamples, rng)]
-    replicates = {k: np.concatenate([c[k] for c in chunks]) for k in STATISTICS}
+    replicates = {k: np.concatenate([c[k] for c in chunks]) if chunks else np.zeros((0, m)) for k in STATISTICS}
     return ReturnBootstrap(observed, replicates)
