@@ -98,3 +98,30 @@ def test_bad_input_is_refused_with_the_reason(tmp_path: Path, capsys: pytest.Cap
     assert main(["results", "--file", str(bad)]) == 1
     assert "no `results` object" in capsys.readouterr().err
     assert main(["results"]) == 2
+
+
+@pytest.mark.controlplane
+def test_results_of_an_evaluation_are_read_from_its_configmap_in_the_cluster(
+    report: RunReport, run_file: Path, control_plane, kube_api, namespace: str, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from kubernetes import client
+
+    doc = yaml.safe_load(Path(__file__).parents[2].joinpath("manifests/examples/foraging-local.yaml").read_text())
+    doc["metadata"] = {"name": "duel", "namespace": namespace}
+    cm = build_results.build_results_configmap(SwarmEvaluation.model_validate(doc), "uid-1", records=report.episodes,
+                                               progress=report.progress, results=report.results, recoveries=[],
+                                               final=True)
+    del cm["metadata"]["ownerReferences"]  # no SwarmEvaluation here: the garbage collector would take it
+    client.CoreV1Api(kube_api).create_namespaced_config_map(namespace, cm)
+    env = {**os.environ, "KUBECONFIG": str(control_plane.kubeconfig)}
+    out = subprocess.run([sys.executable, "-m", "swarm_arena.cli", "results", f"{namespace}/duel", "-o", "json"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == results_view.as_data(results_view.from_json(run_file.read_text(), "run"))
+    missing = subprocess.run([sys.executable, "-m", "swarm_arena.cli", "results", f"{namespace}/nobody"],
+                             capture_output=True, text=True, env=env, timeout=120)
+    assert missing.returncode == 1 and "could not read the results" in missing.stderr and "Not Found" in missing.stderr

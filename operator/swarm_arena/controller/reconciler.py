@@ -225,6 +225,8 @@ class Reconciler:
 
             doc = json.loads((cm.get("data") or {}).get(build_results.RESULTS_KEY, "{}") or "{}")
             counted.recoveries = [Recovery.model_validate(r) for r in doc.get("recoveries") or []]
+            if doc.get("results"):  # so a restarted operator never rewrites it with status's trimmed copy
+                counted.results = Results.model_validate(doc["results"])
         counted.loaded = True
 
     async def _sync_episodes(self, memory: Memory, dashboard: Dashboard, job: JobView, info: JobInfo | None) -> None:
