@@ -27,24 +27,43 @@ class ReturnBootstrap:
     replicates: dict[str, np.ndarray]
 
 
-def _order_statistic(cum: np.ndarray, k: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """The k-th (1-based) smallest value of each weighted row: first position with cum >= k."""
-    index = np.minimum((cum < k[:, None]).sum(axis=1), len(values) - 1)
-    return values[index]
+class _Prefix:
+    """Per row of a (b, n) weights matrix over sorted `values`: prefix counts and sums, searchable.
+
+    Each row's prefix counts are shifted by row x (largest total + 1), so the flattened matrix is
+    nondecreasing and one `searchsorted` finds the k-th order statistic of every row at once.
+    """
+
+    def __init__(self, weights: np.ndarray, values: np.ndarray) -> None:
+        b, n = weights.shape
+        self.values, self.n, self.rows = values, n, np.arange(b)
+        self.cum = np.cumsum(weights, axis=1, dtype=np.int64)
+        self.total = self.cum[:, -1].copy()
+        self.offset = self.rows * (int(self.total.max(initial=0)) + 1)
+        self.cum += self.offset[:, None]
+        self.sums = np.cumsum(weights * values, axis=1)
+
+    def first_reaching(self, k: np.ndarray) -> np.ndarray:
+        """Per row, the first column whose prefix count is >= k (the k-th smallest, 1-based)."""
+        at = np.searchsorted(self.cum.reshape(-1), k + self.offset, side="left") - self.rows * self.n
+        return np.minimum(at, self.n - 1)
+
+    def smallest_sum(self, t: np.ndarray) -> np.ndarray:
+        """Per row, the sum of its t smallest values (t >= 0)."""
+        at = self.first_reaching(np.maximum(t, 1))
+        before = np.where(at > 0, self.cum[self.rows, at - 1] - self.offset, 0)
+        below = np.where(at > 0, self.sums[self.rows, at - 1], 0.0)
+        return np.where(t > 0, below + (t - before) * self.values[at], 0.0)
 
 
 def _quantile_stats(weights: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Median and IQM of each row's multiset (`weights` copies of sorted `values`)."""
-    cum = np.cumsum(weights, axis=1, dtype=np.int64)
-    total = cum[:, -1]
-    median = 0.5 * (
-        _order_statistic(cum, (total + 1) // 2, values) + _order_statistic(cum, (total + 2) // 2, values)
-    )
+    prefix = _Prefix(weights, values)
+    total = prefix.total
+    median = 0.5 * (values[prefix.first_reaching((total + 1) // 2)] + values[prefix.first_reaching((total + 2) // 2)])
     cut = (total * 0.25).astype(np.int64)  # as scipy.stats.trim_mean: int(0.25 n) off each end
-    low, high = cut[:, None], (total - cut)[:, None]
-    kept = np.clip(cum, low, high) - np.clip(cum - weights, low, high)
-    iqm = (kept * values).sum(axis=1) / np.maximum(high[:, 0] - low[:, 0], 1)
-    return median, iqm
+    kept = prefix.smallest_sum(total - cut) - prefix.smallest_sum(cut)
+    return median, kept / np.maximum(total - 2 * cut, 1)
 
 
 def bootstrap_returns(
@@ -65,9 +84,10 @@ def bootstrap_returns(
     sorted_values = [table.returns[rows, j] for j, rows in enumerate(sorted_rows)]
 
     def statistics(counts: np.ndarray) -> dict[str, np.ndarray]:
-        weight = counts @ present
+        real = counts.astype(np.float64)
+        weight = real @ present
         safe = np.maximum(weight, 1.0)
-        out = {"mean": (counts @ values) / safe, "optimality_gap": (counts @ gaps) / safe}
+        out = {"mean": (real @ values) / safe, "optimality_gap": (real @ gaps) / safe}
         out["median"] = np.zeros_like(out["mean"])
         out["iqm"] = np.zeros_like(out["mean"])
         for j in range(m if quantiles else 0):
@@ -76,6 +96,6 @@ def bootstrap_returns(
         return out
 
     observed = {k: v[0] for k, v in statistics(np.ones((1, n), dtype=np.int32)).items()}
-    chunks = [statistics(counts.astype(np.float64)) for counts in episode_counts(table.strata, resamples, rng)]
+    chunks = [statistics(counts) for counts in episode_counts(table.strata, resamples, rng)]
     replicates = {k: np.concatenate([c[k] for c in chunks]) if chunks else np.zeros((0, m)) for k in STATISTICS}
     return ReturnBootstrap(observed, replicates)
