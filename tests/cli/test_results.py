@@ -121,7 +121,9 @@ def test_results_of_an_evaluation_are_read_from_its_configmap_in_the_cluster(
     out = subprocess.run([sys.executable, "-m", "swarm_arena.cli", "results", f"{namespace}/duel", "-o", "json"],
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == results_view.as_data(results_view.from_json(run_file.read_text(), "run"))
+    shown, local = json.loads(out.stdout), results_view.as_data(results_view.from_json(run_file.read_text(), "run"))
+    assert shown.pop("evaluation") == f"{namespace}/duel" and local.pop("evaluation") == "team-a/duel"
+    assert shown == local
     missing = subprocess.run([sys.executable, "-m", "swarm_arena.cli", "results", f"{namespace}/nobody"],
                              capture_output=True, text=True, env=env, timeout=120)
     assert missing.returncode == 1 and "could not read the results" in missing.stderr and "Not Found" in missing.stderr
