@@ -145,7 +145,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except EvaluationFailed as exc:
         print(f"{args.file}: evaluation failed: {exc}", file=sys.stderr)
         return 1
-    method = evaluation.spec.rating.method.value
+    method = evaluation.spec.rating_method.value
     data = report.model_dump(by_alias=True, mode="json")
     if args.output in FORMATS:  # the results on stdout, for programs; the rest goes to stderr
         console = Console(stderr=True)
@@ -187,6 +187,48 @@ def _cmd_repair(args: argparse.Namespace) -> int:
         print("\n".join(replaced))
     else:
         print(f"{evaluation}: nothing to repair", file=sys.stderr)
+    return 0
+
+
+def _cmd_results(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from swarm_arena.arena import results_view
+
+    try:
+        if args.file:
+            doc = results_view.from_json(Path(args.file).read_text(), args.file)
+        else:
+            if not args.evaluation:
+                print("results: name an evaluation (NAMESPACE/NAME) or give --file", file=sys.stderr)
+                return 2
+            namespace, _, name = args.evaluation.rpartition("/")
+            doc = results_view.read_configmap(namespace or "default", name)
+        if args.marl_eval:
+            Path(args.marl_eval).write_text(json.dumps(results_view.marl_eval(doc), indent=1) + "\n")
+    except (OSError, ValueError) as exc:
+        print(f"results: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # the Kubernetes client's errors: no kubeconfig, 404, 403
+        print(f"results: could not read the results of {args.evaluation}: {exc}", file=sys.stderr)
+        return 1
+    if args.output == "json":
+        sys.stdout.write(json.dumps(results_view.as_data(doc), indent=1) + "\n")
+    elif args.output == "yaml":
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(results_view.as_data(doc), sort_keys=False, width=120))
+    elif args.output == "csv":
+        sys.stdout.write(results_view.as_csv(doc, args.section))
+    else:
+        console = Console()
+        for table in results_view.tables(doc):
+            console.print(table)
+    if args.plot:
+        results_view.plot(doc, args.plot)
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    if args.marl_eval:
+        print(f"marl-eval JSON written to {args.marl_eval}", file=sys.stderr)
     return 0
 
 
@@ -294,6 +336,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", dest="json_line", help=argparse.SUPPRESS
     )
     repair.set_defaults(func=_cmd_repair)
+
+    results = sub.add_parser(
+        "results", help="show an evaluation's leaderboard, pairwise matrix and return aggregates"
+    )
+    results.add_argument("evaluation", nargs="?", help="NAMESPACE/NAME: read its results ConfigMap (kubeconfig)")
+    results.add_argument("--file", "-f", default=None,
+                         help="a results.json (from the ConfigMap) or a `swarm-arena run --output` file instead")
+    results.add_argument("--output", "-o", choices=("table", "json", "yaml", "csv"), default="table",
+                         help="how to print (default: table)")
+    results.add_argument("--section", choices=("leaderboard", "pairwise", "aggregates"), default="leaderboard",
+                         help="which table -o csv prints (default: leaderboard)")
+    results.add_argument("--plot", default=None, help="draw the leaderboard and the win-probability heatmap (PNG)")
+    results.add_argument("--marl-eval", default=None, help="also write the per-episode returns in marl-eval's JSON")
+    results.set_defaults(func=_cmd_results)
 
     render = sub.add_parser(
         "render", help="print the children the operator would create for a manifest (RayCluster, job submission, ...)"

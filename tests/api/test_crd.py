@@ -93,7 +93,7 @@ def test_free_form_params_keep_unknown_fields_and_string_maps_are_typed() -> Non
 
 def test_enums_come_from_the_enum_classes() -> None:
     spec = SCHEMA["properties"]["spec"]["properties"]
-    assert spec["rating"]["properties"]["method"]["enum"] == ["mean-return", "elo", "openskill"]
+    assert spec["rating"]["properties"]["method"]["enum"] == ["mean-return", "bradley-terry", "elo", "openskill"]
     assert spec["matchmaking"]["properties"]["mode"]["enum"] == ["fixed", "round-robin"]
     assert spec["execution"]["properties"]["placementStrategy"]["enum"] == [
         "PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"]

@@ -28,7 +28,10 @@ def test_minimal_manifest_gets_the_documented_defaults() -> None:
     assert spec.seed == 0
     assert spec.matchmaking.mode is MatchmakingMode.FIXED
     assert spec.matchmaking.assignments == {}
-    assert spec.rating.method is RatingMethod.MEAN_RETURN
+    assert spec.rating.method is None  # resolved per plan, see below
+    assert spec.rating_method is RatingMethod.MEAN_RETURN  # a fixed plan
+    assert spec.model_copy(update={"matchmaking": spec.matchmaking.model_copy(update={"mode": MatchmakingMode.ROUND_ROBIN})}).rating_method is RatingMethod.BRADLEY_TERRY
+    assert (spec.rating.resamples, spec.rating.confidence_level, spec.rating.optimality_target) == (1000, 0.95, None)
     assert spec.execution.agents_per_shard == 256
     assert spec.execution.placement_strategy is PlacementStrategy.SPREAD
     assert spec.execution.parallel_episodes == 1

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from swarm_arena.api.report import RunReport
 from swarm_arena.arena.leaderboard_view import leaderboard_table, plot_leaderboard, summary_line
-from swarm_arena.arena.ratings import EpisodeOutcome, leaderboard
+from swarm_arena.arena.scoring import EpisodeOutcome, leaderboard
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -8,47 +8,37 @@ import random
 import pytest
 from openskill.models import PlackettLuce
 
-from swarm_arena.arena.ratings import (
-    ELO_INITIAL,
-    ELO_K,
-    EpisodeOutcome,
-    elo_resamples,
-    leaderboard,
-    t_quantile_975,
-)
+from swarm_arena.api.status import IntervalKind
+from swarm_arena.arena.scoring import EpisodeOutcome, leaderboard
+from swarm_arena.arena.scoring.elo import ELO_INITIAL, ELO_K
+from swarm_arena.arena.scoring.elo import elo as elo_run
+from swarm_arena.arena.scoring.outcomes import build_table
 
-METHODS = ["mean-return", "elo", "openskill"]
+METHODS = ["mean-return", "bradley-terry", "elo", "openskill"]
 
 
 def by_policy(entries):  # type: ignore[no-untyped-def]
     return {e.policy: e for e in entries}
 
 
-def test_t_quantiles_match_the_textbook_table() -> None:
-    assert t_quantile_975(1) == pytest.approx(12.706, abs=1e-3)
-    assert t_quantile_975(4) == pytest.approx(2.776, abs=1e-3)
-    assert t_quantile_975(30) == pytest.approx(2.042, abs=1e-3)
-    assert t_quantile_975(31) == pytest.approx(2.0395, abs=1e-4)  # first value from the expansion
-    assert t_quantile_975(120) == pytest.approx(1.980, abs=1e-3)
-    assert t_quantile_975(10**6) == pytest.approx(1.95997, abs=1e-5)
-    with pytest.raises(ValueError):
-        t_quantile_975(0)
-
-
-def test_mean_return_rating_and_student_t_interval() -> None:
+def test_mean_return_rating_is_the_mean_inside_a_bootstrap_interval() -> None:
     outcomes = [EpisodeOutcome(i, {"a": r, "b": 0.0}) for i, r in enumerate([1.0, 2.0, 3.0, 4.0])]
     a = by_policy(leaderboard("mean-return", ["a", "b"], outcomes, seed=0))["a"]
-    # mean 2.5, sample sd sqrt(5/3), se = sd/2, t(0.975, 3) = 3.182446
-    half = 3.182446 * math.sqrt(5 / 3) / 2
-    assert (a.rating, a.mean_return, a.episodes) == (2.5, 2.5, 4)
-    assert a.ci_low == pytest.approx(2.5 - half, abs=1e-6)
-    assert a.ci_high == pytest.approx(2.5 + half, abs=1e-6)
+    assert (a.rating, a.mean_return, a.episodes, a.interval_kind) == (2.5, 2.5, 4, IntervalKind.BOOTSTRAP)
+    # Expanded percentile: never narrower than the resampled means' own range allows, never past it.
+    assert 1.0 <= a.ci_low < 2.5 < a.ci_high <= 4.0
 
 
-def test_mean_return_single_episode_interval_is_the_point() -> None:
+def test_one_episode_or_returns_that_never_vary_give_the_prior_range_never_a_point() -> None:
     (a, b) = leaderboard("mean-return", ["a", "b"], [EpisodeOutcome(0, {"a": 3.0, "b": 1.0})], seed=0)
-    assert (a.policy, a.rating, a.ci_low, a.ci_high) == ("a", 3.0, 3.0, 3.0)
-    assert (b.policy, b.rating, b.ci_low, b.ci_high) == ("b", 1.0, 1.0, 1.0)
+    assert (a.policy, a.rating, a.ci_low, a.ci_high, a.interval_kind) == ("a", 3.0, 1.0, 3.0, IntervalKind.PRIOR)
+    assert (b.policy, b.rating, b.ci_low, b.ci_high, b.interval_kind) == ("b", 1.0, 1.0, 3.0, IntervalKind.PRIOR)
+    steady = [EpisodeOutcome(i, {"a": float(i % 3), "noop": 0.0}) for i in range(30)]
+    noop = by_policy(leaderboard("mean-return", ["a", "noop"], steady, seed=0))["noop"]
+    assert (noop.ci_low, noop.ci_high, noop.interval_kind) == (0.0, 2.0, IntervalKind.PRIOR)
+    for method in METHODS:
+        for entry in leaderboard(method, ["a", "noop"], steady[:1], seed=0):
+            assert entry.ci_high > entry.ci_low, (method, entry)
 
 
 def test_elo_two_player_wins_by_hand() -> None:
@@ -96,6 +86,7 @@ def test_openskill_agrees_with_the_library_used_directly() -> None:
     for entry in leaderboard("openskill", policies, outcomes, seed=0):
         direct = ratings[entry.policy]
         assert entry.rating == pytest.approx(direct.mu, abs=1e-9)
+        assert entry.interval_kind is IntervalKind.POSTERIOR
         assert entry.ci_low == pytest.approx(direct.mu - 1.96 * direct.sigma, abs=1e-3)
         assert entry.ci_high == pytest.approx(direct.mu + 1.96 * direct.sigma, abs=1e-3)
 
@@ -171,14 +162,10 @@ def test_bad_outcomes_are_refused_with_the_reason() -> None:
         leaderboard("glicko", ["a"], [], 0)
 
 
-def test_elo_resamples_shrink_only_for_huge_runs() -> None:
-    assert elo_resamples(100_000, 2) == 200
-    assert elo_resamples(100_000, 64) == 20
+def test_elo_pair_terms_computed_per_episode_give_the_same_ratings() -> None:
+    import numpy as np
 
-
-def test_elo_pair_terms_computed_per_episode_give_the_same_leaderboard(monkeypatch: pytest.MonkeyPatch) -> None:
-    outcomes = random_outcomes(50, seed=4)
-    policies = ["weak", "mid", "strong"]
-    cached = leaderboard("elo", policies, outcomes, seed=3)
-    monkeypatch.setattr("swarm_arena.arena.ratings._ELO_PRECOMPUTE_LIMIT", 0)
-    assert leaderboard("elo", policies, outcomes, seed=3) == cached
+    table = build_table(["weak", "mid", "strong"], random_outcomes(50, seed=4))
+    cached = elo_run(table, 200, np.random.default_rng(3))
+    fresh = elo_run(table, 200, np.random.default_rng(3), precompute_limit=0)
+    assert np.array_equal(cached[0], fresh[0]) and np.array_equal(cached[1], fresh[1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 
@@ -227,3 +228,37 @@ def test_render_prints_secret_raycluster_and_submission_but_no_cluster_for_an_ad
 def test_long_names_fit_kubernetes_limits() -> None:
     name = "e" * 63
     assert len(names.results_configmap_name(name)) <= 63 and len(names.auth_secret_name(name)) <= 63
+
+
+def test_results_of_the_largest_allowed_field_fit_the_configmap_with_its_pairwise_matrix() -> None:
+    """64 policies with 63-character names, far apart (every pair separated): the worst case."""
+    import random
+
+    from swarm_arena.api.crd import openapi_schema
+    from swarm_arena.api.status import Results
+    from swarm_arena.arena.scoring import EpisodeOutcome, RatingOptions, score
+
+    most = openapi_schema()["properties"]["spec"]["properties"]["policies"]["maxItems"]
+    policies = [f"p{i:02d}-" + "x" * 59 for i in range(most)]
+    rng = random.Random(1)
+    records, outcomes = [], []
+    for a in policies:
+        for b in policies:
+            for _ in range(3 if a != b else 0):
+                i, returns = len(records), {a: float(a < b) + rng.random() / 10, b: float(b < a) + rng.random() / 10}
+                records.append(EpisodeRecord(episode=i, pairing={"red": a, "blue": b}, returns=returns,
+                                             agents={a: 32, b: 32}, steps=200, agent_steps=12800))
+                outcomes.append(EpisodeOutcome(i, returns, {"red": a, "blue": b}))
+    board = score("bradley-terry", policies, outcomes, seed=0, options=RatingOptions(resamples=100, optimality_target=1.0))
+    assert sum(len(e.separated_from) for e in board.leaderboard) >= 0.9 * most * (most - 1)
+    results = Results(leaderboard=board.leaderboard, pairwise=board.pairwise, return_aggregates=board.return_aggregates)
+    cm = build_results.build_results_configmap(evaluation(), UID, records=records, progress=None, results=results,
+                                               recoveries=[], final=True)
+    text = cm["data"][build_results.RESULTS_KEY]
+    size = sum(len(v) for v in cm["data"].values()) + sum(len(v) for v in cm["binaryData"].values())
+    print(f"64 policies, {len(records)} episodes: results.json {len(text) // 1024} KiB, ConfigMap {size // 1024} KiB")
+    assert size < build_results.CONFIGMAP_LIMIT_BYTES - build_results.METADATA_ALLOWANCE_BYTES
+    stored = json.loads(text)["results"]
+    assert len(stored["pairwise"]["probability"]) == most
+    assert sum(map(sum, stored["pairwise"]["separated"])) == sum(len(e.separated_from) for e in board.leaderboard)
+    assert "pairwise" not in results.for_status().to_wire() and "returnAggregates" not in results.for_status().to_wire()

@@ -150,3 +150,28 @@ def test_a_failed_attempt_keeps_its_recoveries_and_says_why(tmp_path) -> None:
     assert final is not None and final.state is JobState.FAILED
     assert final.recoveries == 2 and final.last_recovery == mine
     assert final.reason is FailureReason.RUN_FAILED and "was lost 3 times" in (final.message or "")
+
+
+def test_interim_rerating_waits_ten_times_what_the_last_one_took(tmp_path, monkeypatch) -> None:
+    import swarm_arena.arena.scoring as scoring
+
+    clock, calls, real = _Clock(), [], scoring.score_evaluation
+
+    def slow(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(clock.now)
+        clock.now += 2.0  # as if scoring took 2 s
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scoring, "score_evaluation", slow)
+    evaluation = foraging_evaluation("ch", policies=[{"name": p, "factory": p} for p in ("greedy", "random")])
+    reporter = JobReporter(tmp_path, "sid-1", attempt=1, out=io.StringIO(), clock=clock)
+    reporter.start(evaluation, ResumePayload(episodes=[_record(0)]), episodes_total=4)
+    assert calls == [0.0]
+    clock.now = 5.0  # 3 s after the last re-rating ended: within 10 x 2 s
+    reporter.episode(_record(1))
+    reporter.polled()
+    assert calls == [0.0]
+    clock.now = 22.0  # 20 s after: re-rated
+    reporter.episode(_record(2))
+    reporter.polled()
+    assert calls == [0.0, 22.0]

@@ -55,7 +55,12 @@ def test_runs_to_succeeded_with_the_same_numbers_as_swarm_arena_run(evals, tmp_p
 
     cm = evals.configmap("duel-results")
     document = json.loads(cm["data"]["results.json"])
-    assert document["final"] is True and document["results"]["leaderboard"] == reference["results"]["leaderboard"]
+    # In full there, with the pairwise matrix (where separatedFrom lives, as `separated`); never in status.
+    stored = document["results"]
+    assert document["final"] is True
+    assert stored["leaderboard"] == [{**e, "separatedFrom": []} for e in reference["results"]["leaderboard"]]
+    assert stored["pairwise"]["policies"] == [e["policy"] for e in reference["results"]["leaderboard"]]
+    assert stored["returnAggregates"] and "pairwise" not in status["results"]
     assert sorted(_episodes(evals, "duel")) == [0, 1, 2, 3]
     assert cm["metadata"]["ownerReferences"][0]["kind"] == "SwarmEvaluation"
 

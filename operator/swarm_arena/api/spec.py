@@ -109,6 +109,7 @@ class MatchmakingMode(str, Enum):
 
 class RatingMethod(str, Enum):
     MEAN_RETURN = "mean-return"
+    BRADLEY_TERRY = "bradley-terry"
     ELO = "elo"
     OPENSKILL = "openskill"
 
@@ -209,11 +210,33 @@ class MatchmakingSpec(ApiModel):
 
 
 class RatingSpec(ApiModel):
-    """How the leaderboard ranks policies."""
+    """How the leaderboard ranks policies and how sure it is (docs/ratings-and-matchmaking.md)."""
 
-    method: RatingMethod = Field(
-        default=RatingMethod.MEAN_RETURN,
-        description="`mean-return`, `elo` or `openskill`; every method reports a 95% confidence interval.",
+    method: RatingMethod | None = Field(
+        default=None,
+        description=(
+            "`bradley-terry` (maximum-likelihood fit over all pairwise results, Elo scale, independent of "
+            "episode order), `mean-return`, `elo` (sequential, depends on episode order) or `openskill` "
+            "(Plackett-Luce; its interval is a posterior band, not a confidence interval). Unset: "
+            "`bradley-terry` for `round-robin` plans, `mean-return` for `fixed` ones (resolved by the "
+            "arena, shown in the results)."
+        ),
+    )
+    resamples: int = Field(
+        default=1000,
+        ge=100,
+        le=100_000,
+        description="Bootstrap resamples (episodes resampled within each pairing) behind every interval.",
+    )
+    confidence_level: float = Field(
+        default=0.95,
+        ge=0.5,
+        le=0.999,
+        description="Coverage of the intervals, and the level at which two policies count as separated.",
+    )
+    optimality_target: float | None = Field(
+        default=None,
+        description="Per-episode return counted as optimal; when set, results report the optimality gap.",
     )
 
 
@@ -585,6 +608,15 @@ class SwarmEvaluationSpec(ApiModel):
         if self.matchmaking.mode is MatchmakingMode.ROUND_ROBIN:
             return math.perm(len(self.policies), len(self.effective_teams)) * self.episodes
         return self.episodes
+
+    @property
+    def rating_method(self) -> RatingMethod:
+        """`rating.method`, or the default for this plan: Bradley-Terry for round-robin, else mean return."""
+        if self.rating.method is not None:
+            return self.rating.method
+        if self.matchmaking.mode is MatchmakingMode.ROUND_ROBIN:
+            return RatingMethod.BRADLEY_TERRY
+        return RatingMethod.MEAN_RETURN
 
     @property
     def policy_names(self) -> list[str]:

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import Field, computed_field, model_validator
 
 from swarm_arena.api.base import ApiModel
+from swarm_arena.api.spec import RatingMethod
 
 
 class Phase(str, Enum):
@@ -55,15 +56,83 @@ class Progress(ApiModel):
         return data
 
 
+class IntervalKind(str, Enum):
+    BOOTSTRAP = "bootstrap"
+    POSTERIOR = "posterior"
+    PRIOR = "prior"
+
+
 class LeaderboardEntry(ApiModel):
     """One policy's standing."""
 
     policy: str = Field(description="Policy name.")
     rating: float = Field(description="Rating under rating.method (higher is better).")
-    ci_low: float = Field(description="Lower bound of the 95% confidence interval of the rating.")
-    ci_high: float = Field(description="Upper bound of the 95% confidence interval of the rating.")
+    ci_low: float = Field(description="Lower bound of the rating's interval (at rating.confidenceLevel).")
+    ci_high: float = Field(description="Upper bound of the rating's interval (at rating.confidenceLevel).")
+    interval_kind: IntervalKind | None = Field(
+        default=None,
+        description=(
+            "What [ciLow, ciHigh] is: `bootstrap` (a confidence interval from resampling episodes within "
+            "each pairing), `posterior` (openskill's mu +/- z sigma band: a filter's posterior, not a "
+            "confidence interval) or `prior` (too little data: the method's prior range)."
+        ),
+    )
     mean_return: float = Field(description="Mean per-agent episode return.")
     episodes: int = Field(ge=0, description="Episodes the policy took part in.")
+    separated_from: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Policies this one is separated from at rating.confidenceLevel (bootstrap test of the rating "
+            "difference, Holm-adjusted over all pairs); the full matrix is in the results ConfigMap."
+        ),
+    )
+
+
+class Estimate(ApiModel):
+    """A statistic with its bootstrap interval."""
+
+    value: float = Field(description="The statistic on the observed episodes.")
+    low: float = Field(description="Lower bound at rating.confidenceLevel.")
+    high: float = Field(description="Upper bound at rating.confidenceLevel.")
+
+
+class ReturnAggregates(ApiModel):
+    """rliable's aggregates of one policy's per-episode returns, with stratified bootstrap intervals."""
+
+    policy: str = Field(description="Policy name.")
+    episodes: int = Field(ge=0, description="Episodes behind the aggregates.")
+    mean: Estimate = Field(description="Mean per-episode return.")
+    median: Estimate = Field(description="Median per-episode return.")
+    iqm: Estimate = Field(description="Interquartile mean: the mean of the middle 50% of returns.")
+    optimality_gap: Estimate | None = Field(
+        default=None, description="Mean of max(rating.optimalityTarget - return, 0); only with a target."
+    )
+
+
+class PairwiseMatrix(ApiModel):
+    """P(row beats column) for every pair of policies, with intervals (results ConfigMap only)."""
+
+    kind: str = Field(
+        description=(
+            "`win-rate` (head-to-head: the share of shared episodes the row policy won, draws half) or "
+            "`probability-of-improvement` (returns: P(row's return > column's) on shared episodes, ties half)."
+        )
+    )
+    confidence_level: float = Field(description="Coverage of the intervals.")
+    policies: list[str] = Field(description="Row and column order.")
+    probability: list[list[float | None]] = Field(
+        description="[row][column]; null on the diagonal and for pairs that never shared an episode."
+    )
+    low: list[list[float | None]] = Field(description="Lower bounds, same layout.")
+    high: list[list[float | None]] = Field(description="Upper bounds, same layout.")
+    episodes: list[list[int]] = Field(description="Episodes each pair shared, same layout.")
+    separated: list[list[int]] = Field(
+        default_factory=list,
+        description=(
+            "1 where the row and column policies are separated at the confidence level (the leaderboard "
+            "entries' separatedFrom, as a matrix), else 0; same layout."
+        ),
+    )
 
 
 class StepLatency(ApiModel):
@@ -93,11 +162,36 @@ class Results(ApiModel):
     """What the evaluation found."""
 
     leaderboard: list[LeaderboardEntry] = Field(default_factory=list, description="Policies, best first.")
+    rating_method: RatingMethod | None = Field(
+        default=None, description="The rating method the leaderboard used (rating.method, or its resolved default)."
+    )
+    pairwise: PairwiseMatrix | None = Field(
+        default=None, description="Who beats whom, with intervals; in the results ConfigMap only, never in status."
+    )
+    return_aggregates: list[ReturnAggregates] | None = Field(
+        default=None,
+        description="Mean, median, IQM and optimality gap per policy; in the results ConfigMap only, never in status.",
+    )
     step_latency_ms: StepLatency | None = Field(default=None, description="Step latency percentiles.")
     agent_steps_per_second: float | None = Field(default=None, description="Throughput over the run.")
     results_config_map: str | None = Field(
         default=None, description="ConfigMap with the full results, owned by the evaluation."
     )
+
+
+    def for_configmap(self) -> Results:
+        """A copy for the results ConfigMap: separatedFrom lives there as `pairwise.separated`.
+
+        64 policies with long names, all separated, would spend 250 KiB on the names alone.
+        """
+        if self.pairwise is None:
+            return self
+        board = [e.model_copy(update={"separated_from": []}) for e in self.leaderboard]
+        return self.model_copy(update={"leaderboard": board})
+
+    def for_status(self) -> Results:
+        """A copy without what only the results ConfigMap holds (status must stay small)."""
+        return self.model_copy(update={"pairwise": None, "return_aggregates": None}, deep=True)
 
 
 class SwarmEvaluationStatus(ApiModel):

@@ -40,6 +40,9 @@ from swarm_arena.arena.runner import RunListener
 MIN_INTERVAL_S = 1.0
 # The interim leaderboard (a full re-rating) is recomputed at most this often.
 LEADERBOARD_INTERVAL_S = 1.0
+LEADERBOARD_COST_RATIO = 10.0
+"""Re-rate no sooner than this many times the last re-rating took: scoring 100,000 episodes takes
+seconds (docs/performance.md), and the interim leaderboard must not eat the run."""
 
 
 def now_rfc3339() -> str:
@@ -92,6 +95,7 @@ class JobReporter(RunListener):
         self._board: list[LeaderboardEntry] = []
         self._board_counted = 0
         self._board_at = float("-inf")
+        self._board_cost = 0.0
         self._dirty = False
         self._written_at = float("-inf")
 
@@ -191,17 +195,21 @@ class JobReporter(RunListener):
 
     def _interim_results(self) -> Results | None:
         """The leaderboard of what is counted so far (re-rated at most every LEADERBOARD_INTERVAL_S)."""
-        from swarm_arena.arena.ratings import EpisodeOutcome, leaderboard
+        from swarm_arena.arena.scoring import score_evaluation
 
         if self._evaluation is None or not self._counted:
             return None
         stale = len(self._counted) != self._board_counted
-        if stale and self._clock() - self._board_at >= LEADERBOARD_INTERVAL_S:
+        if stale and self._clock() - self._board_at >= max(LEADERBOARD_INTERVAL_S, LEADERBOARD_COST_RATIO * self._board_cost):
             spec = self._evaluation.spec
-            outcomes = [EpisodeOutcome(episode=i, returns=self._counted[i].returns) for i in sorted(self._counted)]
-            self._board = leaderboard(spec.rating.method, spec.policy_names, outcomes, spec.seed)
+            counted = [self._counted[i] for i in sorted(self._counted)]
+            began = self._clock()
+            self._board = score_evaluation(spec, counted, detail=False).leaderboard  # no pairwise: status is small
             self._board_counted, self._board_at = len(self._counted), self._clock()
-        return Results(leaderboard=self._board) if self._board else None
+            self._board_cost = self._board_at - began
+        if not self._board:
+            return None
+        return Results(leaderboard=self._board, rating_method=self._evaluation.spec.rating_method)
 
     def _say(self, text: str) -> None:
         print(f"[swarm-arena {now_rfc3339()}] {text}", file=self._out, flush=True)

@@ -104,10 +104,10 @@ class RunLedger:
         return pending
 
     def outcome(self, spec: SwarmEvaluationSpec, wall_seconds: float) -> RunOutcome:
-        from swarm_arena.arena.ratings import EpisodeOutcome, leaderboard
+        from swarm_arena.arena.scoring import score_evaluation
 
         records = [self.store.records()[i] for i in sorted(self.store.records())]
-        outcomes = [EpisodeOutcome(episode=r.episode, returns=r.returns) for r in records]
+        board = score_evaluation(spec, records)
         latency = None
         if self._latencies:
             p50, p99 = np.percentile(np.asarray(self._latencies) * 1000.0, [50, 99])
@@ -115,9 +115,12 @@ class RunLedger:
         return RunOutcome(
             episodes=records,
             episodes_total=self.episodes_total,
-            leaderboard=leaderboard(spec.rating.method, spec.policy_names, outcomes, spec.seed),
+            leaderboard=board.leaderboard,
             step_latency_ms=latency,
             agent_steps=sum(r.agent_steps for r in records),
             agent_steps_per_second=self._stepped_agent_steps / wall_seconds if wall_seconds > 0 else None,
             recoveries=[*self.resume.recoveries, *self._recoveries],
+            rating_method=board.method,
+            pairwise=board.pairwise,
+            return_aggregates=board.return_aggregates,
         )

@@ -9,7 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from swarm_arena.api.report import EpisodeRecord
-from swarm_arena.api.status import LeaderboardEntry, Progress, Recovery, StepLatency
+from swarm_arena.api.spec import RatingMethod
+from swarm_arena.api.status import (
+    LeaderboardEntry,
+    PairwiseMatrix,
+    Progress,
+    Recovery,
+    ReturnAggregates,
+    StepLatency,
+)
 
 
 @dataclass(frozen=True)
@@ -43,3 +51,6 @@ class RunOutcome:
     agent_steps: int
     agent_steps_per_second: float | None
     recoveries: list[Recovery]
+    rating_method: RatingMethod | None = None
+    pairwise: PairwiseMatrix | None = None
+    return_aggregates: list[ReturnAggregates] | None = None

@@ -299,6 +299,9 @@ def _report(evaluation: SwarmEvaluation, outcome: RunOutcome, wall_seconds: floa
         ),
         results=Results(
             leaderboard=outcome.leaderboard,
+            rating_method=outcome.rating_method,
+            pairwise=outcome.pairwise,
+            return_aggregates=outcome.return_aggregates,
             step_latency_ms=outcome.step_latency_ms,
             agent_steps_per_second=outcome.agent_steps_per_second,
         ),

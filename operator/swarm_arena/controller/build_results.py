@@ -32,6 +32,8 @@ RECORDS_BUDGET_BYTES = CONFIGMAP_LIMIT_BYTES - SUMMARY_BUDGET_BYTES - 64 * 1024
 # Estimated sizes get this margin: real returns compress a little worse or better than the sample.
 SIZE_MARGIN = 1.25
 RECORDS_KEPT_KEY = "episodeRecords"
+METADATA_ALLOWANCE_BYTES = 16 * 1024
+"""Keys, metadata and labels: what the three values leave of the limit is theirs."""
 
 
 class TooManyEpisodes(ValueError):
@@ -138,25 +140,30 @@ def build_results_configmap(
     `drop_records`, for an evaluation that failed for that very reason, they are left out)."""
     name = evaluation.metadata.name
     packed = pack_episodes(records)
-    kept = {"count": len(records), "in": "configMap"}
-    if len(packed) > RECORDS_BUDGET_BYTES:
-        store = evaluation.spec.checkpoint.storage_uri
-        if not store and not drop_records:
-            raise TooManyEpisodes(
-                f"{len(records)} counted episodes take {len(packed) // 1024} KiB compressed, more than the results "
-                f"ConfigMap holds ({RECORDS_BUDGET_BYTES // 1024} KiB); set spec.checkpoint.storageURI (the durable "
-                "store keeps every record) or plan fewer spec.episodes"
-            )
-        packed = None
-        kept = {"count": len(records), "in": "spec.checkpoint.storageURI" if store else "nowhere: too many"}
     document = {
         "evaluation": f"{evaluation.metadata.namespace}/{name}",
         "final": final,
         "progress": progress.to_wire() if progress else None,
-        "results": results.to_wire() if results else None,
+        "results": results.for_configmap().to_wire() if results else None,
         "recoveries": [r.to_wire() for r in recoveries],
-        RECORDS_KEPT_KEY: kept,
+        RECORDS_KEPT_KEY: {"count": len(records), "in": "configMap"},
     }
+    # Compact: the pairwise matrix of 64 policies is ~4,000 cells a table.
+    results_json = json.dumps(document, separators=(",", ":"), sort_keys=True)
+    room = min(RECORDS_BUDGET_BYTES,
+               CONFIGMAP_LIMIT_BYTES - SUMMARY_BUDGET_BYTES - METADATA_ALLOWANCE_BYTES - len(results_json))
+    if len(packed) > room:
+        store = evaluation.spec.checkpoint.storage_uri
+        if not store and not drop_records:
+            raise TooManyEpisodes(
+                f"{len(records)} counted episodes take {len(packed) // 1024} KiB compressed, more than the results "
+                f"ConfigMap holds ({room // 1024} KiB); set spec.checkpoint.storageURI (the durable "
+                "store keeps every record) or plan fewer spec.episodes"
+            )
+        packed = None
+        document[RECORDS_KEPT_KEY] = {"count": len(records),
+                                      "in": "spec.checkpoint.storageURI" if store else "nowhere: too many"}
+        results_json = json.dumps(document, separators=(",", ":"), sort_keys=True)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -167,7 +174,7 @@ def build_results_configmap(
             "ownerReferences": [names.owner_reference(name, uid)],
         },
         "data": {
-            RESULTS_KEY: json.dumps(document, indent=1, sort_keys=True),
+            RESULTS_KEY: results_json,
             SUMMARY_KEY: json.dumps(_summary(records), separators=(",", ":")),
         },
         **({"binaryData": {EPISODES_KEY: packed}} if packed is not None else {}),

@@ -216,7 +216,7 @@ def _fold_record(st: _Status, record: JobStatusRecord | None, configmap: str | N
     if record.last_recovery is not None:
         st.s.last_recovery = record.last_recovery
     if record.results is not None:
-        results = record.results.model_copy(deep=True)
+        results = record.results.for_status()  # the pairwise matrix and aggregates stay in the ConfigMap
         results.leaderboard = results.leaderboard[:STATUS_LEADERBOARD_ROWS]
         results.results_config_map = configmap
         st.s.results = results

@@ -295,6 +295,8 @@ class Reconciler:
         record = job.record
         if record is None or info is None or not info.driver_node_id:
             return
+        if record.results is not None and record.results != counted.results:
+            counted.results, counted.dirty = record.results, True
         if record.last_recovery is not None and record.last_recovery not in counted.recoveries:
             counted.recoveries.append(record.last_recovery)
             counted.dirty = True

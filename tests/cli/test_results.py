@@ -1,0 +1,129 @@
+"""`swarm-arena results`: the same results from a run's JSON and from the operator's ConfigMap."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+from pathlib import Path
+
+import pytest
+import yaml
+
+from swarm_arena.api.report import EpisodeRecord, RunReport
+from swarm_arena.api.resource import SwarmEvaluation
+from swarm_arena.api.status import Progress, Results
+from swarm_arena.arena import results_view
+from swarm_arena.arena.scoring import EpisodeOutcome, RatingOptions, score
+from swarm_arena.cli import main
+from swarm_arena.controller import build_results
+
+POLICIES = ["greedy", "random", "noop"]
+MEANS = {"greedy": 3.0, "random": 1.0, "noop": 0.0}
+
+
+@pytest.fixture(scope="module")
+def report() -> RunReport:
+    rng = random.Random(0)
+    records = []
+    for a in POLICIES:
+        for b in POLICIES:
+            for _ in range(8 if a != b else 0):
+                returns = {a: rng.gauss(MEANS[a], 1), b: rng.gauss(MEANS[b], 1)}
+                records.append(EpisodeRecord(episode=len(records), pairing={"red": a, "blue": b}, returns=returns,
+                                             agents={a: 4, b: 4}, steps=10, agent_steps=80))
+    board = score("bradley-terry", POLICIES, [EpisodeOutcome(r.episode, r.returns, r.pairing) for r in records], 0,
+                  RatingOptions(resamples=300, optimality_target=4.0))
+    results = Results(leaderboard=board.leaderboard, rating_method=board.method, pairwise=board.pairwise,
+                      return_aggregates=board.return_aggregates)
+    return RunReport(evaluation="team-a/duel", seed=7, progress=Progress(episodes_completed=48, episodes_total=48),
+                     results=results, episodes=records)
+
+
+@pytest.fixture(scope="module")
+def run_file(report: RunReport, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("results") / "run.json"
+    path.write_text(json.dumps(report.model_dump(by_alias=True, mode="json")))
+    return path
+
+
+def test_table_shows_leaderboard_pairwise_and_aggregates(run_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["results", "--file", str(run_file)]) == 0
+    out = capsys.readouterr().out
+    assert "team-a/duel leaderboard (bradley-terry)" in out
+    assert "P(row beats" in out and "IQM" in out and "optimality" in out
+
+
+def test_json_yaml_and_csv_carry_the_same_numbers(report: RunReport, run_file: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["results", "--file", str(run_file), "-o", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert main(["results", "--file", str(run_file), "-o", "yaml"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == data
+    assert [r["policy"] for r in data["leaderboard"]] == [e.policy for e in report.results.leaderboard]
+    assert data["leaderboard"][0]["separatedFrom"] == report.results.leaderboard[0].separated_from
+    assert len(data["pairwise"]) == 6 and data["returnAggregates"][0]["optimalityGap"] >= 0
+    assert main(["results", "--file", str(run_file), "-o", "csv", "--section", "pairwise"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert {(r["row"], r["column"]) for r in rows} == {(a, b) for a in POLICIES for b in POLICIES if a != b}
+    assert all(float(r["low"]) <= float(r["probability"]) <= float(r["high"]) for r in rows)
+
+
+def test_the_configmap_reads_as_the_run_file_does(report: RunReport, run_file: Path) -> None:
+    doc = yaml.safe_load(Path(__file__).parents[2].joinpath("manifests/examples/foraging-local.yaml").read_text())
+    doc["metadata"] = {"name": "duel", "namespace": "team-a"}
+    evaluation = SwarmEvaluation.model_validate(doc)
+    cm = build_results.build_results_configmap(evaluation, "uid-1", records=report.episodes, progress=report.progress,
+                                               results=report.results, recoveries=[], final=True)
+    from_cm = results_view.from_configmap(cm, "configmap")
+    from_file = results_view.from_json(run_file.read_text(), str(run_file))
+    assert results_view.as_data(from_cm) == results_view.as_data(from_file)
+    assert json.loads(cm["data"][build_results.RESULTS_KEY])["results"]["leaderboard"][0]["separatedFrom"] == []
+
+
+def test_plot_and_marl_eval_export(run_file: Path, tmp_path: Path) -> None:
+    png, exported = tmp_path / "results.png", tmp_path / "marl.json"
+    assert main(["results", "--file", str(run_file), "--plot", str(png), "--marl-eval", str(exported)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    layout = json.loads(exported.read_text())
+    runs = layout["swarm-arena"]["team-a.duel"]
+    assert sorted(runs) == sorted(POLICIES)
+    assert len(runs["greedy"]["seed_7"]["absolute_metrics"]["return"]) == 32
+
+
+def test_bad_input_is_refused_with_the_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"evaluation": "x"}')
+    assert main(["results", "--file", str(bad)]) == 1
+    assert "no `results` object" in capsys.readouterr().err
+    assert main(["results"]) == 2
+
+
+@pytest.mark.controlplane
+def test_results_of_an_evaluation_are_read_from_its_configmap_in_the_cluster(
+    report: RunReport, run_file: Path, control_plane, kube_api, namespace: str, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from kubernetes import client
+
+    doc = yaml.safe_load(Path(__file__).parents[2].joinpath("manifests/examples/foraging-local.yaml").read_text())
+    doc["metadata"] = {"name": "duel", "namespace": namespace}
+    cm = build_results.build_results_configmap(SwarmEvaluation.model_validate(doc), "uid-1", records=report.episodes,
+                                               progress=report.progress, results=report.results, recoveries=[],
+                                               final=True)
+    del cm["metadata"]["ownerReferences"]  # no SwarmEvaluation here: the garbage collector would take it
+    client.CoreV1Api(kube_api).create_namespaced_config_map(namespace, cm)
+    env = {**os.environ, "KUBECONFIG": str(control_plane.kubeconfig)}
+    out = subprocess.run([sys.executable, "-m", "swarm_arena.cli", "results", f"{namespace}/duel", "-o", "json"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    shown, local = json.loads(out.stdout), results_view.as_data(results_view.from_json(run_file.read_text(), "run"))
+    assert shown.pop("evaluation") == f"{namespace}/duel" and local.pop("evaluation") == "team-a/duel"
+    assert shown == local
+    missing = subprocess.run([sys.executable, "-m", "swarm_arena.cli", "results", f"{namespace}/nobody"],
+                             capture_output=True, text=True, env=env, timeout=120)
+    assert missing.returncode == 1 and "could not read the results" in missing.stderr and "Not Found" in missing.stderr
