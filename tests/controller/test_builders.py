@@ -80,7 +80,7 @@ def test_gpu_group_requests_gpus_tolerates_the_gpu_taint_and_tells_ray() -> None
 def test_ray_version_image_inline_limit_and_auth_are_set() -> None:
     rc = build_cluster.build_ray_cluster(evaluation(), UID)
     assert rc["spec"]["rayVersion"] == RAY_VERSION
-    assert rc["spec"]["authOptions"] == {"mode": "token", "secretName": "duel-ray-auth"}
+    assert rc["spec"]["authOptions"] == {"mode": "token", "secretName": f"duel-ray-auth-{UID[:8]}"}
     for template in [rc["spec"]["headGroupSpec"]["template"]] + [g["template"] for g in rc["spec"]["workerGroupSpecs"]]:
         container = template["spec"]["containers"][0]
         assert container["image"].endswith(f"-ray{RAY_VERSION}")
@@ -227,7 +227,7 @@ def test_render_prints_secret_raycluster_and_submission_but_no_cluster_for_an_ad
 
 def test_long_names_fit_kubernetes_limits() -> None:
     name = "e" * 63
-    assert len(names.results_configmap_name(name)) <= 63 and len(names.auth_secret_name(name)) <= 63
+    assert len(names.results_configmap_name(name)) <= 63 and len(names.auth_secret_name(name, "0" * 36)) <= 63
 
 
 def test_results_of_the_largest_allowed_field_fit_the_configmap_with_its_pairwise_matrix() -> None:

@@ -28,6 +28,11 @@ def evals(control_plane, namespace, ray_head, operator_factory):
     return ev
 
 
+def _rows(leaderboard: list[dict]) -> list[dict]:
+    """Leaderboard rows without separatedFrom (the ConfigMap keeps it as results.pairwise.separated)."""
+    return [{k: v for k, v in row.items() if k != "separatedFrom"} for row in leaderboard]
+
+
 def _jobs_of(head, namespace: str, name: str) -> list[dict]:
     return [j for j in head.jobs() if (j.get("metadata") or {}).get("arena.swarm.dev/evaluation") == f"{namespace}/{name}"]
 
@@ -141,7 +146,7 @@ def test_a_run_that_fails_once_is_resubmitted_and_resumes(evals, tmp_path: Path)
     assert [j["status"] for j in jobs] == ["FAILED", "SUCCEEDED"]
     resubmitted = [e for e in evals.events("flaky") if e["reason"] == "Resubmitting"]
     assert resubmitted and resubmitted[0]["type"] == "Warning", evals.events("flaky")
-    assert "run 1 of at most 3 failed" in resubmitted[0]["message"]
+    assert "attempt 1 failed (1 of at most 3)" in resubmitted[0]["message"]
 
 
 def test_delete_mid_run_stops_the_job_and_releases_the_finalizer(evals) -> None:
@@ -196,7 +201,8 @@ def test_the_results_configmap_keeps_every_policy_and_status_the_top_rows(evals)
     document = json.loads(evals.configmap("crowd-results")["data"]["results.json"])
     full = document["results"]["leaderboard"]
     assert sorted(row["policy"] for row in full) == [f"p{i:02d}" for i in range(12)]
-    assert status["results"]["leaderboard"] == full[:STATUS_LEADERBOARD_ROWS]
+    # separatedFrom is in the ConfigMap as results.pairwise.separated, not repeated in its rows.
+    assert _rows(status["results"]["leaderboard"]) == _rows(full[:STATUS_LEADERBOARD_ROWS])
     assert document["results"]["resultsConfigMap"] == "crowd-results" and document["final"] is True
 
 
@@ -267,7 +273,7 @@ def _final_before_phase(evals: Evaluations, policy: str) -> None:
     assert status["attempts"] == 1 and len(_jobs_of(evals.head, evals.ns, "durable")) == 1
     assert build_results.is_final(evals.configmap("durable-results"))
     leaderboard = json.loads(evals.configmap("durable-results")["data"]["results.json"])["results"]["leaderboard"]
-    assert leaderboard == status["results"]["leaderboard"]
+    assert _rows(leaderboard) == _rows(status["results"]["leaderboard"])
 
     # A finished evaluation whose ConfigMap is gone gets it back, final, from the job's files.
     evals.cp.kubectl("delete", "configmap", "durable-results", "-n", evals.ns)

@@ -48,7 +48,7 @@ def test_cpu_and_gpu_worker_groups_become_a_ready_cluster(control_plane, namespa
     assert gpu_container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     env = {e["name"]: e for e in gpu_container["env"]}
     assert env["RAY_AUTH_MODE"]["value"] == "token"
-    assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "groups-ray-auth"
+    assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["name"].startswith("groups-ray-auth-")
     assert env["RAY_max_direct_call_object_size"]["value"] == "1048576"
 
     table = control_plane.kubectl("get", "swe", "-n", namespace).stdout.splitlines()

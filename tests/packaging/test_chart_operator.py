@@ -24,7 +24,6 @@ UNEXERCISED: dict[Grant, str] = {
                             "tests/operator/test_real_clusters.py exercises it)",
     ("ray.io", "rayclusters", "get"): "only when creating an evaluation's RayCluster answers 409 (an earlier "
                                       "evaluation's of the same name, or someone else's): kube.create_if_absent",
-    ("", "secrets", "get"): "only when creating an evaluation's token Secret answers 409: kube.create_if_absent",
 }
 
 

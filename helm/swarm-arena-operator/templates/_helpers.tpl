@@ -69,12 +69,11 @@ the API server's audit log of an evaluation run with this ServiceAccount's token
   resources: [events]
   verbs: [create]
 # Secrets: the Ray auth token Secret of each cluster (KubeRay mounts it into the Ray pods).
-# Created; read only when a create answers 409, to see whose it is (an earlier evaluation's of the
-# same name is waited for, never adopted). Reading Secrets adds nothing to what creating RayClusters
-# already allows (a pod can mount any Secret of its namespace).
+# Create only: the token is derived from the operator's key, so it is never read back; its name
+# carries the evaluation's uid, so an earlier evaluation's of the same name never collides with it.
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [create, get]
+  verbs: [create]
 # Pods: the Ray pods of each cluster are watched to notice a lost worker or head at once.
 {{- if .Values.rbac.podDelete }}
 # Delete: after a lost head is replaced, a worker pod that the new head's Ray cluster does not

@@ -116,7 +116,7 @@ def build_ray_cluster(evaluation: SwarmEvaluation, uid: str, defaults: RayPodDef
         "rayVersion": cluster.ray_version,
         "enableInTreeAutoscaling": cluster.autoscaling,
         # Ray's token authentication: an open dashboard lets anyone who reaches it submit code.
-        "authOptions": {"mode": "token", "secretName": names.auth_secret_name(name)},
+        "authOptions": {"mode": "token", "secretName": names.auth_secret_name(name, uid)},
         "headGroupSpec": {
             # The head runs the job driver and the coordinator (0 CPUs); shards and environments
             # go to the workers, so losing a worker never takes the bookkeeping with it.
@@ -154,7 +154,7 @@ def build_auth_secret(evaluation: SwarmEvaluation, uid: str, token: str) -> dict
         "kind": "Secret",
         "type": "Opaque",
         "metadata": {
-            "name": names.auth_secret_name(name),
+            "name": names.auth_secret_name(name, uid),
             "namespace": evaluation.metadata.namespace,
             "labels": names.labels(name, "ray-auth"),
             "ownerReferences": [names.owner_reference(name, uid)],

@@ -30,8 +30,12 @@ def results_configmap_name(evaluation: str) -> str:
     return _fit(evaluation, "-results")
 
 
-def auth_secret_name(evaluation: str) -> str:
-    return _fit(evaluation, "-ray-auth")
+def auth_secret_name(evaluation: str, uid: str) -> str:
+    """The token Secret carries the evaluation's uid: an earlier evaluation of the same name (its
+    Secret still waiting for the garbage collector) never holds this name, so a create that
+    answers 409 found this evaluation's own Secret, and the operator never has to read Secrets to
+    tell (it has no `get` on them)."""
+    return _fit(evaluation, f"-ray-auth-{uid[:8]}")
 
 
 def head_service_name(cluster: str) -> str:
