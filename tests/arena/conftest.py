@@ -7,7 +7,8 @@ CPUs, and every fixture shuts Ray down after itself.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -90,3 +91,12 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory):
             yield server
     except BuildError as exc:
         pytest.fail(f"could not build SeaweedFS: {exc}", pytrace=False)
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 120.0, interval: float = 0.05) -> None:
+    """Poll `condition` until it holds; an assertion naming `what` once `timeout` passes. An
+    exception raised by `condition` (an AssertionError included) goes through at once."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout:.0f} s"
+        time.sleep(interval)

@@ -27,7 +27,7 @@ from swarm_arena.arena.matchmaking import episode_seed
 from swarm_arena.arena.naming import RAY_NAMESPACE, coordinator_name, env_name, shard_name
 from swarm_arena.arena.recovery import ping_ref
 from swarm_arena.arena.runner import run_evaluation
-from tests.arena.conftest import foraging_evaluation, fresh_local_ray
+from tests.arena.conftest import foraging_evaluation, fresh_local_ray, wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(400)]
 
@@ -70,13 +70,6 @@ def _evaluation(gate: Path, hold: tuple[int, int], store: Path | str | None = No
 
 def _storage_uri(store: Path | str) -> str:
     return store if isinstance(store, str) else f"file://{store}"
-
-
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout:.0f} s"
-        time.sleep(0.05)
 
 
 class _Run:
@@ -126,7 +119,7 @@ def lose_the_head(gate: Path, store: Path | str, stored: Callable[[], list[str]]
     files as `<folder>/<name>` (`episodes/000000.json`, `inflight/000001.npz`, ...)."""
     evaluation = _evaluation(gate, hold=(1, 20), store=store)
     run = _Run(evaluation)
-    _wait_for(lambda: (gate / "held").exists() and "episodes/000000.json" in stored(), "episode 0 counted, 1 held")
+    wait_until(lambda: (gate / "held").exists() and "episodes/000000.json" in stored(), "episode 0 counted, 1 held")
     assert [f for f in stored() if f.startswith("inflight/")] == ["inflight/000001.npz"]
     # The head is lost: the coordinator with it, and every actor it owns with the coordinator.
     coordinator = ray.get_actor(coordinator_name(evaluation.qualified_name), namespace=RAY_NAMESPACE)
@@ -204,12 +197,12 @@ def test_a_shard_restarted_while_idle_is_restored(reference, local_ray_with_test
     gate.mkdir()
     evaluation = _evaluation(gate, hold=(0, 10))
     run = _Run(evaluation)
-    _wait_for(lambda: (gate / "held").exists(), "the hold at episode 0's checkpoint of step 10")
+    wait_until(lambda: (gate / "held").exists(), "the hold at episode 0's checkpoint of step 10")
     name = shard_name(evaluation.qualified_name, "random", 0)  # slot 0's first random shard
     before = _instance(name)
     assert before is not None
     ray.kill(ray.get_actor(name, namespace=RAY_NAMESPACE), no_restart=False)
-    _wait_for(lambda: _instance(name) not in (None, before), f"Ray's restart of {name}")
+    wait_until(lambda: _instance(name) not in (None, before), f"Ray's restart of {name}")
     (gate / "open").touch()
     report = run.result()
     _same_numbers(report, reference)
@@ -235,7 +228,7 @@ def test_a_lost_environment_actor_resumes_hosted_policies_from_the_checkpoint(
     gate.mkdir()
     evaluation = _evaluation(gate, hold=(0, 20), **layout)
     run = _Run(evaluation)
-    _wait_for(lambda: (gate / "held").exists(), "the hold at episode 0's checkpoint of step 20")
+    wait_until(lambda: (gate / "held").exists(), "the hold at episode 0's checkpoint of step 20")
     name = env_name(evaluation.qualified_name, 0)
     ray.kill(ray.get_actor(name, namespace=RAY_NAMESPACE), no_restart=False)
     (gate / "open").touch()

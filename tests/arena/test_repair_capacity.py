@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ from swarm_arena.arena.matchmaking import episode_seed
 from swarm_arena.arena.naming import RAY_NAMESPACE
 from swarm_arena.arena.recovery import request_repair
 from swarm_arena.arena.runner import run_evaluation
-from tests.arena.conftest import foraging_evaluation
+from tests.arena.conftest import foraging_evaluation, wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.multinode, pytest.mark.timeout(400)]
 
@@ -72,13 +71,6 @@ def _evaluation(gate: Path):
     )  # fmt: skip
 
 
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout:.0f} s"
-        time.sleep(0.05)
-
-
 def _dead(node_id: str) -> bool:
     return any(n["NodeID"] == node_id and not n["Alive"] for n in ray.nodes())
 
@@ -105,7 +97,7 @@ def test_a_repair_without_spare_capacity_costs_no_attempt(full_cluster, tmp_path
 
     thread = threading.Thread(target=main, daemon=True)
     thread.start()
-    _wait_for(lambda: (gate / "held").exists() or not thread.is_alive(), "the hold at step 10")
+    wait_until(lambda: (gate / "held").exists() or not thread.is_alive(), "the hold at step 10")
     assert thread.is_alive(), errors
 
     lost = nodes["b"]
@@ -113,7 +105,7 @@ def test_a_repair_without_spare_capacity_costs_no_attempt(full_cluster, tmp_path
     replaced = request_repair(evaluation.qualified_name, [lost.node_id])
     print(f"\nthe repair replaced {replaced}")
     assert replaced and all("/shard-" in n or "/env-" in n for n in replaced)
-    _wait_for(lambda: _dead(lost.node_id), "Ray declaring worker B dead")
+    wait_until(lambda: _dead(lost.node_id), "Ray declaring worker B dead")
     nodes["b"] = cluster.add_node(num_cpus=2)  # B's pod, re-created
     (gate / "open").touch()
 

@@ -6,8 +6,7 @@ dead is lost."""
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from swarm_arena.api.report import RunReport
 from swarm_arena.arena.naming import RAY_NAMESPACE, shard_name
 from swarm_arena.arena.recovery import PING_TIMEOUT_S, request_repair
 from swarm_arena.arena.runner import run_evaluation
-from tests.arena.conftest import foraging_evaluation, fresh_local_ray
+from tests.arena.conftest import foraging_evaluation, fresh_local_ray, wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
@@ -28,13 +27,6 @@ BUSY_S = 4
 @pytest.fixture(scope="module")
 def local_ray_with_test_code() -> Iterator[None]:
     yield from fresh_local_ray(num_cpus=8, runtime_env={"env_vars": {"PYTHONPATH": f"{ROOT}:{ROOT / 'operator'}"}})
-
-
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout:.0f} s"
-        time.sleep(0.05)
 
 
 def test_a_busy_shard_that_misses_pings_is_not_repaired(local_ray_with_test_code, tmp_path: Path) -> None:
@@ -59,7 +51,7 @@ def test_a_busy_shard_that_misses_pings_is_not_repaired(local_ray_with_test_code
 
     thread = threading.Thread(target=main, daemon=True)
     thread.start()
-    _wait_for(lambda: (tmp_path / "busy").exists() or not thread.is_alive(), "the busy call")
+    wait_until(lambda: (tmp_path / "busy").exists() or not thread.is_alive(), "the busy call")
     busy = ray.get_actor(shard_name(evaluation.qualified_name, "busy", 0), namespace=RAY_NAMESPACE)
     missed = False
     with pytest.raises(ray.exceptions.GetTimeoutError):  # it really misses a ping
@@ -89,12 +81,12 @@ def test_a_dead_shard_is_repaired(local_ray_with_test_code, tmp_path: Path) -> N
     reports: list[RunReport] = []
     thread = threading.Thread(target=lambda: reports.append(run_evaluation(evaluation)), daemon=True)
     thread.start()
-    _wait_for(lambda: (tmp_path / "busy").exists(), "the busy call")
+    wait_until(lambda: (tmp_path / "busy").exists(), "the busy call")
     # While the busy shard holds the episode, its partner dies for good: the chunk cannot see it yet.
     name = shard_name(evaluation.qualified_name, "random", 0)
     handle = ray.get_actor(name, namespace=RAY_NAMESPACE)
     ray.kill(handle, no_restart=True)
-    _wait_for(lambda: _dead(handle), f"Ray reporting {name} dead")
+    wait_until(lambda: _dead(handle), f"Ray reporting {name} dead")
     assert request_repair(evaluation.qualified_name, None) == [name]
     thread.join(240)
     assert not thread.is_alive() and reports, "the run did not finish"

@@ -5,8 +5,7 @@ environment actor was lost), slot 1 keeps finishing episodes."""
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from swarm_arena.arena.naming import RAY_NAMESPACE, env_name
 from swarm_arena.arena.recovery import ping_ref
 from swarm_arena.arena.runner import run_evaluation
 from swarm_arena.arena.scheduler import shard_seed
-from tests.arena.conftest import foraging_evaluation, fresh_local_ray
+from tests.arena.conftest import foraging_evaluation, fresh_local_ray, wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
@@ -32,13 +31,6 @@ EPISODES = 40  # slot 1 must have episodes left once slot 0's loss is noticed (~
 @pytest.fixture(scope="module")
 def local_ray_with_test_code() -> Iterator[None]:
     yield from fresh_local_ray(num_cpus=8, runtime_env={"env_vars": {"PYTHONPATH": f"{ROOT}:{ROOT / 'operator'}"}})
-
-
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout:.0f} s"
-        time.sleep(0.05)
 
 
 def test_a_slot_in_revival_does_not_stall_the_other(local_ray_with_test_code, tmp_path: Path) -> None:
@@ -70,7 +62,7 @@ def test_a_slot_in_revival_does_not_stall_the_other(local_ray_with_test_code, tm
 
     thread = threading.Thread(target=main, daemon=True)
     thread.start()
-    _wait_for(lambda: (tmp_path / "busy").exists() or not thread.is_alive(), "the busy call in episode 0")
+    wait_until(lambda: (tmp_path / "busy").exists() or not thread.is_alive(), "the busy call in episode 0")
     assert thread.is_alive(), errors
     # Slot 0 loses its environment actor (Ray restarts it in place); its busy shard cannot answer
     # the revival's pings until its call ends, so slot 0 waits in revival for seconds.
@@ -78,9 +70,9 @@ def test_a_slot_in_revival_does_not_stall_the_other(local_ray_with_test_code, tm
     first = _instance(env)
     ray.kill(env, no_restart=False)
     # Ray restarts it in place, the failed chunk surfaces and slot 0's revival begins.
-    _wait_for(lambda: _instance(env) not in (None, first), "Ray's restart of env-0")
+    wait_until(lambda: _instance(env) not in (None, first), "Ray's restart of env-0")
     before = completed[0]
-    _wait_for(lambda: completed[0] >= before + 3 or (tmp_path / "done").exists(), "slot 1 going on")
+    wait_until(lambda: completed[0] >= before + 3 or (tmp_path / "done").exists(), "slot 1 going on")
     assert not (tmp_path / "done").exists(), (
         f"slot 1 counted {completed[0] - before} episodes while slot 0 was in revival for {BUSY_S} s"
     )

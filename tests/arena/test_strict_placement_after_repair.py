@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,7 @@ from swarm_arena.arena.matchmaking import episode_seed
 from swarm_arena.arena.naming import RAY_NAMESPACE, shard_name
 from swarm_arena.arena.recovery import ping_ref, request_repair
 from swarm_arena.arena.runner import run_evaluation
-from tests.arena.conftest import foraging_evaluation
+from tests.arena.conftest import foraging_evaluation, wait_until
 from tests.arena.test_repair_capacity import QUICK_DETECTION
 
 pytestmark = [pytest.mark.ray, pytest.mark.multinode, pytest.mark.timeout(400)]
@@ -49,13 +49,6 @@ def cluster() -> Iterator[tuple[Cluster, dict[str, object]]]:
     yield cluster, nodes
     ray.shutdown()
     cluster.shutdown()
-
-
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout:.0f} s"
-        time.sleep(0.1)
 
 
 def _node_of(name: str) -> str | None:
@@ -111,7 +104,7 @@ def test_a_repaired_shard_returns_to_its_strict_spread_bundle_at_the_next_checkp
 
     thread = threading.Thread(target=main, daemon=True)
     thread.start()
-    _wait_for(lambda: (gate / "held").exists() or not thread.is_alive(), "the hold at step 10")
+    wait_until(lambda: (gate / "held").exists() or not thread.is_alive(), "the hold at step 10")
     assert thread.is_alive(), errors
     assert _spread_in_bundles(shards)
 
@@ -120,10 +113,10 @@ def test_a_repaired_shard_returns_to_its_strict_spread_bundle_at_the_next_checkp
     assert len(on_b) == 1
     cluster_.remove_node(lost, allow_graceful=False)
     assert request_repair(evaluation.qualified_name, [lost.node_id]) == on_b
-    _wait_for(lambda: _node_of(on_b[0]) == nodes["a"].node_id, "the replacement starting on A")
+    wait_until(lambda: _node_of(on_b[0]) == nodes["a"].node_id, "the replacement starting on A")
     assert len({_node_of(n) for n in shards}) == 1  # STRICT_SPREAD broken for now: both on A
     nodes["c"] = cluster_.add_node(num_cpus=1)
-    _wait_for(lambda: _group()["state"] == "CREATED", "Ray placing B's bundle on C")
+    wait_until(lambda: _group()["state"] == "CREATED", "Ray placing B's bundle on C")
     (gate / "open").touch()
 
     back = False
