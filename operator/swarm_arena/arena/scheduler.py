@@ -42,9 +42,9 @@ from swarm_arena.arena.shard import ActorInfo, ShardStateLost
 log = logging.getLogger(__name__)
 
 REVIVAL_PING_INTERVAL_S = 0.1
-# A replacement silent this long outside its placement group, whose bundle Ray has placed again,
-# is re-created in the bundle. Not at once: a start that is merely slow (a loaded node) would be
-# thrown away and paid again.
+# While a slot revives, once a replacement has been silent this long, the slot's shards outside
+# their placement group whose bundles Ray placed again are re-created in them. Not at once: a
+# start that is merely slow (a loaded node) would be thrown away and paid again.
 INTO_BUNDLE_AFTER_S = 10.0
 
 
@@ -305,7 +305,8 @@ class EpisodeScheduler:
         self.ledger.emit_progress(counted)
 
     def _regroup(self, slot: Slot) -> None:
-        """At every checkpoint and between two episodes, move shards a fast repair started outside
+        """At every checkpoint, between two episodes and while a revival waits on a silent
+        replacement, move shards a fast repair started outside
         the placement group back into their bundles, once Ray has placed those bundles again on a
         live node (not the lost one): STRICT_PACK / STRICT_SPREAD hold again from that checkpoint
         on, not only from the next episode. Not a loss (no restart counted); at a checkpoint the
@@ -362,10 +363,15 @@ class EpisodeScheduler:
                 else:
                     kinds[name] = Answer.SILENT
             now = time.monotonic()
-            self._into_bundles(slot, [
-                n for n, k in kinds.items()
-                if k is Answer.SILENT and now - revival.replaced_at.get(n, now) >= INTO_BUNDLE_AFTER_S
-            ])  # fmt: skip
+            # A replacement silent this long may wait for resources that a bundle Ray placed again
+            # reserves, or for the only free CPU, held by a shard that started outside its bundle
+            # (the environment actor has no bundle): move the slot's shards into their bundles.
+            # Nothing of the slot is restored while it revives, so no state is thrown away.
+            if any(
+                k is Answer.SILENT and now - revival.replaced_at.get(n, now) >= INTO_BUNDLE_AFTER_S
+                for n, k in kinds.items()
+            ):
+                self._regroup(slot)
             decision = revival.decide(kinds, time.monotonic())
             if decision.replace:
                 done = self.table.replace(decision.replace, expected={n: answers[n][0] for n in decision.replace})
@@ -375,22 +381,6 @@ class EpisodeScheduler:
                 return
             self._raise_failure()
             time.sleep(REVIVAL_PING_INTERVAL_S)
-
-    def _into_bundles(self, slot: Slot, silent: list[str]) -> None:
-        """Move replacements that cannot start outside the placement group into their bundles
-        (`silent`: replacements silent for INTO_BUNDLE_AFTER_S).
-
-        A replacement starts outside the group (its bundle was on the lost node). Once Ray places
-        that bundle again, on a node that came back, the bundle holds the resources: on a cluster
-        without room to spare the replacement then waits for resources its own bundle reserves, and
-        never starts. Re-created inside the bundle it starts at once (not a loss: no restart is
-        counted); the slot restores it like any replacement."""
-        for name in silent:
-            if self.table.bundle_placed(name) and self.table.regroup(name):
-                log.warning(
-                    "%s: %s had not started outside its placement group; re-created in its bundle, which Ray "
-                    "placed again", self.evaluation, name,
-                )  # fmt: skip
 
     def _record(
         self,
