@@ -168,7 +168,7 @@ def _factory_problems(doc: dict[str, Any], skip: set[Loc]) -> list[tuple[Loc, st
 
 # Built-in environments whose params can be checked without building them (an absurd size must
 # be refused here, not allocate for a minute at run time and die with an empty MemoryError).
-_BUILTIN_PARAM_CHECKS = {"foraging": "swarm_arena.arena.envs.foraging:param_problems"}
+_BUILTIN_PARAM_CHECKS = {"foraging": "swarm_arena.arena.envs.foraging_params:param_problems"}
 
 
 def _builtin_param_problems(evaluation: SwarmEvaluation) -> list[tuple[Loc, str]]:
