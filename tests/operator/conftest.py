@@ -48,6 +48,10 @@ class OperatorProcess:
     env: dict[str, str] = field(default_factory=dict)
     label: str = ""
     """Tells the logs of several operators of one test apart."""
+    user: int | None = None
+    """Run as this uid and gid, with no login name in the environment, as a container does (a user
+    namespace that maps this machine's root to it: the process still reads root's files, such as
+    the interpreter under /root)."""
     proc: subprocess.Popen | None = None
     metrics_port: int = 0
     liveness_port: int = 0
@@ -71,6 +75,10 @@ class OperatorProcess:
         if self.namespaces and "--lease-namespace" not in self.extra:
             argv += ["--lease-namespace", self.namespaces[0]]  # each test its own Lease
         env = dict(os.environ, KUBECONFIG=str(kubeconfig or self.cp.kubeconfig), **self.env)
+        if self.user is not None:
+            argv = ["unshare", "--user", f"--map-user={self.user}", f"--map-group={self.user}", *argv]
+            for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):  # what getpass.getuser() reads first
+                env.pop(name, None)
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          env=env, start_new_session=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 import kopf
 
 from swarm_arena.controller import metrics
+from swarm_arena.controller.leader import identity as operator_identity
 from swarm_arena.controller.settings import OperatorSettings, RayPodDefaults, read_auth_key
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,9 @@ def run(
                 clusterwide=not namespaces,
                 namespaces=namespaces,
                 liveness_endpoint=liveness,
+                # kopf would name itself after getpass.getuser(), which raises for a uid without a
+                # passwd entry: the image's 65532, or any runAsUser a cluster assigns.
+                identity=operator_identity(),
             )
         )
     finally:
