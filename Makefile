@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test controlplane bench crd
+.PHONY: setup demo test controlplane bench crd images images-archive
 
 setup: $(VENV)/.installed
 
@@ -30,6 +30,14 @@ bench: setup
 	$(BIN)/python benchmarks/arena_step.py --agents 100,1000,10000 --shards 1,2,4 --steps 200 --repeats 3 \
 		--profile --plot docs/performance-arena-step.png
 	$(BIN)/python benchmarks/arena_step.py --runs --steps 200 --repeats 3 --plot docs/performance-arena-runs.png
+
+# Both images with buildah (no container daemon; stand-in bases where no registry answers), cached
+# by content; images-archive also writes archives for `docker load` / `kind load image-archive`.
+images: setup
+	$(BIN)/python images/build.py
+
+images-archive: setup
+	$(BIN)/python images/build.py --archive dist/images
 
 crd: setup
 	$(BIN)/swarm-arena crd > crds/arena.swarm.dev_swarmevaluations.yaml
