@@ -30,6 +30,7 @@ bench: setup
 	$(BIN)/python benchmarks/arena_step.py --agents 100,1000,10000 --shards 1,2,4 --steps 200 --repeats 3 \
 		--profile --plot docs/performance-arena-step.png
 	$(BIN)/python benchmarks/arena_step.py --runs --steps 200 --repeats 3 --plot docs/performance-arena-runs.png
+	$(BIN)/python benchmarks/step_breakdown.py --steps 200 --repeats 3 --py-spy
 
 crd: setup
 	$(BIN)/swarm-arena crd > crds/arena.swarm.dev_swarmevaluations.yaml

@@ -19,8 +19,10 @@ Ray in between, with a timer around each part:
   embedded Ray) minus all of the above: per step, its wall time per step minus the in-process
   one (the chunk round trips, the coordinator, what else the run's processes cost the core).
 
-Times are means per step in ms (they add up; p50s do not), medians over `--repeats`; the load
-average is printed next to every figure. `--py-spy` records the in-process loop of each case
+The parts are CPU time of the stepping thread (`time.thread_time`), so other processes taking the
+core do not land on them; means per step in ms (they add up; p50s do not), medians over
+`--repeats`; the load average is printed next to every figure. Ray and coordination is a
+difference of wall times, so on a loaded machine it carries that machine's noise. `--py-spy` records the in-process loop of each case
 with py-spy and prints its hottest functions (own time): the largest remaining cost.
 
     .venv/bin/python benchmarks/step_breakdown.py --repeats 3 --py-spy
@@ -49,6 +51,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from arena_runs import PLAIN, Case, _episodes, _in_process, _runtime, user_cases  # noqa: E402
 
+# The parts are this thread's CPU time, not wall time: on a shared machine another process taking
+# the core would otherwise land on whichever part happened to be running.
+CLOCK = time.thread_time
 PARTS = ("env", "observations", "policy", "dict conversion", "step loop", "checkpoint")
 
 
@@ -62,11 +67,11 @@ class Timers:
         seconds = self.seconds
 
         def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
+            started = CLOCK()
             try:
                 return inner(*args, **kwargs)
             finally:
-                seconds[part] += time.perf_counter() - started
+                seconds[part] += CLOCK() - started
 
         setattr(owner, name, timed)
 
@@ -102,7 +107,7 @@ def in_process(case: Case) -> dict[str, Any]:
         interval = spec.checkpoint.interval_steps
         policy_index = {p: i for i, p in enumerate(spec.policy_names)}
         by_name = {p.name: p for p in spec.policies}
-        steps, agent_steps, wall = 0, 0, 0.0
+        steps, agent_steps, wall, cpu_total = 0, 0, 0.0, 0.0
         for _, match, split in episodes:
             parts = tuple(
                 ShardPart(name=f"hosted-{s.policy}-{s.shard}", handle=None, policy=s.policy, agent_indices=s.agent_indices,
@@ -115,13 +120,14 @@ def in_process(case: Case) -> dict[str, Any]:
                 task = EpisodeTask(episode=match.index, seed=match.seed, pairing=match.pairing_label(),
                                    policy_agents={p: tuple(v) for p, v in split.items()}, shards=parts,
                                    start_step=start, stop_at=(start // interval + 1) * interval)  # fmt: skip
-                began = time.perf_counter()
+                began, cpu = time.perf_counter(), CLOCK()
                 result = worker.run(task)
                 if result.checkpoint is not None:
-                    saving = time.perf_counter()
+                    saving = CLOCK()
                     store.save_checkpoint(result.checkpoint)
-                    whole.seconds["checkpoint"] += time.perf_counter() - saving
+                    whole.seconds["checkpoint"] += CLOCK() - saving
                 wall += time.perf_counter() - began
+                cpu_total += CLOCK() - cpu
                 steps += result.step - start
                 agent_steps += result.agent_steps
                 start, done = result.step, result.done
@@ -133,9 +139,10 @@ def in_process(case: Case) -> dict[str, Any]:
             "dict conversion": whole.seconds["ArrayEnv.step"] - t["env"] - t["store"],
             "checkpoint": whole.seconds["checkpoint"],
         }
-        own["step loop"] = wall - sum(own.values())
+        own["step loop"] = cpu_total - sum(own.values())
         ms = {part: own[part] / steps * 1e3 for part in PARTS}
-        return {"ms": ms, "steps": steps, "agent_steps": agent_steps, "wall_ms_per_step": wall / steps * 1e3, "load": load}
+        return {"ms": ms, "steps": steps, "agent_steps": agent_steps, "wall_ms_per_step": wall / steps * 1e3,
+                "cpu_ms_per_step": cpu_total / steps * 1e3, "load": load}  # fmt: skip
     finally:
         ray.shutdown()
 
@@ -159,6 +166,8 @@ def _spy(case: Case, seconds_out: str) -> list[tuple[str, float]]:
             stack, _, count = line.rstrip().rpartition(" ")
             if not stack:
                 continue
+            if "EnvironmentWorker.run" not in stack:
+                continue  # Ray's start-up and threads: not the step
             total += int(count)
             own[re.sub(r":\d+\)$", ")", stack.split(";")[-1])] += int(count)  # per function, not per line
     return [(frame, count / total) for frame, count in own.most_common(8)]
@@ -180,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(_in_process(_runtime, case, 1000 + index))
         ms = {part: statistics.median(r["ms"][part] for r in local) for part in PARTS}
         per_step = statistics.median(r["wall_ms_per_step"] for r in local)
+        cpu_per_step = statistics.median(r["cpu_ms_per_step"] for r in local)
         # The run's agent-steps/s over the same agent-steps per step as in process.
         agents_per_step = local[0]["agent_steps"] / local[0]["steps"]
         run_ms = [agents_per_step / r["agent_steps_per_s"] * 1e3 for r in runs]
@@ -188,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         run_ms = statistics.median(run_ms)
         row = {"case": case.label, "ms": ms, "run_ms_per_step": run_ms, "in_process_ms_per_step": per_step,
+               "in_process_cpu_ms_per_step": cpu_per_step,
                "load": statistics.median([*(r["load"] for r in local), *(r["load"] for r in runs)])}  # fmt: skip
         if args.py_spy:
             with tempfile.TemporaryDirectory() as folder:
@@ -199,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for row in report:
         print(f"\n{row['case']} (load {row['load']:.1f}): {row['run_ms_per_step']:.2f} ms a step through swarm-arena run, "
-              f"{row['in_process_ms_per_step']:.2f} ms in process")  # fmt: skip
+              f"{row['in_process_ms_per_step']:.2f} ms in process ({row['in_process_cpu_ms_per_step']:.2f} ms CPU)")  # fmt: skip
         for part, value in row["ms"].items():
             print(f"  {part:<22} {value:7.3f} ms  {value / row['run_ms_per_step']:6.1%}")
         for frame, share in row.get("hottest", []):
