@@ -22,8 +22,9 @@ Ray in between, with a timer around each part:
 The parts are CPU time of the stepping thread (`time.thread_time`), so other processes taking the
 core do not land on them; means per step in ms (they add up; p50s do not), medians over
 `--repeats`; the load average is printed next to every figure. Ray and coordination is a
-difference of wall times, so on a loaded machine it carries that machine's noise. `--py-spy` records the in-process loop of each case
-with py-spy and prints its hottest functions (own time): the largest remaining cost.
+difference of wall times, so on a loaded machine it carries that machine's noise. `--py-spy`
+records the in-process loop of each case with py-spy and prints its hottest functions inside
+`EnvironmentWorker.run` (own time): the largest remaining cost.
 
     .venv/bin/python benchmarks/step_breakdown.py --repeats 3 --py-spy
 """
@@ -155,7 +156,8 @@ def _spy(case: Case, seconds_out: str) -> list[tuple[str, float]]:
     )
     raw = os.path.join(seconds_out, "spy.txt")
     subprocess.run(
-        [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "--format", "raw", "--rate", "250", "--output", raw, "--", sys.executable, "-c", script],
+        [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "--format", "raw", "--rate", "250",
+         "--output", raw, "--", sys.executable, "-c", script],  # fmt: skip
         check=True,
         capture_output=True,
     )

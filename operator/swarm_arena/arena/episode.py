@@ -114,7 +114,8 @@ class EnvironmentWorker:
         self._hosted: dict[str, HostedPolicy] = {}  # state key -> the policy stepped here
         self._reads: dict[str, bool] = {}  # state key -> whether its policy reads observations
         self._token: str | None = None  # the state of the episode held now, as the shard actors know it
-        self._step_end: tuple[str | None, int, float] | None = None  # (token, step, perf_counter) of the last step's end
+        # (token, step, perf_counter) at the end of the last step: where the next chunk's first step starts
+        self._step_end: tuple[str | None, int, float] | None = None
 
     def ping(self) -> ActorInfo:
         return self._info
