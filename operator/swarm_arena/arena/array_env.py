@@ -303,8 +303,11 @@ class ArrayEnv:
         observations, rewards_d, terminated_d, truncated_d, _ = self.env.step(joint)
         self._store_observations(observations)
         rewards = self._reward_keys.gather(rewards_d, np.zeros(self.num_agents, dtype=np.float32))
-        terminated = self._done_keys.gather(terminated_d, np.zeros(self.num_agents, dtype=bool))
-        truncated = self._done_keys.gather(truncated_d, np.zeros(self.num_agents, dtype=bool))
+        terminated, truncated = np.zeros(self.num_agents, dtype=bool), np.zeros(self.num_agents, dtype=bool)
+        if any(terminated_d.values()):  # most steps nobody is done: one C-level scan, no gather
+            self._done_keys.gather(terminated_d, terminated)
+        if any(truncated_d.values()):
+            self._done_keys.gather(truncated_d, truncated)
         return rewards, terminated & alive, truncated & alive
 
 
