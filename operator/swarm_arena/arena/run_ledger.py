@@ -59,7 +59,7 @@ class RunLedger:
             self._pending.latencies_s.extend(result.latencies_s)
             self._pending.agent_steps += result.agent_steps
             self._latencies.extend(result.latencies_s)
-            self._slowest = max(self._slowest, *result.latencies_s) if result.latencies_s else self._slowest
+            self._slowest = max([self._slowest, *result.latencies_s])
             self._stepped_agent_steps += result.agent_steps
             if len(self._latencies) > MAX_LATENCY_SAMPLES:
                 self._latencies = self._latencies[::2]
