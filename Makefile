@@ -30,6 +30,7 @@ bench: setup
 	$(BIN)/python benchmarks/arena_step.py --agents 100,1000,10000 --shards 1,2,4 --steps 200 --repeats 3 \
 		--profile --plot docs/performance-arena-step.png
 	$(BIN)/python benchmarks/arena_step.py --runs --steps 200 --repeats 3 --plot docs/performance-arena-runs.png
+	$(BIN)/python benchmarks/step_breakdown.py --steps 200 --repeats 3 --py-spy
 
 # Both images with buildah (no container daemon; stand-in bases where no registry answers), cached
 # by content; images-archive also writes archives for `docker load` / `kind load image-archive`.

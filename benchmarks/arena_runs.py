@@ -1,19 +1,31 @@
-"""The runs users write, through the real runtime, against the plain single-process loop.
+"""The runs users write, through the real runtime, against loops doing the same work, and the limit.
 
 Every runtime row is one `run_evaluation` (what `swarm-arena run` calls) on a fresh embedded
 Ray in its own process, with the execution settings it names (default: none, i.e. what a user
-gets without tuning); the step p50/p99 and agent-steps/s are the ones the run reports. Every
-plain row is the loop a user would write without the arena, in its own process, on one core:
+gets without tuning); the step percentiles and agent-steps/s are the ones the run reports (every
+step counted, the ones after a checkpoint boundary included). Next to it, in their own process:
 
-- foraging: the batched loop (`ArrayEnv.observe` -> each policy's `act` on its agents ->
-  `ArrayEnv.step`), the agents split between the policies as the runtime splits them;
-- MAgent2 battle: the plain PettingZoo loop with per-agent dicts (`{agent: action}` built by a
-  per-agent policy each step: `space.sample()` for random, a constant for noop).
+- **same work**: the loop a user would write without the arena, doing exactly the arena's work
+  per step: the same policies on the same agents (`HostedPolicy`, as the environment actor steps
+  them: one vectorised `act` per policy, observations built only for policies that read them).
+  For foraging the batched loop (`ArrayEnv.observe` -> `act` -> the env's array step); for a
+  PettingZoo environment such as MAgent2 battle the PettingZoo loop (`{agent: action}` from each
+  policy's one draw, `env.step(dict)`, observations stacked from the returned dict only for
+  policies that read them);
+- **limit**: the environment's own step alone, fed by actions from one vectorised draw over all
+  live agents per step: `env.step(dict(zip(agents, draw)))`, or for an env with the array path
+  `step_arrays(draw)` then `observe_arrays()` (every agent's observation: what a PettingZoo
+  `step` returns, and what MAgent2's `step` computes anyway); no policy. What a run costs beyond
+  it is the arena's (and its policies') overhead; `x limit` is the run's agent-steps/s over the
+  limit's.
+
+Throughput counts the episode resets too (the runtime's does). Each row's load average (1 min,
+median over repeats) is printed next to it: on a shared machine, rerun on a quiet one.
 
 The scaling table runs a numpy MLP policy (real compute per agent) over parallel episodes and
 shard layouts. `--json` prints the raw rows; `--plot FILE.png` draws both tables.
 
-    .venv/bin/python benchmarks/arena_runs.py --plot docs/performance-arena-runs.png
+    .venv/bin/python benchmarks/arena_runs.py --repeats 3 --plot docs/performance-arena-runs.png
 """
 
 from __future__ import annotations
@@ -73,18 +85,18 @@ def _two(resources: dict[str, Any] | None = None) -> list[dict[str, Any]]:
 
 
 def user_cases(steps: int) -> list[tuple[Case, str]]:
-    """(case, plain loop kind) for every row of issue #11's table, and the old defaults to compare."""
+    """(case, same-work loop kind) for the runs of issue #21; `old` rows (no baseline) compare the
+    old defaults (every policy a set of shard actors)."""
     old = {"cpu": 1}  # what every policy got before resources.cpu defaulted to 0: shard actors
     battle = {"factory": BATTLE, "params": {"map_size": 120}, "maxSteps": steps}
     teams = [{"name": "red", "agents": "red_*"}, {"name": "blue", "agents": "blue_*"}]
-    battle_policies = [{"name": p, "factory": p} for p in ("random", "noop")]
+    battle_policies = [{"name": p, "factory": "random"} for p in ("random-a", "random-b")]
     return [
         (Case("foraging 1,000, greedy + random", _foraging(1000, steps), _two()), "batched"),
-        (Case("  same, shard actors (old defaults: cpu 1, 256 per shard)", _foraging(1000, steps), _two(old)), ""),
-        (Case("  same, shard actors, agentsPerShard 500", _foraging(1000, steps), _two(old), execution={"agentsPerShard": 500}), ""),
+        (Case("  same, shard actors (old defaults: cpu 1, 256 per shard)", _foraging(1000, steps), _two(old)), "old"),
         (Case("foraging 10,000, greedy + random", _foraging(10000, steps), _two()), "batched"),
-        (Case("  same, shard actors (old defaults: 40 shards)", _foraging(10000, steps), _two(old)), ""),
-        (Case("battle_v4 map 120 (1,152 agents), random vs noop, round-robin", battle, battle_policies, episodes=1,
+        (Case("  same, shard actors (old defaults: 40 shards)", _foraging(10000, steps), _two(old)), "old"),
+        (Case("battle_v4 map 120 (1,152 agents), random vs random, round-robin", battle, battle_policies, episodes=1,
               matchmaking={"mode": "round-robin"}, teams=teams), "dicts"),
     ]  # fmt: skip
 
@@ -109,81 +121,170 @@ def scaling_cases(agents: int, steps: int, episodes: int) -> list[Case]:
 # ---- measuring --------------------------------------------------------------------------------
 
 
+def _load() -> float:
+    return os.getloadavg()[0]
+
+
+def _stats(latencies: list[float], acted: int, seconds: float, load: float) -> dict[str, Any]:
+    ms = np.asarray(latencies) * 1e3
+    p50, p99, p999 = np.percentile(ms, [50, 99, 99.9])
+    return {"p50_ms": float(p50), "p99_ms": float(p99), "p999_ms": float(p999), "max_ms": float(ms.max()),
+            "agent_steps_per_s": acted / seconds, "load": load}  # fmt: skip
+
+
 def _runtime(case: Case, index: int) -> dict[str, Any]:
     """One run_evaluation on a fresh embedded Ray (called in a fresh process)."""
     from swarm_arena.api.resource import SwarmEvaluation
     from swarm_arena.arena.runner import run_evaluation
 
+    load = _load()
     evaluation = SwarmEvaluation.model_validate(case.manifest(f"bench-{index}-{os.getpid()}"))
     report = run_evaluation(evaluation)
     latency = report.results.step_latency_ms
     assert latency is not None and report.results.agent_steps_per_second
-    return {"p50_ms": latency.p50, "p99_ms": latency.p99, "agent_steps_per_s": report.results.agent_steps_per_second,
+    return {"p50_ms": latency.p50, "p99_ms": latency.p99, "p999_ms": latency.p99_9, "max_ms": latency.max,
+            "agent_steps_per_s": report.results.agent_steps_per_second, "load": load,
             "wall_s": report.wall_seconds}  # fmt: skip
 
 
-def _plain_batched(case: Case, seed: int = 0) -> dict[str, Any]:
-    """The ArrayEnv and the policies in one process, agents split as the runtime splits them."""
+def _episodes(case: Case) -> list[tuple[Any, Any, dict[str, list[int]]]]:
+    """(spec, match, policy -> agent indices) of every episode the runtime plays for `case`."""
     from swarm_arena.api.resource import SwarmEvaluation
     from swarm_arena.arena.array_env import make_array_env
     from swarm_arena.arena.matchmaking import assign_agents, plan_matches
-    from swarm_arena.arena.policies import make_policy
 
     spec = SwarmEvaluation.model_validate(case.manifest("plain")).spec
+    agents = make_array_env(spec.environment.factory, spec.environment.params, spec.environment.max_steps).possible_agents
+    return [(spec, match, assign_agents(spec, match, agents)) for match in plan_matches(spec)]
+
+
+def _hosted(spec: Any, match: Any, split: dict[str, list[int]], env: Any) -> list[tuple[Any, np.ndarray, bool]]:
+    """The policies of one episode as the environment actor steps them: (policy, indices, reads)."""
+    from swarm_arena.arena.shard import HostedPolicy
+
+    by_name = {p.name: p for p in spec.policies}
+    parts = []
+    for name, indices in split.items():
+        if not indices:
+            continue
+        first, ids = indices[0], [env.possible_agents[i] for i in indices]
+        spaces = (env.observation_space(first), env.action_space(first))
+        policy = HostedPolicy(by_name[name].factory, dict(by_name[name].params), match.seed, spaces)
+        reads = policy.begin_episode(match.seed, ids, *spaces)
+        parts.append((policy, np.asarray(indices, dtype=np.int64), reads))
+    return parts
+
+
+def _plain_batched(case: Case) -> dict[str, Any]:
+    """Same work, array path: ArrayEnv + the same policies on the same agents, no Ray."""
+    from swarm_arena.arena.array_env import make_array_env
+
+    load = _load()
+    episodes = _episodes(case)
+    spec = episodes[0][0]
     env = make_array_env(spec.environment.factory, spec.environment.params, spec.environment.max_steps)
     latencies, acted, seconds = [], 0, 0.0
-    for match in plan_matches(spec):
-        split = assign_agents(spec, match, env.possible_agents)
-        policies = {p.name: make_policy(p.factory, p.params, env.observation_space(0), env.action_space(0), seed) for p in spec.policies}
-        parts = [
-            (policies[name], np.asarray(indices), [env.possible_agents[i] for i in indices])
-            for name, indices in split.items()
-            if indices
-        ]
+    for spec, match, split in episodes:
+        parts = _hosted(spec, match, split, env)
+        began = time.perf_counter()
         env.reset(match.seed)
         actions = np.zeros(env.num_agents, dtype=np.int64)
-        began = time.perf_counter()
         while not env.done:
             started = time.perf_counter()
-            for policy, indices, names in parts:
-                actions[indices] = policy.act(env.observe(indices), names)
+            for policy, indices, reads in parts:
+                actions[indices] = policy.act(env.observe(indices) if reads else len(indices))
             acted += int(env.alive.sum())
             env.step(actions)
             latencies.append(time.perf_counter() - started)
         seconds += time.perf_counter() - began
-    ms = np.asarray(latencies) * 1e3
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "agent_steps_per_s": acted / seconds}
+    return _stats(latencies, acted, seconds, load)
 
 
-def _plain_dicts(case: Case, seed: int = 0) -> dict[str, Any]:
-    """The PettingZoo loop users write: per-agent dicts, one action per agent per step."""
+def _plain_dicts(case: Case) -> dict[str, Any]:
+    """Same work, PettingZoo loop: each policy's one vectorised `act` on its live agents, turned
+    into `{agent: action}`; observations stacked from the returned dict only for policies that
+    read them."""
+    from swarm_arena.arena.array_env import make_array_env
     from swarm_arena.arena.registry import load_environment_factory
 
-    factory = load_environment_factory(case.environment["factory"])
-    steps = case.environment["maxSteps"]
+    load = _load()
+    episodes = _episodes(case)
+    spec = episodes[0][0]
+    factory = load_environment_factory(spec.environment.factory)
+    probe = make_array_env(spec.environment.factory, spec.environment.params, spec.environment.max_steps)
+    steps = spec.environment.max_steps
     latencies, acted, seconds = [], 0, 0.0
-    for random_team in ("red", "blue"):  # round-robin: each side plays random once
-        env = factory(**case.environment["params"], max_cycles=steps)
-        env.reset(seed=seed)
-        spaces = {agent: env.action_space(agent) for agent in env.possible_agents}
-        for space in spaces.values():
-            space.seed(seed)
+    for spec, match, split in episodes:
+        parts = [(policy, [probe.possible_agents[i] for i in indices], reads)
+                 for policy, indices, reads in _hosted(spec, match, split, probe)]  # fmt: skip
+        env = factory(**spec.environment.params)
         began = time.perf_counter()
+        observations, _ = env.reset(seed=match.seed)
         for _ in range(steps):
             if not env.agents:
                 break
             started = time.perf_counter()
-            actions = {agent: spaces[agent].sample() if agent.startswith(random_team) else 0 for agent in env.agents}
-            env.step(actions)
-            acted += len(actions)
+            live = set(env.agents)
+            joint: dict[str, int] = {}
+            for policy, names, reads in parts:
+                names = [n for n in names if n in live]
+                if names:
+                    acts = policy.act(np.stack([observations[n] for n in names]) if reads else len(names))
+                    joint.update(zip(names, acts.tolist()))
+            observations, *_ = env.step(joint)
+            acted += len(joint)
             latencies.append(time.perf_counter() - started)
         seconds += time.perf_counter() - began
         env.close()
-    ms = np.asarray(latencies) * 1e3
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "agent_steps_per_s": acted / seconds}
+    return _stats(latencies, acted, seconds, load)
+
+
+def _limit(case: Case) -> dict[str, Any]:
+    """The environment's own step alone, fed by one vectorised draw over all live agents per step."""
+    from swarm_arena.arena.array_env import NATIVE_METHODS
+    from swarm_arena.arena.policies.builtin import sample_actions
+    from swarm_arena.arena.registry import load_environment_factory
+
+    load = _load()
+    episodes = _episodes(case)
+    spec = episodes[0][0]
+    factory = load_environment_factory(spec.environment.factory)
+    steps = spec.environment.max_steps
+    latencies, acted, seconds = [], 0, 0.0
+    for _, match, _ in episodes:
+        env = factory(**spec.environment.params)
+        native = all(callable(getattr(env, name, None)) for name in NATIVE_METHODS)
+        space = env.action_space(env.possible_agents[0])
+        if any(env.action_space(a) != space for a in env.possible_agents):
+            raise ValueError("the limit loop draws every agent's action from one space; these differ")
+        rng = np.random.default_rng(match.seed)
+        began = time.perf_counter()
+        if native:
+            env.reset_arrays(match.seed)
+            count = len(env.possible_agents)
+            for _ in range(steps):
+                started = time.perf_counter()
+                env.step_arrays(sample_actions(space, count, rng))
+                env.observe_arrays()  # every agent's observation, as a PettingZoo step returns them
+                acted += count
+                latencies.append(time.perf_counter() - started)
+        else:
+            env.reset(seed=match.seed)
+            for _ in range(steps):
+                if not env.agents:
+                    break
+                started = time.perf_counter()
+                agents = env.agents
+                env.step(dict(zip(agents, sample_actions(space, len(agents), rng).tolist())))
+                acted += len(agents)
+                latencies.append(time.perf_counter() - started)
+        seconds += time.perf_counter() - began
+        env.close()
+    return _stats(latencies, acted, seconds, load)
 
 
 PLAIN = {"batched": _plain_batched, "dicts": _plain_dicts}
+FIGURES = ("p50_ms", "p99_ms", "p999_ms", "max_ms", "agent_steps_per_s", "load")
 
 
 def _in_process(function: Any, *args: Any) -> dict[str, Any]:
@@ -203,12 +304,28 @@ def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def measure(cases: list[tuple[Case, str]], repeats: int) -> list[dict[str, Any]]:
+    """Per case: the runtime, and for cases with a same-work kind that loop and the limit; each
+    the median of `repeats` runs in fresh processes. The three run back to back in every repeat,
+    so a load that changes during the benchmark weighs on all three alike; `x limit` is the
+    median of each repeat's own ratio."""
     rows = []
     for index, (case, plain) in enumerate(cases):
-        runtime = _median([_in_process(_runtime, case, index) for _ in range(repeats)])
-        row: dict[str, Any] = {"run": case.label, "runtime": runtime, "plain": None}
-        if plain:
-            row["plain"] = _median([_in_process(PLAIN[plain], case) for _ in range(repeats)])
+        kinds = {"runtime": lambda: _in_process(_runtime, case, index)}
+        if plain in PLAIN:
+            kinds["plain"] = lambda: _in_process(PLAIN[plain], case)
+            kinds["limit"] = lambda: _in_process(_limit, case)
+        runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+        for _ in range(repeats):
+            for kind, run in kinds.items():
+                runs[kind].append(run())
+            if "limit" in runs:
+                top = runs["limit"][-1]["agent_steps_per_s"]
+                for kind in ("runtime", "plain"):
+                    runs[kind][-1]["x_limit"] = runs[kind][-1]["agent_steps_per_s"] / top
+                runs["limit"][-1]["x_limit"] = 1.0
+        row: dict[str, Any] = {"run": case.label, "plain": None, "limit": None}
+        row.update({kind: _median(group) for kind, group in runs.items()})
+        if plain in PLAIN:
             row["plain_kind"] = plain
         rows.append(row)
         print(f"done: {case.label.strip()}: {json.dumps(row)}", file=sys.stderr)
@@ -218,21 +335,28 @@ def measure(cases: list[tuple[Case, str]], repeats: int) -> list[dict[str, Any]]
 # ---- report -----------------------------------------------------------------------------------
 
 
+def _cells(r: dict[str, Any], limit: dict[str, Any] | None) -> list[str]:
+    ratio = f"{r['x_limit']:.2f}" if "x_limit" in r else ""
+    return [f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['p999_ms']:.2f}", f"{r['max_ms']:.2f}",
+            f"{r['agent_steps_per_s']:,.0f}", ratio, f"{r['load']:.1f}"]  # fmt: skip
+
+
 def print_tables(user: list[dict[str, Any]], scaling: list[dict[str, Any]], plain_mlp: dict[str, Any] | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console(width=170)
-    table = Table(title="runs users write: swarm-arena run (default execution unless stated) vs the plain loop; medians")
-    for column in ("run", "step p50 ms", "step p99 ms", "agent-steps/s", "plain p50 ms", "plain p99 ms", "plain agent-steps/s", "x plain"):
+    table = Table(title="runs users write: swarm-arena run (default execution unless stated), the same work without "
+                        "the arena, and the limit (env step alone, one vectorised draw); medians")  # fmt: skip
+    for column in ("run", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "agent-steps/s", "x limit", "load 1m"):
         table.add_column(column, justify="left" if column == "run" else "right")
     for row in user:
-        r, p = row["runtime"], row["plain"]
-        table.add_row(
-            row["run"], f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['agent_steps_per_s']:,.0f}",
-            *((f"{p['p50_ms']:.2f}", f"{p['p99_ms']:.2f}", f"{p['agent_steps_per_s']:,.0f} ({row['plain_kind']})",
-               f"{r['agent_steps_per_s'] / p['agent_steps_per_s']:.2f}") if p else ("", "", "", "")),
-        )  # fmt: skip
+        limit = row["limit"]
+        table.add_row(f"{row['run']}: swarm-arena run" if limit else row["run"], *_cells(row["runtime"], limit))
+        if row["plain"]:
+            kind = {"batched": "batched ArrayEnv loop", "dicts": "PettingZoo dict loop"}[row["plain_kind"]]
+            table.add_row(f"  same work, {kind}", *_cells(row["plain"], limit))
+            table.add_row("  limit: env step alone", *_cells(limit, limit))
     console.print(table)
     scale = Table(title="scaling: numpy MLP policy (hidden 64, 64) on foraging; agent-steps/s, medians")
     for column in ("parallelEpisodes | policy hosting", "step p50 ms", "step p99 ms", "agent-steps/s", "x plain (1 core)"):
@@ -257,7 +381,7 @@ def plot(user: list[dict[str, Any]], scaling: list[dict[str, Any]], plain_mlp: d
     labels = [row["run"].strip().replace(", ", ",\n", 1) for row in user]
     y = np.arange(len(user))
     left.barh(y + 0.2, [row["runtime"]["p99_ms"] for row in user], 0.4, label="swarm-arena run, p99")
-    left.barh(y - 0.2, [row["plain"]["p99_ms"] if row["plain"] else 0 for row in user], 0.4, label="plain loop, p99")
+    left.barh(y - 0.2, [row["plain"]["p99_ms"] if row["plain"] else 0 for row in user], 0.4, label="same work, no arena, p99")
     left.set_yticks(y, labels, fontsize=7)
     left.invert_yaxis()
     left.set_xscale("log")
@@ -280,17 +404,18 @@ def plot(user: list[dict[str, Any]], scaling: list[dict[str, Any]], plain_mlp: d
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=200, help="maxSteps of every episode")
-    parser.add_argument("--repeats", type=int, default=1, help="runs per row (medians)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per row (medians)")
     parser.add_argument("--scaling-agents", type=int, default=2000)
     parser.add_argument("--scaling-episodes", type=int, default=4)
-    parser.add_argument("--skip", default="", help="comma-separated: user, scaling")
+    parser.add_argument("--skip", default="", help="comma-separated: user, old (the old-default rows), scaling")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--plot", metavar="FILE.png")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     load_before = os.getloadavg()
     started = time.monotonic()
-    user = measure(user_cases(args.steps), args.repeats) if "user" not in skip else []
+    wanted = [(case, kind) for case, kind in user_cases(args.steps) if not (kind == "old" and "old" in skip)]
+    user = measure(wanted, args.repeats) if "user" not in skip else []
     scaling, plain_mlp = [], None
     if "scaling" not in skip:
         cases = scaling_cases(args.scaling_agents, args.steps, args.scaling_episodes)

@@ -5,13 +5,17 @@ Steps the built-in `foraging` environment at several agent counts and shard coun
 - **ray**: the runtime's real actors on a local Ray: one `EnvironmentWorker` (owns the ArrayEnv,
   fans observations out to the shards each step) and `k` `PolicyShard` actors, driven through
   `EnvironmentWorker.run` exactly as the coordinator does;
-- **plain**: the same ArrayEnv and the same `k` policy instances in one process, no Ray (what a
-  user would write with PettingZoo alone, minus the per-agent dicts), in a fresh subprocess so
-  its peak memory is its own.
+- **plain**: the same ArrayEnv and the same `k` policy instances in one process, no Ray (the same
+  work as the ray mode: what a user would write with PettingZoo alone, minus the per-agent
+  dicts), in a fresh subprocess so its peak memory is its own;
+- **limit**: the environment alone (`step_arrays` then `observe_arrays` for every agent, what a
+  PettingZoo step returns) fed by one vectorised random draw per step, no policy: the
+  environment's own speed, in a fresh subprocess.
 
-Prints a table of p50/p99 step latency, agent-steps/s, peak memory (RSS of the driver plus the
-Ray actor processes; the plain loop's own peak RSS), and ray/plain ratios; medians over
-`--repeats`. `--json` prints the rows as JSON instead; `--plot FILE.png` writes latency and
+Prints a table of p50/p99/p99.9/max step latency, agent-steps/s, peak memory (RSS of the driver
+plus the Ray actor processes; the plain loop's own peak RSS), ray/plain ratios and every mode's
+throughput as a fraction of the limit; medians over `--repeats`. The ray mode steps one chunk
+(no checkpoint inside it): the runs benchmark (`--runs`) counts the steps across checkpoints. `--json` prints the rows as JSON instead; `--plot FILE.png` writes latency and
 memory against agents.
 
     .venv/bin/python benchmarks/arena_step.py --agents 100,1000,10000 --shards 1,2,4 --plot perf.png
@@ -50,6 +54,8 @@ class Run:
     shards: int
     p50_ms: float
     p99_ms: float
+    p999_ms: float
+    max_ms: float
     agent_steps_per_s: float
     peak_rss_mb: float
 
@@ -70,6 +76,8 @@ def _summary(mode: str, agents: int, shards: int, latencies: list[float], second
         shards=shards,
         p50_ms=float(np.percentile(ms, 50)),
         p99_ms=float(np.percentile(ms, 99)),
+        p999_ms=float(np.percentile(ms, 99.9)),
+        max_ms=float(ms.max()),
         agent_steps_per_s=agents * len(latencies) / seconds,
         peak_rss_mb=rss / 2**20,
     )
@@ -111,6 +119,34 @@ def plain_loop(agents: int, shards: int, policy: str, steps: int, warmup: int, s
 def plain_in_subprocess(*args: Any) -> Run:
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(plain_loop, args)
+
+
+def limit_loop(agents: int, shards: int, policy: str, steps: int, warmup: int, seed: int) -> Run:
+    """The environment alone: one vectorised draw, `step_arrays`, every agent's observation."""
+    from swarm_arena.arena.envs.foraging import ForagingEnv
+    from swarm_arena.arena.policies.builtin import sample_actions
+
+    env = ForagingEnv(**_env_params(agents, warmup + steps))
+    space = env.action_space(env.possible_agents[0])
+    rng = np.random.default_rng(seed)
+    env.reset_arrays(seed)
+    latencies = []
+    began = 0.0
+    for step in range(warmup + steps):
+        if step == warmup:
+            began = time.perf_counter()
+        started = time.perf_counter()
+        env.step_arrays(sample_actions(space, agents, rng))
+        env.observe_arrays()
+        if step >= warmup:
+            latencies.append(time.perf_counter() - started)
+    seconds = time.perf_counter() - began
+    return _summary("limit", agents, shards, latencies, seconds, _peak_rss(os.getpid()))
+
+
+def limit_in_subprocess(*args: Any) -> Run:
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(limit_loop, args)
 
 
 # ---- the runtime's actors on Ray ------------------------------------------------------------
@@ -290,14 +326,17 @@ def median_rows(runs: list[Run]) -> list[dict[str, Any]]:
     rows = []
     for (agents, shards, mode), group in sorted(groups.items()):
         row: dict[str, Any] = {"agents": agents, "shards": shards, "mode": mode, "repeats": len(group)}
-        for key in ("p50_ms", "p99_ms", "agent_steps_per_s", "peak_rss_mb"):
+        for key in ("p50_ms", "p99_ms", "p999_ms", "max_ms", "agent_steps_per_s", "peak_rss_mb"):
             row[key] = statistics.median(getattr(run, key) for run in group)
         rows.append(row)
     plain = {(r["agents"], r["shards"]): r for r in rows if r["mode"] == "plain"}
+    limit = {(r["agents"], r["shards"]): r for r in rows if r["mode"] == "limit"}
     for row in rows:
         base = plain.get((row["agents"], row["shards"]))
         row["p99_vs_plain"] = row["p99_ms"] / base["p99_ms"] if base else None
         row["throughput_vs_plain"] = row["agent_steps_per_s"] / base["agent_steps_per_s"] if base else None
+        top = limit.get((row["agents"], row["shards"]))
+        row["throughput_vs_limit"] = row["agent_steps_per_s"] / top["agent_steps_per_s"] if top else None
     return rows
 
 
@@ -306,7 +345,9 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table(title="arena step: built-in foraging, medians over repeats")
-    for column in ("agents", "shards", "mode", "p50 ms", "p99 ms", "agent-steps/s", "peak RSS MB", "p99 x plain", "throughput x plain"):
+    columns = ("agents", "shards", "mode", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "agent-steps/s", "peak RSS MB",
+               "p99 x plain", "throughput x plain", "x limit")  # fmt: skip
+    for column in columns:
         table.add_column(column, justify="right")
     for r in rows:
         table.add_row(
@@ -315,10 +356,13 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             r["mode"],
             f"{r['p50_ms']:.2f}",
             f"{r['p99_ms']:.2f}",
+            f"{r['p999_ms']:.2f}",
+            f"{r['max_ms']:.2f}",
             f"{r['agent_steps_per_s']:,.0f}",
             f"{r['peak_rss_mb']:,.0f}",
             f"{r['p99_vs_plain']:.1f}" if r["p99_vs_plain"] else "-",
             f"{r['throughput_vs_plain']:.2f}" if r["throughput_vs_plain"] else "-",
+            f"{r['throughput_vs_limit']:.2f}" if r["throughput_vs_limit"] else "-",
         )
     Console(width=160).print(table)
 
@@ -335,7 +379,7 @@ def plot(rows: list[dict[str, Any]], path: str) -> None:
         points = sorted((r for r in rows if (r["mode"], r["shards"]) == (mode, shards)), key=lambda r: r["agents"])
         agents = [r["agents"] for r in points]
         label = f"{mode}, {shards} shard{'s' if shards > 1 else ''}"
-        style = {"plain": "--", "ray": "-"}.get(mode, "-.")
+        style = {"plain": "--", "ray": "-", "limit": ":"}.get(mode, "-.")
         line = latency.plot(agents, [r["p99_ms"] for r in points], style, marker="o", label=f"{label} p99")[0]
         latency.plot(agents, [r["p50_ms"] for r in points], style, marker=".", alpha=0.5, color=line.get_color())
         memory.plot(agents, [r["peak_rss_mb"] for r in points], style, marker="o", label=label, color=line.get_color())
@@ -353,7 +397,7 @@ def plot(rows: list[dict[str, Any]], path: str) -> None:
     fig.savefig(path, dpi=120)
 
 
-MODES = {"plain": plain_in_subprocess, "ray": ray_loop, "ray-compiled": compiled_loop}
+MODES = {"limit": limit_in_subprocess, "plain": plain_in_subprocess, "ray": ray_loop, "ray-compiled": compiled_loop}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -374,7 +418,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-cpus", type=int, default=os.cpu_count(), help="CPUs of the local Ray")
     parser.add_argument(
-        "--modes", default="plain,ray,ray-compiled", help="which of plain, ray, ray-compiled to run (comma-separated)"
+        "--modes",
+        default="limit,plain,ray,ray-compiled",
+        help="which of limit, plain, ray, ray-compiled to run (comma-separated)",
     )
     parser.add_argument(
         "--inline-bytes",

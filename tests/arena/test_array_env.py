@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from swarm_arena.arena.array_env import ArrayEnv, make_array_env
+from swarm_arena.arena.array_env import ArrayEnv, KeyPositions, make_array_env
 from swarm_arena.arena.policies.builtin import RandomPolicy
 
 BATTLE = "magent2.environments.battle_v4:parallel_env"
@@ -174,3 +174,14 @@ def test_heterogeneous_observations_cannot_share_a_shard() -> None:
     with pytest.raises(ValueError, match="different shapes"):
         env.observe(np.arange(env.num_agents))
     env.close()
+
+
+def test_key_positions_follow_the_keys_as_agents_leave_and_unknown_ones_are_dropped() -> None:
+    keys = KeyPositions({"a": 0, "b": 1, "c": 2})
+    out = keys.gather({"a": 1.5, "b": 2.5, "c": 3.5}, np.zeros(3, dtype=np.float32))
+    assert out.tolist() == [1.5, 2.5, 3.5]
+    # "b" left, the order changed and an agent the arena does not know ("x") reports too.
+    out = keys.gather({"c": 7.0, "x": 9.0, "a": 5.0}, np.zeros(3, dtype=np.float32))
+    assert out.tolist() == [5.0, 0.0, 7.0]
+    assert keys.gather({"b": True}, np.zeros(3, dtype=bool)).tolist() == [False, True, False]
+    assert keys.gather({}, np.zeros(3, dtype=bool)).tolist() == [False, False, False]

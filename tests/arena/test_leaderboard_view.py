@@ -70,6 +70,13 @@ def test_caption_has_latency_throughput_episodes_and_recoveries() -> None:
     assert "p99 6.50 ms" in render(report)
 
 
+def test_caption_shows_the_tail_when_the_run_reports_it() -> None:
+    report = make_report()
+    latency = report.results.step_latency_ms.model_copy(update={"p99_9": 9.5, "max": 11.25})
+    report = report.model_copy(update={"results": report.results.model_copy(update={"step_latency_ms": latency})})
+    assert "step latency p50 1.23 ms, p99 6.50 ms, p99.9 9.50 ms, max 11.25 ms ·" in summary_line(report)
+
+
 def test_summary_without_performance_figures() -> None:
     report = make_report().model_copy(update={"results": make_report().results.model_copy(
         update={"step_latency_ms": None, "agent_steps_per_second": None})})

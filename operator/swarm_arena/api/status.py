@@ -136,10 +136,17 @@ class PairwiseMatrix(ApiModel):
 
 
 class StepLatency(ApiModel):
-    """Wall time of one environment step across all agents (policy shards included)."""
+    """Wall time of one environment step across all agents (policy shards included), from the end of
+    the step before it: a step after a checkpoint boundary also counts the snapshot, the durable
+    write and the next chunk's dispatch. The first step of an episode (or after a restore) counts
+    from its own start."""
 
     p50: float = Field(description="Median, milliseconds.")
     p99: float = Field(description="99th percentile, milliseconds.")
+    p99_9: float | None = Field(
+        default=None, alias="p999", description="99.9th percentile, milliseconds (absent in older reports)."
+    )
+    max: float | None = Field(default=None, description="Slowest step, milliseconds (absent in older reports).")
 
 
 class Recovery(ApiModel):

@@ -82,6 +82,35 @@ class ActionLog:
         return self._rows[step : self.length].copy()
 
 
+class KeyPositions:
+    """Where the keys of a per-agent dict sit in `possible_agents`, cached while the keys stay the
+    same (the common case: no agent left or joined), so gathering a dict into an array costs one
+    C-level tuple comparison and one `np.fromiter`, not a Python lookup per agent."""
+
+    def __init__(self, index: dict[str, int]) -> None:
+        self._index = index
+        self._keys: tuple[str, ...] | None = None
+        self._positions = np.zeros(0, dtype=np.int64)
+        self._known: np.ndarray | None = None  # None: every key is one of possible_agents
+
+    def __call__(self, keys: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(positions of the known keys, mask of the known ones among `keys`, None when all are)."""
+        if keys != self._keys:
+            positions = np.fromiter((self._index.get(key, -1) for key in keys), dtype=np.int64, count=len(keys))
+            known = positions >= 0
+            self._keys = keys
+            self._known = None if known.all() else known
+            self._positions = positions if self._known is None else positions[known]
+        return self._positions, self._known
+
+    def gather(self, values: dict[str, Any], out: np.ndarray) -> np.ndarray:
+        """`out` with each known key's value at its agent's position (the rest untouched)."""
+        positions, known = self(tuple(values))
+        gathered = np.fromiter(values.values(), dtype=out.dtype, count=len(values))
+        out[positions] = gathered if known is None else gathered[known]
+        return out
+
+
 @dataclass(frozen=True)
 class StepOutcome:
     rewards: np.ndarray  # float32 [N], aligned with possible_agents (0 for agents not alive)
@@ -116,7 +145,14 @@ class ArrayEnv:
         self._seed: int | None = None
         self._actions = ActionLog()  # generic backend: the joint actions, for replay
         self._action_dtype: np.dtype | None = None  # compact type of the log, fixed at the first step
-        self._obs: list[np.ndarray | None] = [None] * self.num_agents  # generic backend
+        # Generic backend: the latest observation of every agent, as the env returned it (turned into
+        # arrays only for the agents a policy reads), and the dicts' keys as positions.
+        self._latest: dict[str, Any] = {}
+        self._names = np.array(self.possible_agents, dtype=object)
+        self._discrete = all(isinstance(space, gymnasium.spaces.Discrete) for space in self._act_spaces)
+        self._live_keys = KeyPositions(self._index)
+        self._reward_keys = KeyPositions(self._index)
+        self._done_keys = KeyPositions(self._index)
 
     # --- spaces -------------------------------------------------------------------------------
 
@@ -136,7 +172,7 @@ class ArrayEnv:
             self.env.reset_arrays(self._seed)
         else:
             observations, _ = self.env.reset(seed=self._seed)
-            self._obs = [None] * self.num_agents
+            self._latest = {}
             self._store_observations(observations)
         self.alive = self._live_mask()
         self.done = not self.alive.any()
@@ -159,12 +195,13 @@ class ArrayEnv:
             space = self._obs_spaces[0]
             return np.zeros((0, *space.shape), dtype=space.dtype)
         rows = []
-        for i in indices.tolist():
-            obs = self._obs[i] if self.alive[i] else None
+        latest, alive = self._latest, self.alive[indices].tolist()
+        for i, name, live in zip(indices.tolist(), self._names[indices].tolist(), alive, strict=True):
+            obs = latest.get(name) if live else None
             if obs is None:
                 space = self._obs_spaces[i]
                 obs = np.zeros(space.shape, dtype=space.dtype)
-            rows.append(obs)
+            rows.append(np.asarray(obs))
         return np.stack(rows)
 
     def step(self, actions: np.ndarray) -> StepOutcome:
@@ -245,36 +282,32 @@ class ArrayEnv:
         if self.native:
             mask[:] = bool(self.env.agents)
         else:
-            mask[[self._index[agent] for agent in self.env.agents]] = True
+            mask[self._live_keys(tuple(self.env.agents))[0]] = True
         return mask
 
     def _store_observations(self, observations: dict[str, Any]) -> None:
-        for agent, obs in observations.items():
-            index = self._index.get(agent)
-            if index is not None:
-                self._obs[index] = np.asarray(obs)
+        # One C-level dict update: agents the env stopped reporting keep their last observation
+        # (read as zeros once they are not alive); arrays are made only for agents a policy reads.
+        self._latest.update(observations)
 
     def _step_dicts(self, actions: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        joint = {}
-        for i in np.flatnonzero(alive).tolist():
-            action = actions[i]
-            joint[self.possible_agents[i]] = (
-                int(action) if isinstance(self._act_spaces[i], gymnasium.spaces.Discrete) else action
-            )
+        live = np.flatnonzero(alive)
+        names = self._names[live].tolist()
+        if self._discrete:  # Python ints, as a Discrete space's own sample() gives
+            joint = dict(zip(names, actions[live].tolist(), strict=True))
+        else:
+            joint = {
+                name: int(actions[i]) if isinstance(self._act_spaces[i], gymnasium.spaces.Discrete) else actions[i]
+                for name, i in zip(names, live.tolist(), strict=True)
+            }
         observations, rewards_d, terminated_d, truncated_d, _ = self.env.step(joint)
         self._store_observations(observations)
-        rewards = np.zeros(self.num_agents, dtype=np.float32)
-        terminated = np.zeros(self.num_agents, dtype=bool)
-        truncated = np.zeros(self.num_agents, dtype=bool)
-        for agent, value in rewards_d.items():
-            if agent in self._index:
-                rewards[self._index[agent]] = value
-        for agent, value in terminated_d.items():
-            if agent in self._index:
-                terminated[self._index[agent]] = bool(value)
-        for agent, value in truncated_d.items():
-            if agent in self._index:
-                truncated[self._index[agent]] = bool(value)
+        rewards = self._reward_keys.gather(rewards_d, np.zeros(self.num_agents, dtype=np.float32))
+        terminated, truncated = np.zeros(self.num_agents, dtype=bool), np.zeros(self.num_agents, dtype=bool)
+        if any(terminated_d.values()):  # most steps nobody is done: one C-level scan, no gather
+            self._done_keys.gather(terminated_d, terminated)
+        if any(truncated_d.values()):
+            self._done_keys.gather(truncated_d, truncated)
         return rewards, terminated & alive, truncated & alive
 
 

@@ -10,6 +10,11 @@ own, the default) and one parallel round trip to the shard actors of the others:
 
 A policy that declares it does not read observations (`random`, `noop`) gets none built.
 
+A step's latency runs from the end of the step before it, so the first step of a chunk that
+continues the previous one on this actor also counts the stall between them (the snapshot, the
+trip to the coordinator, the durable write, the dispatch). The first step of an episode, or after
+a restore, counts from its own start.
+
 At a boundary the chunk returns an `EpisodeCheckpoint` (environment state, every shard's policy
 state, the returns so far); from it any environment actor, with any shard actors, continues the
 episode exactly as the uninterrupted one would have. A shard's state is keyed by what it belongs
@@ -109,6 +114,8 @@ class EnvironmentWorker:
         self._hosted: dict[str, HostedPolicy] = {}  # state key -> the policy stepped here
         self._reads: dict[str, bool] = {}  # state key -> whether its policy reads observations
         self._token: str | None = None  # the state of the episode held now, as the shard actors know it
+        # (token, step, perf_counter) at the end of the last step: where the next chunk's first step starts
+        self._step_end: tuple[str | None, int, float] | None = None
 
     def ping(self) -> ActorInfo:
         return self._info
@@ -195,8 +202,10 @@ class EnvironmentWorker:
         latencies: list[float] = []
         chunk_agent_steps = 0
         actions: np.ndarray | None = None
+        # Continuing the chunk that ended here: its first step counts the stall since that chunk's last step.
+        ended = self._step_end[2] if self._step_end and self._step_end[:2] == (token, task.start_step) else None
         while not env.done and env.steps < task.stop_at:
-            started = time.perf_counter()
+            started = time.perf_counter() if ended is None else ended
             alive = env.alive
             everyone = bool(alive.all())
             calls = []
@@ -222,7 +231,10 @@ class EnvironmentWorker:
             outcome = env.step(actions)
             self._returns += outcome.rewards
             chunk_agent_steps += int(alive.sum())
-            latencies.append(time.perf_counter() - started)
+            ended = time.perf_counter()
+            latencies.append(ended - started)
+        if ended is not None:
+            self._step_end = (token, env.steps, ended)
         self._agent_steps += chunk_agent_steps
         result = ChunkResult(
             episode=task.episode,

@@ -35,8 +35,12 @@ def summary_line(report: RunReport) -> str:
     """Episodes, latency, throughput and recoveries in one line."""
     results, progress = report.results, report.progress
     parts = [f"episodes {progress.episodes_completed}/{progress.episodes_total}"]
-    if results.step_latency_ms is not None:
-        parts.append(f"step latency p50 {results.step_latency_ms.p50:.2f} ms, p99 {results.step_latency_ms.p99:.2f} ms")
+    latency = results.step_latency_ms
+    if latency is not None:
+        tail = "".join(
+            f", {name} {value:.2f} ms" for name, value in (("p99.9", latency.p99_9), ("max", latency.max)) if value is not None
+        )
+        parts.append(f"step latency p50 {latency.p50:.2f} ms, p99 {latency.p99:.2f} ms{tail}")
     if results.agent_steps_per_second is not None:
         parts.append(f"{results.agent_steps_per_second:,.0f} agent-steps/s")
     parts.append(f"{len(report.recoveries)} recover{'y' if len(report.recoveries) == 1 else 'ies'}")

@@ -21,7 +21,8 @@ from swarm_arena.arena.checkpoint import CheckpointStore
 from swarm_arena.arena.episode import ChunkResult
 from swarm_arena.arena.run_models import PollBatch, ProgressEvent, RunOutcome
 
-# Step latencies kept for the p50/p99 of the report; beyond this, every other one is dropped.
+# Step latencies kept for the percentiles of the report; beyond this, every other one is dropped
+# (the slowest is kept apart, so `max` is exact whatever was dropped).
 MAX_LATENCY_SAMPLES = 1_000_000
 
 
@@ -34,6 +35,7 @@ class RunLedger:
         self._pending = PollBatch()
         self._recoveries: list[Recovery] = []
         self._latencies: list[float] = []
+        self._slowest = 0.0
         self._stepped_agent_steps = 0  # this run's, replays after a recovery included
         self._inflight_steps: dict[int, int] = {}  # slot -> agent-steps of its episode up to its last checkpoint
 
@@ -57,6 +59,7 @@ class RunLedger:
             self._pending.latencies_s.extend(result.latencies_s)
             self._pending.agent_steps += result.agent_steps
             self._latencies.extend(result.latencies_s)
+            self._slowest = max([self._slowest, *result.latencies_s])
             self._stepped_agent_steps += result.agent_steps
             if len(self._latencies) > MAX_LATENCY_SAMPLES:
                 self._latencies = self._latencies[::2]
@@ -110,8 +113,13 @@ class RunLedger:
         board = score_evaluation(spec, records)
         latency = None
         if self._latencies:
-            p50, p99 = np.percentile(np.asarray(self._latencies) * 1000.0, [50, 99])
-            latency = StepLatency(p50=round(float(p50), 4), p99=round(float(p99), 4))
+            p50, p99, p99_9 = np.percentile(np.asarray(self._latencies) * 1000.0, [50, 99, 99.9])
+            latency = StepLatency(
+                p50=round(float(p50), 4),
+                p99=round(float(p99), 4),
+                p99_9=round(float(p99_9), 4),
+                max=round(self._slowest * 1000.0, 4),
+            )
         return RunOutcome(
             episodes=records,
             episodes_total=self.episodes_total,

@@ -1,0 +1,45 @@
+"""Step latency counts every step: the ones that cross a checkpoint boundary too.
+
+The stall at a boundary (the environment's snapshot, the trip to the coordinator, the durable
+write, the next chunk's dispatch) happens between two steps of the environment actor. A step's
+latency is the time from the end of the step before it, so that stall lands on the first step
+after the boundary, in `stepLatencyMs` (p99.9 and max beside p50/p99) and in the histogram.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from swarm_arena.arena.runner import run_evaluation
+from tests.arena.conftest import foraging_evaluation
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
+
+STALL_S = 0.25
+
+
+def test_a_slow_checkpoint_shows_in_the_step_latency(local_ray) -> None:
+    # 2 episodes of 30 steps, a checkpoint every 10: 4 of the 60 steps follow a stalled snapshot
+    # (the episode's end writes a record, not a checkpoint). Policies stepped in the environment
+    # actor (no resources): nothing else between two steps.
+    evaluation = foraging_evaluation(
+        "lat-stall",
+        environment={
+            "factory": "tests.arena.slow_snapshot_env:parallel_env",
+            "params": {"agents": 50, "stall_s": STALL_S},
+            "maxSteps": 30,
+        },
+        policies=[{"name": p, "factory": p} for p in ("greedy", "random")],
+        episodes=2,
+    )
+
+    report = run_evaluation(evaluation)
+
+    latency = report.results.step_latency_ms
+    assert latency is not None
+    stall_ms = STALL_S * 1000
+    # Lower bounds only: the snapshot sleeps at least STALL_S, whatever the machine's load.
+    assert latency.max >= stall_ms
+    assert latency.p99_9 >= stall_ms
+    assert latency.p99 >= stall_ms  # 4 of 60 steps, more than 1 %
+    assert 0 < latency.p50 <= latency.p99 <= latency.p99_9 <= latency.max
