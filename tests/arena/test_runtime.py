@@ -124,3 +124,35 @@ def test_durable_checkpoints_let_a_resubmitted_run_resume(local_ray, tmp_path) -
     again = run_evaluation(foraging_evaluation("rt-durable", **spec), on_progress=seen.append)
     assert seen[0].episodes_completed == 2  # nothing was played twice
     assert [e.model_dump() for e in again.episodes] == [e.model_dump() for e in first.episodes]
+
+
+def test_stopping_ends_a_decided_round_robin_early_and_a_resumed_run_decides_the_same(local_ray, tmp_path) -> None:
+    from swarm_arena.arena.scoring.stopping import StoppingRule
+
+    evaluation = foraging_evaluation(
+        "rt-stop",
+        environment={"factory": "foraging", "params": {"agents": 20}, "maxSteps": 12},
+        policies=[{"name": p, "factory": p} for p in ("greedy", "noop")],  # greedy forages, noop never does
+        teams=[{"name": "red", "agents": "agent_?"}, {"name": "blue", "agents": "agent_1?"}],
+        matchmaking={"mode": "round-robin"},
+        episodes=30,
+        stopping={"separated": True, "checkEvery": 2},
+        checkpoint={"intervalSteps": 12, "storageURI": f"file://{tmp_path}"},
+    )
+    report = run_evaluation(evaluation)
+    rule = StoppingRule(evaluation.spec)
+    decision = rule.advance({e.episode: e for e in report.episodes})  # the rule, replayed on what was counted
+    assert decision is not None and decision.reason.value == "LeaderboardSeparated"
+    # One episode at a time: exactly the episodes before the deciding look, in round order.
+    assert sorted(e.episode for e in report.episodes) == sorted(rule.order[: decision.look])
+    assert report.progress.episodes_completed == decision.look < report.progress.episodes_total == 60
+    early = report.results.stopped_early
+    assert early is not None and early.reason == "LeaderboardSeparated" and early.decided_at == decision.look
+    assert early.episodes_saved == 60 - decision.look
+    assert [e.policy for e in report.results.leaderboard] == ["greedy", "noop"]
+    assert report.results.leaderboard[0].separated_from == ["noop"]
+
+    # A new attempt on the same store (as after a lost head) decides the same before playing anything.
+    again = run_evaluation(evaluation)
+    assert [e.model_dump() for e in again.episodes] == [e.model_dump() for e in report.episodes]
+    assert again.results.stopped_early == early

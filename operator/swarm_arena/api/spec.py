@@ -240,6 +240,64 @@ class RatingSpec(ApiModel):
     )
 
 
+class StoppingSpec(ApiModel):
+    """When to stop scheduling episodes because the leaderboard is decided (docs/ratings-and-matchmaking.md).
+
+    The rule looks at the leaderboard at fixed points of the plan (every `checkEvery` episodes per
+    pairing, episodes taken round by round), on the counted episodes before that point only, so
+    the decision depends on the counted episodes and never on when parallel episodes finished.
+    """
+
+    model_config = {
+        **ApiModel.model_config,
+        "json_schema_extra": _validations(
+            cel(
+                "(has(self.separated) && self.separated) || has(self.halfWidth) || has(self.maxEpisodes)",
+                "stopping: set at least one of stopping.separated, stopping.halfWidth or stopping.maxEpisodes",
+                ".separated",
+            ),
+        ),
+    }
+
+    separated: bool = Field(
+        default=False,
+        description=(
+            "Stop once every adjacent pair of the leaderboard is separated at rating.confidenceLevel "
+            "(Bonferroni-corrected over the looks the plan allows, so looking often does not inflate "
+            "the chance of a wrong stop)."
+        ),
+    )
+    half_width: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Stop once every leaderboard interval is at most this wide on each side ((ciHigh - ciLow) / 2, "
+            "in rating units: Elo points for bradley-terry and elo, return for mean-return)."
+        ),
+    )
+    max_episodes: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000_000,
+        description="Play at most this many episodes in all (the first ones in round order); none: the whole plan.",
+    )
+    check_every: int = Field(
+        default=10,
+        ge=1,
+        le=100_000,
+        description="Episodes per pairing between two looks at the leaderboard (a look needs every earlier one counted).",
+    )
+
+    @model_validator(mode="after")
+    def _some_criterion(self) -> StoppingSpec:
+        if not self.separated and self.half_width is None and self.max_episodes is None:
+            raise SpecError([(
+                ("separated",),
+                "stopping: set at least one of stopping.separated, stopping.halfWidth or stopping.maxEpisodes",
+            )])
+        return self
+
+
 class ExecutionSpec(ApiModel):
     """How the arena is laid out on Ray."""
 
@@ -569,6 +627,13 @@ class SwarmEvaluationSpec(ApiModel):
     )
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="The whole run is reproducible from it.")
     rating: RatingSpec = Field(default_factory=RatingSpec, description="How the leaderboard ranks policies.")
+    stopping: StoppingSpec | None = Field(
+        default=None,
+        description=(
+            "Stop scheduling episodes once the leaderboard is decided (every adjacent pair separated, every "
+            "interval narrow enough) or after maxEpisodes; none: play the whole plan."
+        ),
+    )
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec, description="Layout on Ray.")
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec, description="Checkpointing.")
     fault_tolerance: FaultToleranceSpec = Field(

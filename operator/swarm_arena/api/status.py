@@ -28,7 +28,10 @@ class Phase(str, Enum):
 class Condition(ApiModel):
     """A Kubernetes-style condition."""
 
-    type: str = Field(description="`ClusterReady`, `JobRunning`, `Degraded`, `Complete` or `Failed`.")
+    type: str = Field(
+        description="`Ready`, `ClusterReady`, `JobRunning`, `Degraded`, `Complete`, `Failed`, `Stalled`, or "
+        "`StoppedEarly` (only when spec.stopping ended the run before its plan)."
+    )
     status: str = Field(description="`True`, `False` or `Unknown`.")
     reason: str | None = Field(default=None, description="CamelCase reason.")
     message: str | None = Field(default=None, description="Human-readable detail.")
@@ -158,6 +161,22 @@ class Recovery(ApiModel):
     seconds: float = Field(ge=0, description="From detection to resumed stepping.")
 
 
+class StoppedEarly(ApiModel):
+    """Why `spec.stopping` ended the evaluation before its plan (absent when the whole plan ran)."""
+
+    reason: str = Field(
+        description="`LeaderboardSeparated`, `IntervalsNarrow` or `MaxEpisodes` (the Condition `StoppedEarly`'s reason)."
+    )
+    message: str = Field(description="What decided, on how many episodes, and how many were saved.")
+    decided_at: int = Field(
+        ge=0, description="Episodes (the first of the plan in round order) the decision was made on."
+    )
+    episodes_planned: int = Field(ge=0, description="Episodes the plan holds.")
+    episodes_saved: int = Field(
+        ge=0, description="Planned episodes never played (episodes already counted are kept, never discarded)."
+    )
+
+
 class Results(ApiModel):
     """What the evaluation found."""
 
@@ -171,6 +190,9 @@ class Results(ApiModel):
     return_aggregates: list[ReturnAggregates] | None = Field(
         default=None,
         description="Mean, median, IQM and optimality gap per policy; in the results ConfigMap only, never in status.",
+    )
+    stopped_early: StoppedEarly | None = Field(
+        default=None, description="Set when spec.stopping ended the run before its plan: why, and the episodes saved."
     )
     step_latency_ms: StepLatency | None = Field(default=None, description="Step latency percentiles.")
     agent_steps_per_second: float | None = Field(default=None, description="Throughput over the run.")

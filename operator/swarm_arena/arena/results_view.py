@@ -146,6 +146,9 @@ def tables(doc: ResultsDocument) -> list[Table]:
         board.add_row(str(row["rank"] or "-"), row["policy"], f"{row['rating']:,.2f}",
                       f"[{row['ciLow']:,.2f}, {row['ciHigh']:,.2f}]", row["intervalKind"] or "",
                       f"{row['meanReturn']:.4g}", str(row["episodes"]), ", ".join(row["separatedFrom"]))
+    early = doc.results.stopped_early
+    if early is not None:
+        board.caption = f"stopped early ({early.reason}): {early.message}"
     out = [board]
     pw = doc.results.pairwise
     if pw is not None:
@@ -180,6 +183,8 @@ def as_data(doc: ResultsDocument) -> dict[str, Any]:
         "leaderboard": leaderboard_rows(doc),
         "pairwise": pairwise_rows(doc),
         "returnAggregates": aggregate_rows(doc),
+        "stoppedEarly": (doc.results.stopped_early.model_dump(by_alias=True, mode="json")
+                         if doc.results.stopped_early else None),
     }
 
 

@@ -17,6 +17,7 @@ from swarm_arena.api.status import (
     Recovery,
     ReturnAggregates,
     StepLatency,
+    StoppedEarly,
 )
 
 
@@ -54,3 +55,4 @@ class RunOutcome:
     rating_method: RatingMethod | None = None
     pairwise: PairwiseMatrix | None = None
     return_aggregates: list[ReturnAggregates] | None = None
+    stopped_early: StoppedEarly | None = None

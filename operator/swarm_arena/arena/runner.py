@@ -302,6 +302,7 @@ def _report(evaluation: SwarmEvaluation, outcome: RunOutcome, wall_seconds: floa
             rating_method=outcome.rating_method,
             pairwise=outcome.pairwise,
             return_aggregates=outcome.return_aggregates,
+            stopped_early=outcome.stopped_early,
             step_latency_ms=outcome.step_latency_ms,
             agent_steps_per_second=outcome.agent_steps_per_second,
         ),
