@@ -345,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="a results.json (from the ConfigMap) or a `swarm-arena run --output` file instead")
     results.add_argument("--output", "-o", choices=("table", "json", "yaml", "csv"), default="table",
                          help="how to print (default: table)")
-    results.add_argument("--section", choices=("leaderboard", "pairwise", "aggregates"), default="leaderboard",
+    results.add_argument("--section", choices=("leaderboard", "pairwise", "aggregates", "populations"), default="leaderboard",
                          help="which table -o csv prints (default: leaderboard)")
     results.add_argument("--plot", default=None, help="draw the leaderboard and the win-probability heatmap (PNG)")
     results.add_argument("--marl-eval", default=None, help="also write the per-episode returns in marl-eval's JSON")

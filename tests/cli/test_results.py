@@ -13,7 +13,7 @@ import yaml
 
 from swarm_arena.api.report import EpisodeRecord, RunReport
 from swarm_arena.api.resource import SwarmEvaluation
-from swarm_arena.api.status import Progress, Results, StoppedEarly
+from swarm_arena.api.status import Estimate, PopulationReturns, Progress, Results, StoppedEarly
 from swarm_arena.arena import results_view
 from swarm_arena.arena.scoring import EpisodeOutcome, RatingOptions, score
 from swarm_arena.cli import main
@@ -38,7 +38,10 @@ def report() -> RunReport:
     early = StoppedEarly(reason="LeaderboardSeparated", message="every adjacent pair separated; 12 saved",
                          decided_at=48, episodes_planned=60, episodes_saved=12)
     results = Results(leaderboard=board.leaderboard, rating_method=board.method, pairwise=board.pairwise,
-                      return_aggregates=board.return_aggregates, stopped_early=early)
+                      return_aggregates=board.return_aggregates, stopped_early=early,
+                      populations=[PopulationReturns(policy="greedy", episodes=16,
+                                                     focal_per_capita_return=Estimate(value=3.0, low=2.5, high=3.5),
+                                                     background_per_capita_return=Estimate(value=0.5, low=0.1, high=0.9))])
     return RunReport(evaluation="team-a/duel", seed=7, progress=Progress(episodes_completed=48, episodes_total=60),
                      results=results, episodes=records)
 
@@ -56,6 +59,7 @@ def test_table_shows_leaderboard_pairwise_and_aggregates(run_file: Path, capsys:
     assert "team-a/duel leaderboard (bradley-terry)" in out
     assert "P(row beats" in out and "IQM" in out and "optimality" in out
     assert "stopped early (LeaderboardSeparated)" in out
+    assert "background population" in out and "0.50 [0.10, 0.90]" in out
 
 
 def test_json_yaml_and_csv_carry_the_same_numbers(report: RunReport, run_file: Path,
@@ -68,6 +72,10 @@ def test_json_yaml_and_csv_carry_the_same_numbers(report: RunReport, run_file: P
     assert data["leaderboard"][0]["separatedFrom"] == report.results.leaderboard[0].separated_from
     assert len(data["pairwise"]) == 6 and data["returnAggregates"][0]["optimalityGap"] >= 0
     assert data["stoppedEarly"]["episodesSaved"] == 12
+    assert data["populations"] == [{"policy": "greedy", "episodes": 16, "focalPerCapitaReturn": 3.0,
+                                    "focalPerCapitaReturnLow": 2.5, "focalPerCapitaReturnHigh": 3.5,
+                                    "backgroundPerCapitaReturn": 0.5, "backgroundPerCapitaReturnLow": 0.1,
+                                    "backgroundPerCapitaReturnHigh": 0.9}]
     assert main(["results", "--file", str(run_file), "-o", "csv", "--section", "pairwise"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert {(r["row"], r["column"]) for r in rows} == {(a, b) for a in POLICIES for b in POLICIES if a != b}

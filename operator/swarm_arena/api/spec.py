@@ -107,6 +107,11 @@ class MatchmakingMode(str, Enum):
     ROUND_ROBIN = "round-robin"
 
 
+class PolicyRole(str, Enum):
+    FOCAL = "focal"
+    BACKGROUND = "background"
+
+
 class RatingMethod(str, Enum):
     MEAN_RETURN = "mean-return"
     BRADLEY_TERRY = "bradley-terry"
@@ -178,6 +183,14 @@ class PolicySpec(ApiModel):
         default_factory=PolicyResources,
         description="Resources per policy shard actor; none (the default): stepped inside the environment actor.",
     )
+    role: PolicyRole = Field(
+        default=PolicyRole.FOCAL,
+        description=(
+            "`focal` (the default: ranked on the leaderboard) or `background` (Melting Pot's background "
+            "population: plays, is not ranked; results report each focal policy's per-capita return beside "
+            "the background's in the same episodes)."
+        ),
+    )
 
 
 class TeamSpec(ApiModel):
@@ -218,8 +231,8 @@ class RatingSpec(ApiModel):
             "`bradley-terry` (maximum-likelihood fit over all pairwise results, Elo scale, independent of "
             "episode order), `mean-return`, `elo` (sequential, depends on episode order) or `openskill` "
             "(Plackett-Luce; its interval is a posterior band, not a confidence interval). Unset: "
-            "`bradley-terry` for `round-robin` plans, `mean-return` for `fixed` ones (resolved by the "
-            "arena, shown in the results)."
+            "`mean-return` when a policy has role background, else `bradley-terry` for `round-robin` plans and "
+            "`mean-return` for `fixed` ones (resolved by the arena, shown in the results)."
         ),
     )
     resamples: int = Field(
@@ -598,6 +611,11 @@ class SwarmEvaluationSpec(ApiModel):
                 ".policies",
             ),
             cel(
+                "size(self.policies) == 0 || self.policies.exists(p, p.role == 'focal')",
+                "policies: at least one policy must have role focal (the default); background policies are not ranked",
+                ".policies",
+            ),
+            cel(
                 "!has(self.cluster) || size(self.cluster.workerGroups) == 0"
                 " || !self.policies.exists(p, p.resources.gpu > 0.0)"
                 " || self.cluster.workerGroups.exists(g, g.resources.gpu > 0)",
@@ -676,9 +694,12 @@ class SwarmEvaluationSpec(ApiModel):
 
     @property
     def rating_method(self) -> RatingMethod:
-        """`rating.method`, or the default for this plan: Bradley-Terry for round-robin, else mean return."""
+        """`rating.method`, or the default for this plan: mean return with background policies (Melting
+        Pot's focal per-capita return), Bradley-Terry for round-robin, else mean return."""
         if self.rating.method is not None:
             return self.rating.method
+        if self.background_policy_names:  # Melting Pot's score: focal per-capita return
+            return RatingMethod.MEAN_RETURN
         if self.matchmaking.mode is MatchmakingMode.ROUND_ROBIN:
             return RatingMethod.BRADLEY_TERRY
         return RatingMethod.MEAN_RETURN
@@ -686,6 +707,15 @@ class SwarmEvaluationSpec(ApiModel):
     @property
     def policy_names(self) -> list[str]:
         return [p.name for p in self.policies]
+
+    @property
+    def focal_policy_names(self) -> list[str]:
+        """The policies the leaderboard ranks."""
+        return [p.name for p in self.policies if p.role is PolicyRole.FOCAL]
+
+    @property
+    def background_policy_names(self) -> list[str]:
+        return [p.name for p in self.policies if p.role is PolicyRole.BACKGROUND]
 
     def policy(self, name: str) -> PolicySpec:
         for p in self.policies:
@@ -701,6 +731,10 @@ class SwarmEvaluationSpec(ApiModel):
         names = self.policy_names
         for i in _repeated(names):
             problems.append((("policies", i, "name"), f"policies[].name must be unique; {names[i]!r} is repeated"))
+        if not self.focal_policy_names:
+            problems.append(
+                (("policies",), "at least one policy must have role focal (the default); background policies are not ranked")
+            )
         team_names = [t.name for t in self.effective_teams]
         for i in _repeated(team_names):
             problems.append((("teams", i, "name"), f"teams[].name must be unique; {team_names[i]!r} is repeated"))

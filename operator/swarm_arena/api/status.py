@@ -112,6 +112,20 @@ class ReturnAggregates(ApiModel):
     )
 
 
+class PopulationReturns(ApiModel):
+    """One focal policy among the background population (Melting Pot's focal/background protocol)."""
+
+    policy: str = Field(description="Focal policy name.")
+    episodes: int = Field(ge=0, description="Episodes it played beside at least one background policy.")
+    focal_per_capita_return: Estimate | None = Field(
+        default=None, description="Mean per-agent return of its own agents in those episodes; none without any."
+    )
+    background_per_capita_return: Estimate | None = Field(
+        default=None,
+        description="Mean per-agent return of the background agents in the same episodes; none without any.",
+    )
+
+
 class PairwiseMatrix(ApiModel):
     """P(row beats column) for every pair of policies, with intervals (results ConfigMap only)."""
 
@@ -191,6 +205,13 @@ class Results(ApiModel):
         default=None,
         description="Mean, median, IQM and optimality gap per policy; in the results ConfigMap only, never in status.",
     )
+    populations: list[PopulationReturns] | None = Field(
+        default=None,
+        description=(
+            "Per focal policy, its focal and the background per-capita return where it met background policies "
+            "(only when a policy has role background); in the results ConfigMap only, never in status."
+        ),
+    )
     stopped_early: StoppedEarly | None = Field(
         default=None, description="Set when spec.stopping ended the run before its plan: why, and the episodes saved."
     )
@@ -213,7 +234,7 @@ class Results(ApiModel):
 
     def for_status(self) -> Results:
         """A copy without what only the results ConfigMap holds (status must stay small)."""
-        return self.model_copy(update={"pairwise": None, "return_aggregates": None}, deep=True)
+        return self.model_copy(update={"pairwise": None, "return_aggregates": None, "populations": None}, deep=True)
 
 
 class SwarmEvaluationStatus(ApiModel):

@@ -128,5 +128,6 @@ class RunLedger:
             rating_method=board.method,
             pairwise=board.pairwise,
             return_aggregates=board.return_aggregates,
+            populations=board.populations,
             stopped_early=self.stopping.outcome(len(records)) if self.stopping is not None else None,
         )

@@ -13,6 +13,7 @@ from swarm_arena.api.spec import RatingMethod
 from swarm_arena.api.status import (
     LeaderboardEntry,
     PairwiseMatrix,
+    PopulationReturns,
     Progress,
     Recovery,
     ReturnAggregates,
@@ -56,3 +57,4 @@ class RunOutcome:
     pairwise: PairwiseMatrix | None = None
     return_aggregates: list[ReturnAggregates] | None = None
     stopped_early: StoppedEarly | None = None
+    populations: list[PopulationReturns] | None = None

@@ -18,6 +18,7 @@ never vary) gets the method's prior range, labelled `prior`; an interval is neve
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ from swarm_arena.api.status import (
     IntervalKind,
     LeaderboardEntry,
     PairwiseMatrix,
+    PopulationReturns,
     ReturnAggregates,
 )
 from swarm_arena.arena.scoring import bradley_terry, elo, openskill_band
@@ -66,6 +68,8 @@ class Scoreboard:
     pairwise: PairwiseMatrix | None
     """None when scored without `detail`."""
     return_aggregates: list[ReturnAggregates] | None
+    populations: list[PopulationReturns] | None = None
+    """Focal and background per-capita returns; only with background policies, and only with `detail`."""
 
 
 @dataclass(frozen=True)
@@ -290,11 +294,29 @@ def leaderboard(
 
 
 def score_evaluation(spec: SwarmEvaluationSpec, records: Sequence[EpisodeRecord], detail: bool = True) -> Scoreboard:
-    """`score` with the evaluation's method (resolved), seed and rating options."""
-    outcomes = [EpisodeOutcome(episode=r.episode, returns=r.returns, pairing=r.pairing) for r in records]
+    """`score` with the evaluation's method (resolved), seed and rating options.
+
+    Only focal policies are ranked: background policies' returns are left out of the outcomes
+    (episodes without a focal policy drop out), and with `detail` their per-capita return beside
+    each focal policy's is in `populations`."""
+    from swarm_arena.arena.scoring.populations import population_returns
+
+    focal = spec.focal_policy_names
+    keep = set(focal)
+    outcomes = [
+        EpisodeOutcome(episode=r.episode, returns={p: v for p, v in r.returns.items() if p in keep}, pairing=r.pairing)
+        for r in records
+        if keep & set(r.returns)
+    ]
     options = RatingOptions(
         resamples=spec.rating.resamples,
         confidence_level=spec.rating.confidence_level,
         optimality_target=spec.rating.optimality_target,
     )
-    return score(spec.rating_method, spec.policy_names, outcomes, spec.seed, options, detail)
+    board = score(spec.rating_method, focal, outcomes, spec.seed, options, detail)
+    background = spec.background_policy_names
+    if not (detail and background):
+        return board
+    populations = population_returns(records, focal, background, resamples=options.resamples, seed=spec.seed,
+                                     level=options.confidence_level)
+    return dataclasses.replace(board, populations=populations)
