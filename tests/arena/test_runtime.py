@@ -75,6 +75,16 @@ def test_round_robin_plays_every_ordered_pairing(local_ray) -> None:
     assert pairings == [{"red": "greedy", "blue": "random"}] * 2 + [{"red": "random", "blue": "greedy"}] * 2
     assert all(e.agents == {"greedy": 10, "random": 10} for e in report.episodes)
     assert report.progress.agent_steps == 4 * 20 * 12
+    # Social outcome metrics per policy and team, from the step loop, averaged over the run.
+    for e in report.episodes:
+        assert e.social is not None and set(e.social.teams) == {"red", "blue"}
+        for policy, metrics in e.social.policies.items():
+            assert metrics.efficiency == pytest.approx(e.returns[policy] * e.agents[policy] / e.steps)
+            assert 0 <= metrics.equality <= 1 and metrics.peace == 1.0  # foraging keeps every agent in play
+        assert e.social.teams["red"].efficiency == e.social.policies[e.pairing["red"]].efficiency  # one policy a team
+    outcomes = {(o.kind, o.name): o for o in report.results.social_outcomes}
+    assert set(outcomes) == {("policy", "greedy"), ("policy", "random"), ("team", "blue"), ("team", "red")}
+    assert outcomes[("policy", "greedy")].episodes == 4
 
 
 def test_same_seed_same_results_with_parallel_episodes(local_ray) -> None:

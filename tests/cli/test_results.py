@@ -13,7 +13,7 @@ import yaml
 
 from swarm_arena.api.report import EpisodeRecord, RunReport
 from swarm_arena.api.resource import SwarmEvaluation
-from swarm_arena.api.status import Estimate, PopulationReturns, Progress, Results, StoppedEarly
+from swarm_arena.api.status import Estimate, PopulationReturns, Progress, Results, SocialOutcome, StoppedEarly
 from swarm_arena.arena import results_view
 from swarm_arena.arena.scoring import EpisodeOutcome, RatingOptions, score
 from swarm_arena.cli import main
@@ -41,7 +41,11 @@ def report() -> RunReport:
                       return_aggregates=board.return_aggregates, stopped_early=early,
                       populations=[PopulationReturns(policy="greedy", episodes=16,
                                                      focal_per_capita_return=Estimate(value=3.0, low=2.5, high=3.5),
-                                                     background_per_capita_return=Estimate(value=0.5, low=0.1, high=0.9))])
+                                                     background_per_capita_return=Estimate(value=0.5, low=0.1, high=0.9))],
+                      social_outcomes=[SocialOutcome(kind="team", name="red", episodes=24,
+                                                     efficiency=Estimate(value=1.25, low=1.0, high=1.5),
+                                                     equality=Estimate(value=0.9, low=0.85, high=0.95),
+                                                     peace=Estimate(value=1.0, low=0.0, high=2.0))])
     return RunReport(evaluation="team-a/duel", seed=7, progress=Progress(episodes_completed=48, episodes_total=60),
                      results=results, episodes=records)
 
@@ -60,6 +64,7 @@ def test_table_shows_leaderboard_pairwise_and_aggregates(run_file: Path, capsys:
     assert "P(row beats" in out and "IQM" in out and "optimality" in out
     assert "stopped early (LeaderboardSeparated)" in out
     assert "background population" in out and "0.50 [0.10, 0.90]" in out
+    assert "social outcomes" in out and "peace" in out and "1.25" in out
 
 
 def test_json_yaml_and_csv_carry_the_same_numbers(report: RunReport, run_file: Path,
@@ -76,6 +81,9 @@ def test_json_yaml_and_csv_carry_the_same_numbers(report: RunReport, run_file: P
                                     "focalPerCapitaReturnLow": 2.5, "focalPerCapitaReturnHigh": 3.5,
                                     "backgroundPerCapitaReturn": 0.5, "backgroundPerCapitaReturnLow": 0.1,
                                     "backgroundPerCapitaReturnHigh": 0.9}]
+    assert data["socialOutcomes"][0]["equality"] == 0.9 and data["socialOutcomes"][0]["sustainability"] is None
+    assert main(["results", "--file", str(run_file), "-o", "csv", "--section", "social"]) == 0
+    assert capsys.readouterr().out.startswith("kind,name,episodes,efficiency,")
     assert main(["results", "--file", str(run_file), "-o", "csv", "--section", "pairwise"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert {(r["row"], r["column"]) for r in rows} == {(a, b) for a in POLICIES for b in POLICIES if a != b}

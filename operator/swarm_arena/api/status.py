@@ -126,6 +126,24 @@ class PopulationReturns(ApiModel):
     )
 
 
+class SocialOutcome(ApiModel):
+    """Perolat et al. (2017)'s social outcome metrics of one policy's or team's agents, averaged over episodes."""
+
+    kind: str = Field(description="`policy` or `team`.")
+    name: str = Field(description="The policy's or team's name.")
+    episodes: int = Field(ge=0, description="Episodes the group took part in.")
+    efficiency: Estimate | None = Field(default=None, description="Sum of the group's returns per step.")
+    equality: Estimate | None = Field(
+        default=None, description="1 - Gini of the group's per-agent returns (1: all equal; rule for negatives in the docs)."
+    )
+    sustainability: Estimate | None = Field(
+        default=None, description="Mean step at which its agents got positive rewards; none when they never did."
+    )
+    peace: Estimate | None = Field(
+        default=None, description="Mean share of the steps its agents stayed in env.agents (1: nobody left early)."
+    )
+
+
 class PairwiseMatrix(ApiModel):
     """P(row beats column) for every pair of policies, with intervals (results ConfigMap only)."""
 
@@ -212,6 +230,13 @@ class Results(ApiModel):
             "(only when a policy has role background); in the results ConfigMap only, never in status."
         ),
     )
+    social_outcomes: list[SocialOutcome] | None = Field(
+        default=None,
+        description=(
+            "Efficiency, equality, sustainability and peace per policy and per team, with bootstrap intervals; "
+            "in the results ConfigMap only, never in status."
+        ),
+    )
     stopped_early: StoppedEarly | None = Field(
         default=None, description="Set when spec.stopping ended the run before its plan: why, and the episodes saved."
     )
@@ -234,7 +259,8 @@ class Results(ApiModel):
 
     def for_status(self) -> Results:
         """A copy without what only the results ConfigMap holds (status must stay small)."""
-        return self.model_copy(update={"pairwise": None, "return_aggregates": None, "populations": None}, deep=True)
+        return self.model_copy(update={"pairwise": None, "return_aggregates": None, "populations": None, "social_outcomes": None},
+                               deep=True)
 
 
 class SwarmEvaluationStatus(ApiModel):

@@ -148,6 +148,21 @@ def population_rows(doc: ResultsDocument) -> list[dict[str, Any]]:
     return rows
 
 
+SOCIAL_METRICS = ("efficiency", "equality", "sustainability", "peace")
+
+
+def social_rows(doc: ResultsDocument) -> list[dict[str, Any]]:
+    rows = []
+    for o in doc.results.social_outcomes or []:
+        row: dict[str, Any] = {"kind": o.kind, "name": o.name, "episodes": o.episodes}
+        for metric in SOCIAL_METRICS:
+            est = getattr(o, metric)
+            row.update({metric: est.value if est else None, f"{metric}Low": est.low if est else None,
+                        f"{metric}High": est.high if est else None})
+        rows.append(row)
+    return rows
+
+
 def tables(doc: ResultsDocument) -> list[Table]:
     method = doc.results.rating_method.value if doc.results.rating_method else "rating"
     level = doc.results.pairwise.confidence_level if doc.results.pairwise else 0.95
@@ -190,6 +205,14 @@ def tables(doc: ResultsDocument) -> list[Table]:
             pop.add_row(p.policy, str(p.episodes), *(_interval(e.value, e.low, e.high) if e else "-" for e in
                                                      (p.focal_per_capita_return, p.background_per_capita_return)))
         out.append(pop)
+    if doc.results.social_outcomes:
+        social = Table(title="social outcomes (Perolat et al. 2017), per policy and team")
+        for column in ("kind", "name", "episodes", *SOCIAL_METRICS):
+            social.add_column(column)
+        for o in doc.results.social_outcomes:
+            social.add_row(o.kind, o.name, str(o.episodes), *(
+                _interval(e.value, e.low, e.high) if (e := getattr(o, m)) else "-" for m in SOCIAL_METRICS))
+        out.append(social)
     return out
 
 
@@ -204,6 +227,7 @@ def as_data(doc: ResultsDocument) -> dict[str, Any]:
         "pairwise": pairwise_rows(doc),
         "returnAggregates": aggregate_rows(doc),
         "populations": population_rows(doc),
+        "socialOutcomes": social_rows(doc),
         "stoppedEarly": (doc.results.stopped_early.model_dump(by_alias=True, mode="json")
                          if doc.results.stopped_early else None),
     }
@@ -211,7 +235,7 @@ def as_data(doc: ResultsDocument) -> dict[str, Any]:
 
 def as_csv(doc: ResultsDocument, section: str) -> str:
     rows = {"leaderboard": leaderboard_rows, "pairwise": pairwise_rows, "aggregates": aggregate_rows,
-            "populations": population_rows}[section](doc)
+            "populations": population_rows, "social": social_rows}[section](doc)
     buffer = io.StringIO()
     if rows:
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")

@@ -129,5 +129,6 @@ class RunLedger:
             pairwise=board.pairwise,
             return_aggregates=board.return_aggregates,
             populations=board.populations,
+            social_outcomes=board.social_outcomes,
             stopped_early=self.stopping.outcome(len(records)) if self.stopping is not None else None,
         )

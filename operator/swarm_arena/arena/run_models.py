@@ -17,6 +17,7 @@ from swarm_arena.api.status import (
     Progress,
     Recovery,
     ReturnAggregates,
+    SocialOutcome,
     StepLatency,
     StoppedEarly,
 )
@@ -58,3 +59,4 @@ class RunOutcome:
     return_aggregates: list[ReturnAggregates] | None = None
     stopped_early: StoppedEarly | None = None
     populations: list[PopulationReturns] | None = None
+    social_outcomes: list[SocialOutcome] | None = None

@@ -304,6 +304,7 @@ def _report(evaluation: SwarmEvaluation, outcome: RunOutcome, wall_seconds: floa
             return_aggregates=outcome.return_aggregates,
             stopped_early=outcome.stopped_early,
             populations=outcome.populations,
+            social_outcomes=outcome.social_outcomes,
             step_latency_ms=outcome.step_latency_ms,
             agent_steps_per_second=outcome.agent_steps_per_second,
         ),

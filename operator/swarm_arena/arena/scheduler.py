@@ -31,7 +31,7 @@ from swarm_arena.api.status import Recovery
 from swarm_arena.arena.checkpoint import is_whole
 from swarm_arena.arena.episode import EpisodeCheckpoint, EpisodeTask, ShardPart
 from swarm_arena.arena.errors import EvaluationFailed
-from swarm_arena.arena.matchmaking import Match, assign_agents, shard_layout
+from swarm_arena.arena.matchmaking import Match, assign_agents, shard_layout, team_members
 from swarm_arena.arena.naming import shard_name
 from swarm_arena.arena.recovery import RAY_RESTART_WAIT_S, REPLACEMENT_START_WAIT_S, ActorTable, Noted, is_actor_loss
 from swarm_arena.arena.revival import Answer, Revival
@@ -97,6 +97,7 @@ class EpisodeScheduler:
         self.marks = marks
         self._failure = failure
         self._policy_index = {p: i for i, p in enumerate(spec.policy_names)}
+        self._team_agents = {t: tuple(v) for t, v in team_members(spec, layout.agents).items()}
 
     # ---- the loop ----------------------------------------------------------------------------
 
@@ -214,6 +215,7 @@ class EpisodeScheduler:
             shards=tuple(parts),
             start_step=start_step,
             stop_at=(start_step // interval + 1) * interval,
+            team_agents=self._team_agents,
         )
         return task, env, generations
 

@@ -34,6 +34,7 @@ from swarm_arena.api.status import (
     PairwiseMatrix,
     PopulationReturns,
     ReturnAggregates,
+    SocialOutcome,
 )
 from swarm_arena.arena.scoring import bradley_terry, elo, openskill_band
 from swarm_arena.arena.scoring.bootstrap import (
@@ -69,6 +70,8 @@ class Scoreboard:
     """None when scored without `detail`."""
     return_aggregates: list[ReturnAggregates] | None
     populations: list[PopulationReturns] | None = None
+    social_outcomes: list[SocialOutcome] | None = None
+    """Per policy and team, from the records' social metrics; only with `detail` (and `score_evaluation`)."""
     """Focal and background per-capita returns; only with background policies, and only with `detail`."""
 
 
@@ -300,6 +303,7 @@ def score_evaluation(spec: SwarmEvaluationSpec, records: Sequence[EpisodeRecord]
     (episodes without a focal policy drop out), and with `detail` their per-capita return beside
     each focal policy's is in `populations`."""
     from swarm_arena.arena.scoring.populations import population_returns
+    from swarm_arena.arena.scoring.social import social_outcomes
 
     focal = spec.focal_policy_names
     keep = set(focal)
@@ -314,9 +318,10 @@ def score_evaluation(spec: SwarmEvaluationSpec, records: Sequence[EpisodeRecord]
         optimality_target=spec.rating.optimality_target,
     )
     board = score(spec.rating_method, focal, outcomes, spec.seed, options, detail)
-    background = spec.background_policy_names
-    if not (detail and background):
+    if not detail:
         return board
+    background = spec.background_policy_names
     populations = population_returns(records, focal, background, resamples=options.resamples, seed=spec.seed,
-                                     level=options.confidence_level)
-    return dataclasses.replace(board, populations=populations)
+                                     level=options.confidence_level) if background else None
+    social = social_outcomes(records, resamples=options.resamples, seed=spec.seed, level=options.confidence_level)
+    return dataclasses.replace(board, populations=populations, social_outcomes=social or None)

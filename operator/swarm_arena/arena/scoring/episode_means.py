@@ -54,9 +54,10 @@ def mean_estimates(
         point = float(boot.observed["mean"][j])
         column = values[present[:, j], j]
         low, high = percentile_interval(boot.replicates["mean"][:, j], float(levels[j])) if resamples else (point, point)
-        if episodes[j] < 2 or episodes[j] <= per_column_strata[j] or not float(high) - float(low) > 0:
+        flat = 1e-9 * max(1.0, abs(point))  # float noise of resampled sums of a constant is no spread
+        if episodes[j] < 2 or episodes[j] <= per_column_strata[j] or not float(high) - float(low) > flat:
             low, high = float(column.min()), float(column.max())
-            if not high - low > 0:
+            if not high - low > flat:
                 low, high = low - 1.0, high + 1.0
         out[name] = Estimate(value=round(point, DIGITS), low=round(min(float(low), point), DIGITS),
                              high=round(max(float(high), point), DIGITS))
