@@ -166,3 +166,22 @@ def test_stopping_ends_a_decided_round_robin_early_and_a_resumed_run_decides_the
     again = run_evaluation(evaluation)
     assert [e.model_dump() for e in again.episodes] == [e.model_dump() for e in report.episodes]
     assert again.results.stopped_early == early
+
+
+def test_background_policies_play_unranked_beside_the_focal_ones(local_ray) -> None:
+    evaluation = foraging_evaluation(
+        "rt-background",
+        environment={"factory": "foraging", "params": {"agents": 30}, "maxSteps": 12},
+        policies=[{"name": "greedy", "factory": "greedy"}, {"name": "random", "factory": "random"},
+                  {"name": "bots", "factory": "noop", "role": "background"}],
+        episodes=3,
+    )
+    report = run_evaluation(evaluation)
+    assert all(set(e.returns) == {"greedy", "random", "bots"} for e in report.episodes)  # every policy plays
+    assert report.results.rating_method.value == "mean-return"
+    assert sorted(e.policy for e in report.results.leaderboard) == ["greedy", "random"]  # bots are not ranked
+    populations = {p.policy: p for p in report.results.populations}
+    assert set(populations) == {"greedy", "random"} and populations["greedy"].episodes == 3
+    assert populations["greedy"].background_per_capita_return.value == pytest.approx(
+        sum(e.returns["bots"] for e in report.episodes) / 3, abs=1e-5)
+    assert {(o.kind, o.name) for o in report.results.social_outcomes} >= {("policy", "bots"), ("team", "all")}
