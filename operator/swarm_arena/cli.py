@@ -152,6 +152,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _print_data(data, args.output)
     else:
         console.print(leaderboard_table(report, rating_method=method))
+    early = report.results.stopped_early
+    if early is not None:
+        console.print(f"stopped early ({early.reason}): {early.message}")
     if args.output and args.output not in FORMATS:
         Path(args.output).write_text(json.dumps(data, indent=2) + "\n")
         console.print(f"results written to {args.output}")
