@@ -10,6 +10,13 @@ environment actor does, and times in place:
 against the episode's own time (observe, act, step). Prints a table; medians over `--repeats`.
 
     .venv/bin/python benchmarks/social.py --agents 10000 --steps 200
+
+`--run-episodes N` times instead what the end of a run adds: the averages with intervals of the
+social outcomes (`results.socialOutcomes`) and of the focal/background populations
+(`results.populations`) over N synthetic episodes of an 8-policy round robin on two teams (the
+last two policies background), 1,000 resamples:
+
+    .venv/bin/python benchmarks/social.py --run-episodes 100000
 """
 
 from __future__ import annotations
@@ -62,14 +69,50 @@ def one_episode(agents: int, steps: int, seed: int) -> dict[str, float]:
     return {"episode_s": episode, "hook_s": hook, "end_s": end, "steps": float(env.steps)}
 
 
+def run_cost(episodes: int, policies: int = 8) -> None:
+    from swarm_arena.api.report import EpisodeRecord, EpisodeSocial, SocialMetrics
+    from swarm_arena.arena.scoring.populations import population_returns
+    from swarm_arena.arena.scoring.social import social_outcomes
+
+    rng = np.random.default_rng(0)
+    names = [f"p{i}" for i in range(policies)]
+    pairings = [(a, b) for a in names for b in names if a != b]
+
+    def metrics() -> SocialMetrics:
+        return SocialMetrics(efficiency=float(rng.normal()), equality=float(rng.random()),
+                             sustainability=float(rng.random() * 100), peace=1.0)
+
+    records = []
+    for i in range(episodes):
+        a, b = pairings[i % len(pairings)]
+        records.append(EpisodeRecord(
+            episode=i, pairing={"red": a, "blue": b}, returns={a: float(rng.normal()), b: float(rng.normal())},
+            agents={a: 5, b: 5}, steps=100, agent_steps=1000,
+            social=EpisodeSocial(policies={a: metrics(), b: metrics()}, teams={"red": metrics(), "blue": metrics()}),
+        ))
+    print("| episodes | policies | social outcomes (s) | populations (s) |")
+    print("|---:|---:|---:|---:|")
+    began = time.perf_counter()
+    social_outcomes(records, resamples=1000, seed=0, level=0.95)
+    social = time.perf_counter() - began
+    began = time.perf_counter()
+    population_returns(records, names[:-2], names[-2:], resamples=1000, seed=0, level=0.95)
+    populations = time.perf_counter() - began
+    print(f"| {episodes:,} | {policies} | {social:.1f} | {populations:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", default="1000,10000", help="comma-separated agent counts")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--run-episodes", type=int, default=None, help="time the end-of-run averages instead")
     args = parser.parse_args()
     print(f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {np.__version__}, "
           f"load average {os.getloadavg()[0]:.1f}")
+    if args.run_episodes:
+        run_cost(args.run_episodes)
+        return
     print("| agents | steps | episode (s) | hook per step (µs) | end of episode (ms) | share of the episode |")
     print("|---:|---:|---:|---:|---:|---:|")
     for agents in (int(a) for a in args.agents.split(",")):
