@@ -152,6 +152,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _print_data(data, args.output)
     else:
         console.print(leaderboard_table(report, rating_method=method))
+    early = report.results.stopped_early
+    if early is not None:
+        console.print(f"stopped early ({early.reason}): {early.message}")
     if args.output and args.output not in FORMATS:
         Path(args.output).write_text(json.dumps(data, indent=2) + "\n")
         console.print(f"results written to {args.output}")
@@ -338,14 +341,15 @@ def build_parser() -> argparse.ArgumentParser:
     repair.set_defaults(func=_cmd_repair)
 
     results = sub.add_parser(
-        "results", help="show an evaluation's leaderboard, pairwise matrix and return aggregates"
+        "results", help="show an evaluation's leaderboard, pairwise matrix, return aggregates and social outcomes"
     )
     results.add_argument("evaluation", nargs="?", help="NAMESPACE/NAME: read its results ConfigMap (kubeconfig)")
     results.add_argument("--file", "-f", default=None,
                          help="a results.json (from the ConfigMap) or a `swarm-arena run --output` file instead")
     results.add_argument("--output", "-o", choices=("table", "json", "yaml", "csv"), default="table",
                          help="how to print (default: table)")
-    results.add_argument("--section", choices=("leaderboard", "pairwise", "aggregates"), default="leaderboard",
+    results.add_argument("--section", choices=("leaderboard", "pairwise", "aggregates", "populations", "social"),
+                         default="leaderboard",
                          help="which table -o csv prints (default: leaderboard)")
     results.add_argument("--plot", default=None, help="draw the leaderboard and the win-probability heatmap (PNG)")
     results.add_argument("--marl-eval", default=None, help="also write the per-episode returns in marl-eval's JSON")

@@ -75,6 +75,16 @@ def test_round_robin_plays_every_ordered_pairing(local_ray) -> None:
     assert pairings == [{"red": "greedy", "blue": "random"}] * 2 + [{"red": "random", "blue": "greedy"}] * 2
     assert all(e.agents == {"greedy": 10, "random": 10} for e in report.episodes)
     assert report.progress.agent_steps == 4 * 20 * 12
+    # Social outcome metrics per policy and team, from the step loop, averaged over the run.
+    for e in report.episodes:
+        assert e.social is not None and set(e.social.teams) == {"red", "blue"}
+        for policy, metrics in e.social.policies.items():
+            assert metrics.efficiency == pytest.approx(e.returns[policy] * e.agents[policy] / e.steps)
+            assert 0 <= metrics.equality <= 1 and metrics.peace == 1.0  # foraging keeps every agent in play
+        assert e.social.teams["red"].efficiency == e.social.policies[e.pairing["red"]].efficiency  # one policy a team
+    outcomes = {(o.kind, o.name): o for o in report.results.social_outcomes}
+    assert set(outcomes) == {("policy", "greedy"), ("policy", "random"), ("team", "blue"), ("team", "red")}
+    assert outcomes[("policy", "greedy")].episodes == 4
 
 
 def test_same_seed_same_results_with_parallel_episodes(local_ray) -> None:
@@ -124,3 +134,54 @@ def test_durable_checkpoints_let_a_resubmitted_run_resume(local_ray, tmp_path) -
     again = run_evaluation(foraging_evaluation("rt-durable", **spec), on_progress=seen.append)
     assert seen[0].episodes_completed == 2  # nothing was played twice
     assert [e.model_dump() for e in again.episodes] == [e.model_dump() for e in first.episodes]
+
+
+def test_stopping_ends_a_decided_round_robin_early_and_a_resumed_run_decides_the_same(local_ray, tmp_path) -> None:
+    from swarm_arena.arena.scoring.stopping import StoppingRule
+
+    evaluation = foraging_evaluation(
+        "rt-stop",
+        environment={"factory": "foraging", "params": {"agents": 20}, "maxSteps": 12},
+        policies=[{"name": p, "factory": p} for p in ("greedy", "noop")],  # greedy forages, noop never does
+        teams=[{"name": "red", "agents": "agent_?"}, {"name": "blue", "agents": "agent_1?"}],
+        matchmaking={"mode": "round-robin"},
+        episodes=30,
+        stopping={"separated": True, "checkEvery": 2},
+        checkpoint={"intervalSteps": 12, "storageURI": f"file://{tmp_path}"},
+    )
+    report = run_evaluation(evaluation)
+    rule = StoppingRule(evaluation.spec)
+    decision = rule.advance({e.episode: e for e in report.episodes})  # the rule, replayed on what was counted
+    assert decision is not None and decision.reason.value == "LeaderboardSeparated"
+    # One episode at a time: exactly the episodes before the deciding look, in round order.
+    assert sorted(e.episode for e in report.episodes) == sorted(rule.order[: decision.look])
+    assert report.progress.episodes_completed == decision.look < report.progress.episodes_total == 60
+    early = report.results.stopped_early
+    assert early is not None and early.reason == "LeaderboardSeparated" and early.decided_at == decision.look
+    assert early.episodes_saved == 60 - decision.look
+    assert [e.policy for e in report.results.leaderboard] == ["greedy", "noop"]
+    assert report.results.leaderboard[0].separated_from == ["noop"]
+
+    # A new attempt on the same store (as after a lost head) decides the same before playing anything.
+    again = run_evaluation(evaluation)
+    assert [e.model_dump() for e in again.episodes] == [e.model_dump() for e in report.episodes]
+    assert again.results.stopped_early == early
+
+
+def test_background_policies_play_unranked_beside_the_focal_ones(local_ray) -> None:
+    evaluation = foraging_evaluation(
+        "rt-background",
+        environment={"factory": "foraging", "params": {"agents": 30}, "maxSteps": 12},
+        policies=[{"name": "greedy", "factory": "greedy"}, {"name": "random", "factory": "random"},
+                  {"name": "bots", "factory": "noop", "role": "background"}],
+        episodes=3,
+    )
+    report = run_evaluation(evaluation)
+    assert all(set(e.returns) == {"greedy", "random", "bots"} for e in report.episodes)  # every policy plays
+    assert report.results.rating_method.value == "mean-return"
+    assert sorted(e.policy for e in report.results.leaderboard) == ["greedy", "random"]  # bots are not ranked
+    populations = {p.policy: p for p in report.results.populations}
+    assert set(populations) == {"greedy", "random"} and populations["greedy"].episodes == 3
+    assert populations["greedy"].background_per_capita_return.value == pytest.approx(
+        sum(e.returns["bots"] for e in report.episodes) / 3, abs=1e-5)
+    assert {(o.kind, o.name) for o in report.results.social_outcomes} >= {("policy", "bots"), ("team", "all")}

@@ -126,6 +126,20 @@ def test_run_writes_results_and_plot(tmp_path: Path) -> None:
     assert "greedy" in proc.stdout and "random" in proc.stdout
 
 
+def test_run_says_why_it_stopped_early(tmp_path: Path) -> None:
+    doc = json.loads(json.dumps(SMALL))
+    doc["spec"]["stopping"] = {"maxEpisodes": 1}
+    doc["spec"]["environment"]["params"]["agents"] = 20
+    doc["spec"]["policies"] = [{"name": p, "factory": p} for p in ("greedy", "random")]
+    (tmp_path / "eval.yaml").write_text(yaml.safe_dump(doc))
+    proc = _cli("run", "eval.yaml", "--output", "out.json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "stopped early (MaxEpisodes)" in proc.stdout
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert report["progress"] == {"episodesCompleted": 1, "episodesTotal": 3, "agentSteps": 20 * 30, "summary": "1/3"}
+    assert report["results"]["stoppedEarly"]["episodesSaved"] == 2
+
+
 def test_run_reports_a_failed_evaluation_without_traceback(tmp_path: Path) -> None:
     # Valid for the schema and importable, but the factory refuses the params: only the run knows.
     bad = json.loads(json.dumps(SMALL))

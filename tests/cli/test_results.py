@@ -13,7 +13,7 @@ import yaml
 
 from swarm_arena.api.report import EpisodeRecord, RunReport
 from swarm_arena.api.resource import SwarmEvaluation
-from swarm_arena.api.status import Progress, Results
+from swarm_arena.api.status import Estimate, PopulationReturns, Progress, Results, SocialOutcome, StoppedEarly
 from swarm_arena.arena import results_view
 from swarm_arena.arena.scoring import EpisodeOutcome, RatingOptions, score
 from swarm_arena.cli import main
@@ -35,9 +35,18 @@ def report() -> RunReport:
                                              agents={a: 4, b: 4}, steps=10, agent_steps=80))
     board = score("bradley-terry", POLICIES, [EpisodeOutcome(r.episode, r.returns, r.pairing) for r in records], 0,
                   RatingOptions(resamples=300, optimality_target=4.0))
+    early = StoppedEarly(reason="LeaderboardSeparated", message="every adjacent pair separated; 12 saved",
+                         decided_at=48, episodes_planned=60, episodes_saved=12)
     results = Results(leaderboard=board.leaderboard, rating_method=board.method, pairwise=board.pairwise,
-                      return_aggregates=board.return_aggregates)
-    return RunReport(evaluation="team-a/duel", seed=7, progress=Progress(episodes_completed=48, episodes_total=48),
+                      return_aggregates=board.return_aggregates, stopped_early=early,
+                      populations=[PopulationReturns(policy="greedy", episodes=16,
+                                                     focal_per_capita_return=Estimate(value=3.0, low=2.5, high=3.5),
+                                                     background_per_capita_return=Estimate(value=0.5, low=0.1, high=0.9))],
+                      social_outcomes=[SocialOutcome(kind="team", name="red", episodes=24,
+                                                     efficiency=Estimate(value=1.25, low=1.0, high=1.5),
+                                                     equality=Estimate(value=0.9, low=0.85, high=0.95),
+                                                     peace=Estimate(value=1.0, low=0.0, high=2.0))])
+    return RunReport(evaluation="team-a/duel", seed=7, progress=Progress(episodes_completed=48, episodes_total=60),
                      results=results, episodes=records)
 
 
@@ -53,6 +62,9 @@ def test_table_shows_leaderboard_pairwise_and_aggregates(run_file: Path, capsys:
     out = capsys.readouterr().out
     assert "team-a/duel leaderboard (bradley-terry)" in out
     assert "P(row beats" in out and "IQM" in out and "optimality" in out
+    assert "stopped early (LeaderboardSeparated)" in out
+    assert "background population" in out and "0.50 [0.10, 0.90]" in out
+    assert "social outcomes" in out and "peace" in out and "1.25" in out
 
 
 def test_json_yaml_and_csv_carry_the_same_numbers(report: RunReport, run_file: Path,
@@ -64,6 +76,14 @@ def test_json_yaml_and_csv_carry_the_same_numbers(report: RunReport, run_file: P
     assert [r["policy"] for r in data["leaderboard"]] == [e.policy for e in report.results.leaderboard]
     assert data["leaderboard"][0]["separatedFrom"] == report.results.leaderboard[0].separated_from
     assert len(data["pairwise"]) == 6 and data["returnAggregates"][0]["optimalityGap"] >= 0
+    assert data["stoppedEarly"]["episodesSaved"] == 12
+    assert data["populations"] == [{"policy": "greedy", "episodes": 16, "focalPerCapitaReturn": 3.0,
+                                    "focalPerCapitaReturnLow": 2.5, "focalPerCapitaReturnHigh": 3.5,
+                                    "backgroundPerCapitaReturn": 0.5, "backgroundPerCapitaReturnLow": 0.1,
+                                    "backgroundPerCapitaReturnHigh": 0.9}]
+    assert data["socialOutcomes"][0]["equality"] == 0.9 and data["socialOutcomes"][0]["sustainability"] is None
+    assert main(["results", "--file", str(run_file), "-o", "csv", "--section", "social"]) == 0
+    assert capsys.readouterr().out.startswith("kind,name,episodes,efficiency,")
     assert main(["results", "--file", str(run_file), "-o", "csv", "--section", "pairwise"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert {(r["row"], r["column"]) for r in rows} == {(a, b) for a in POLICIES for b in POLICIES if a != b}

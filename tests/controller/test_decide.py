@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 from swarm_arena.api.job_channel import FailureReason, JobState, JobStatusRecord
 from swarm_arena.api.resource import SwarmEvaluation
-from swarm_arena.api.status import LeaderboardEntry, Phase, Progress, Results, SwarmEvaluationStatus
+from swarm_arena.api.status import LeaderboardEntry, Phase, Progress, Results, StoppedEarly, SwarmEvaluationStatus
 from swarm_arena.controller import conditions as cond
 from swarm_arena.controller import names
 from swarm_arena.controller.decide import (
@@ -85,6 +85,28 @@ def test_succeeded_job_writes_final_results() -> None:
     assert len(d.status.results.leaderboard) == 10 and d.status.results.leaderboard[0].policy == "p0"
     assert condition(d.status, cond.READY) == ("True", "Succeeded")
     assert condition(d.status, cond.COMPLETE)[0] == "True" and condition(d.status, cond.FAILED)[0] == "False"
+
+
+def test_a_run_that_stopped_early_succeeds_with_a_stopped_early_condition() -> None:
+    sid = names.submission_id(UID, 1)
+    early = StoppedEarly(reason="LeaderboardSeparated", message="every adjacent pair is separated; 12 saved",
+                         decided_at=24, episodes_planned=36, episodes_saved=12)
+    results = Results(leaderboard=[LeaderboardEntry(policy="a", rating=1, ci_low=0, ci_high=2, mean_return=1,
+                                                    episodes=24)], stopped_early=early)
+    status = SwarmEvaluationStatus(phase=Phase.RUNNING, job_id=sid, attempts=1)
+    d = decide(obs(status, job=JobView(sid, True, "SUCCEEDED", record=record(JobState.SUCCEEDED, 4, results=results))))
+    assert d.status.phase is Phase.SUCCEEDED and condition(d.status, cond.COMPLETE)[0] == "True"
+    assert condition(d.status, cond.STOPPED_EARLY) == ("True", "LeaderboardSeparated")
+    assert cond.get(d.status.conditions, cond.STOPPED_EARLY).message == early.message
+    assert d.status.results.stopped_early == early
+    assert "12 of 36 episodes saved" in cond.get(d.status.conditions, cond.READY).message
+
+
+def test_a_run_that_played_its_plan_has_no_stopped_early_condition() -> None:
+    sid = names.submission_id(UID, 1)
+    status = SwarmEvaluationStatus(phase=Phase.RUNNING, job_id=sid, attempts=1)
+    d = decide(obs(status, job=JobView(sid, True, "SUCCEEDED", record=record(JobState.SUCCEEDED, 4, results=Results()))))
+    assert d.status.phase is Phase.SUCCEEDED and cond.get(d.status.conditions, cond.STOPPED_EARLY) is None
 
 
 def test_invalid_spec_fails_after_exactly_one_attempt() -> None:

@@ -34,7 +34,7 @@ def _records(n: int) -> list[EpisodeRecord]:
 
 
 def test_a_plan_too_big_to_keep_without_a_store_is_refused_naming_the_fields() -> None:
-    assert build_results.size_problems(evaluation(episodes=1000).spec) == []
+    assert build_results.size_problems(evaluation(episodes=800).spec) == []  # records carry social metrics too
     big = evaluation(episodes=20_000, matchmaking={"mode": "round-robin"},
                      policies=[{"name": f"p{i}", "factory": "random"} for i in range(8)],
                      teams=[{"name": "red", "agents": "red_*"}, {"name": "blue", "agents": "blue_*"}])

@@ -191,7 +191,8 @@ def test_two_operators_one_acts_and_the_standby_takes_over(evals, operator_facto
 
 
 def test_the_results_configmap_keeps_every_policy_and_status_the_top_rows(evals) -> None:
-    doc = manifest("crowd", episodes=2, cluster={"address": evals.head.dashboard})
+    # spec.stopping cuts the plan of 3 at 2: Succeeded, with a StoppedEarly condition saying why.
+    doc = manifest("crowd", episodes=3, stopping={"maxEpisodes": 2}, cluster={"address": evals.head.dashboard})
     doc["spec"]["policies"] = [{"name": f"p{i:02d}", "factory": ("greedy", "random", "noop")[i % 3]}
                                for i in range(12)]
     evals.apply(doc)
@@ -204,6 +205,12 @@ def test_the_results_configmap_keeps_every_policy_and_status_the_top_rows(evals)
     # separatedFrom is in the ConfigMap as results.pairwise.separated, not repeated in its rows.
     assert _rows(status["results"]["leaderboard"]) == _rows(full[:STATUS_LEADERBOARD_ROWS])
     assert document["results"]["resultsConfigMap"] == "crowd-results" and document["final"] is True
+    assert status["progress"]["summary"] == "2/3"
+    early = {c["type"]: c for c in status["conditions"]}["StoppedEarly"]
+    assert early["status"] == "True" and early["reason"] == "MaxEpisodes"
+    assert "2 counted of 3 planned, 1 saved" in early["message"]
+    assert status["results"]["stoppedEarly"]["episodesSaved"] == 1
+    assert document["results"]["stoppedEarly"] == status["results"]["stoppedEarly"]
 
 
 def _refuse_succeeded(evals: Evaluations) -> str:

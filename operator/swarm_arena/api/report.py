@@ -12,6 +12,24 @@ from swarm_arena.api.base import ApiModel
 from swarm_arena.api.status import Progress, Recovery, Results
 
 
+class SocialMetrics(ApiModel):
+    """Perolat et al. (2017)'s social outcome metrics of one group of agents in one episode."""
+
+    efficiency: float = Field(description="Sum of the group's returns per step.")
+    equality: float = Field(description="1 - Gini of the group's per-agent returns (1: all equal).")
+    sustainability: float | None = Field(
+        default=None, description="Mean step at which the group's agents got positive rewards; none if none did."
+    )
+    peace: float = Field(description="Mean share of the episode's steps the group's agents stayed in env.agents.")
+
+
+class EpisodeSocial(ApiModel):
+    """Social outcome metrics of one episode, per policy and per team."""
+
+    policies: dict[str, SocialMetrics] = Field(default_factory=dict, description="Policy -> its agents' metrics.")
+    teams: dict[str, SocialMetrics] = Field(default_factory=dict, description="Team -> its agents' metrics.")
+
+
 class EpisodeRecord(ApiModel):
     """One finished (and counted) episode."""
 
@@ -21,6 +39,9 @@ class EpisodeRecord(ApiModel):
     agents: dict[str, int] = Field(description="Policy -> how many agents it controlled.")
     steps: int = Field(ge=0, description="Environment steps the episode ran.")
     agent_steps: int = Field(ge=0, description="Agent-steps the episode ran.")
+    social: EpisodeSocial | None = Field(
+        default=None, description="Social outcome metrics per policy and team (docs/ratings-and-matchmaking.md)."
+    )
 
 
 class RunReport(ApiModel):

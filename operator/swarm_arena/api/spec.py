@@ -107,6 +107,11 @@ class MatchmakingMode(str, Enum):
     ROUND_ROBIN = "round-robin"
 
 
+class PolicyRole(str, Enum):
+    FOCAL = "focal"
+    BACKGROUND = "background"
+
+
 class RatingMethod(str, Enum):
     MEAN_RETURN = "mean-return"
     BRADLEY_TERRY = "bradley-terry"
@@ -178,6 +183,14 @@ class PolicySpec(ApiModel):
         default_factory=PolicyResources,
         description="Resources per policy shard actor; none (the default): stepped inside the environment actor.",
     )
+    role: PolicyRole = Field(
+        default=PolicyRole.FOCAL,
+        description=(
+            "`focal` (the default: ranked on the leaderboard) or `background` (Melting Pot's background "
+            "population: plays, is not ranked; results report each focal policy's per-capita return beside "
+            "the background's in the same episodes)."
+        ),
+    )
 
 
 class TeamSpec(ApiModel):
@@ -218,8 +231,8 @@ class RatingSpec(ApiModel):
             "`bradley-terry` (maximum-likelihood fit over all pairwise results, Elo scale, independent of "
             "episode order), `mean-return`, `elo` (sequential, depends on episode order) or `openskill` "
             "(Plackett-Luce; its interval is a posterior band, not a confidence interval). Unset: "
-            "`bradley-terry` for `round-robin` plans, `mean-return` for `fixed` ones (resolved by the "
-            "arena, shown in the results)."
+            "`mean-return` when a policy has role background, else `bradley-terry` for `round-robin` plans and "
+            "`mean-return` for `fixed` ones (resolved by the arena, shown in the results)."
         ),
     )
     resamples: int = Field(
@@ -238,6 +251,64 @@ class RatingSpec(ApiModel):
         default=None,
         description="Per-episode return counted as optimal; when set, results report the optimality gap.",
     )
+
+
+class StoppingSpec(ApiModel):
+    """When to stop scheduling episodes because the leaderboard is decided (docs/ratings-and-matchmaking.md).
+
+    The rule looks at the leaderboard at fixed points of the plan (every `checkEvery` episodes per
+    pairing, episodes taken round by round), on the counted episodes before that point only, so
+    the decision depends on the counted episodes and never on when parallel episodes finished.
+    """
+
+    model_config = {
+        **ApiModel.model_config,
+        "json_schema_extra": _validations(
+            cel(
+                "(has(self.separated) && self.separated) || has(self.halfWidth) || has(self.maxEpisodes)",
+                "stopping: set at least one of stopping.separated, stopping.halfWidth or stopping.maxEpisodes",
+                ".separated",
+            ),
+        ),
+    }
+
+    separated: bool = Field(
+        default=False,
+        description=(
+            "Stop once every adjacent pair of the leaderboard is separated at rating.confidenceLevel "
+            "(Bonferroni-corrected over the looks the plan allows, so looking often does not inflate "
+            "the chance of a wrong stop)."
+        ),
+    )
+    half_width: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Stop once every leaderboard interval is at most this wide on each side ((ciHigh - ciLow) / 2, "
+            "in rating units: Elo points for bradley-terry and elo, return for mean-return)."
+        ),
+    )
+    max_episodes: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000_000,
+        description="Play at most this many episodes in all (the first ones in round order); none: the whole plan.",
+    )
+    check_every: int = Field(
+        default=10,
+        ge=1,
+        le=100_000,
+        description="Episodes per pairing between two looks at the leaderboard (a look needs every earlier one counted).",
+    )
+
+    @model_validator(mode="after")
+    def _some_criterion(self) -> StoppingSpec:
+        if not self.separated and self.half_width is None and self.max_episodes is None:
+            raise SpecError([(
+                ("separated",),
+                "stopping: set at least one of stopping.separated, stopping.halfWidth or stopping.maxEpisodes",
+            )])
+        return self
 
 
 class ExecutionSpec(ApiModel):
@@ -540,6 +611,11 @@ class SwarmEvaluationSpec(ApiModel):
                 ".policies",
             ),
             cel(
+                "size(self.policies) == 0 || self.policies.exists(p, p.role == 'focal')",
+                "policies: at least one policy must have role focal (the default); background policies are not ranked",
+                ".policies",
+            ),
+            cel(
                 "!has(self.cluster) || size(self.cluster.workerGroups) == 0"
                 " || !self.policies.exists(p, p.resources.gpu > 0.0)"
                 " || self.cluster.workerGroups.exists(g, g.resources.gpu > 0)",
@@ -569,6 +645,13 @@ class SwarmEvaluationSpec(ApiModel):
     )
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="The whole run is reproducible from it.")
     rating: RatingSpec = Field(default_factory=RatingSpec, description="How the leaderboard ranks policies.")
+    stopping: StoppingSpec | None = Field(
+        default=None,
+        description=(
+            "Stop scheduling episodes once the leaderboard is decided (every adjacent pair separated, every "
+            "interval narrow enough) or after maxEpisodes; none: play the whole plan."
+        ),
+    )
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec, description="Layout on Ray.")
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec, description="Checkpointing.")
     fault_tolerance: FaultToleranceSpec = Field(
@@ -611,9 +694,12 @@ class SwarmEvaluationSpec(ApiModel):
 
     @property
     def rating_method(self) -> RatingMethod:
-        """`rating.method`, or the default for this plan: Bradley-Terry for round-robin, else mean return."""
+        """`rating.method`, or the default for this plan: mean return with background policies (Melting
+        Pot's focal per-capita return), Bradley-Terry for round-robin, else mean return."""
         if self.rating.method is not None:
             return self.rating.method
+        if self.background_policy_names:  # Melting Pot's score: focal per-capita return
+            return RatingMethod.MEAN_RETURN
         if self.matchmaking.mode is MatchmakingMode.ROUND_ROBIN:
             return RatingMethod.BRADLEY_TERRY
         return RatingMethod.MEAN_RETURN
@@ -621,6 +707,15 @@ class SwarmEvaluationSpec(ApiModel):
     @property
     def policy_names(self) -> list[str]:
         return [p.name for p in self.policies]
+
+    @property
+    def focal_policy_names(self) -> list[str]:
+        """The policies the leaderboard ranks."""
+        return [p.name for p in self.policies if p.role is PolicyRole.FOCAL]
+
+    @property
+    def background_policy_names(self) -> list[str]:
+        return [p.name for p in self.policies if p.role is PolicyRole.BACKGROUND]
 
     def policy(self, name: str) -> PolicySpec:
         for p in self.policies:
@@ -636,6 +731,10 @@ class SwarmEvaluationSpec(ApiModel):
         names = self.policy_names
         for i in _repeated(names):
             problems.append((("policies", i, "name"), f"policies[].name must be unique; {names[i]!r} is repeated"))
+        if not self.focal_policy_names:
+            problems.append(
+                (("policies",), "at least one policy must have role focal (the default); background policies are not ranked")
+            )
         team_names = [t.name for t in self.effective_teams]
         for i in _repeated(team_names):
             problems.append((("teams", i, "name"), f"teams[].name must be unique; {team_names[i]!r} is repeated"))

@@ -28,7 +28,10 @@ class Phase(str, Enum):
 class Condition(ApiModel):
     """A Kubernetes-style condition."""
 
-    type: str = Field(description="`ClusterReady`, `JobRunning`, `Degraded`, `Complete` or `Failed`.")
+    type: str = Field(
+        description="`Ready`, `ClusterReady`, `JobRunning`, `Degraded`, `Complete`, `Failed`, `Stalled`, or "
+        "`StoppedEarly` (only when spec.stopping ended the run before its plan)."
+    )
     status: str = Field(description="`True`, `False` or `Unknown`.")
     reason: str | None = Field(default=None, description="CamelCase reason.")
     message: str | None = Field(default=None, description="Human-readable detail.")
@@ -109,6 +112,38 @@ class ReturnAggregates(ApiModel):
     )
 
 
+class PopulationReturns(ApiModel):
+    """One focal policy among the background population (Melting Pot's focal/background protocol)."""
+
+    policy: str = Field(description="Focal policy name.")
+    episodes: int = Field(ge=0, description="Episodes it played beside at least one background policy.")
+    focal_per_capita_return: Estimate | None = Field(
+        default=None, description="Mean per-agent return of its own agents in those episodes; none without any."
+    )
+    background_per_capita_return: Estimate | None = Field(
+        default=None,
+        description="Mean per-agent return of the background agents in the same episodes; none without any.",
+    )
+
+
+class SocialOutcome(ApiModel):
+    """Perolat et al. (2017)'s social outcome metrics of one policy's or team's agents, averaged over episodes."""
+
+    kind: str = Field(description="`policy` or `team`.")
+    name: str = Field(description="The policy's or team's name.")
+    episodes: int = Field(ge=0, description="Episodes the group took part in.")
+    efficiency: Estimate | None = Field(default=None, description="Sum of the group's returns per step.")
+    equality: Estimate | None = Field(
+        default=None, description="1 - Gini of the group's per-agent returns (1: all equal; rule for negatives in the docs)."
+    )
+    sustainability: Estimate | None = Field(
+        default=None, description="Mean step at which its agents got positive rewards; none when they never did."
+    )
+    peace: Estimate | None = Field(
+        default=None, description="Mean share of the steps its agents stayed in env.agents (1: nobody left early)."
+    )
+
+
 class PairwiseMatrix(ApiModel):
     """P(row beats column) for every pair of policies, with intervals (results ConfigMap only)."""
 
@@ -165,6 +200,22 @@ class Recovery(ApiModel):
     seconds: float = Field(ge=0, description="From detection to resumed stepping.")
 
 
+class StoppedEarly(ApiModel):
+    """Why `spec.stopping` ended the evaluation before its plan (absent when the whole plan ran)."""
+
+    reason: str = Field(
+        description="`LeaderboardSeparated`, `IntervalsNarrow` or `MaxEpisodes` (the Condition `StoppedEarly`'s reason)."
+    )
+    message: str = Field(description="What decided, on how many episodes, and how many were saved.")
+    decided_at: int = Field(
+        ge=0, description="Episodes (the first of the plan in round order) the decision was made on."
+    )
+    episodes_planned: int = Field(ge=0, description="Episodes the plan holds.")
+    episodes_saved: int = Field(
+        ge=0, description="Planned episodes never played (episodes already counted are kept, never discarded)."
+    )
+
+
 class Results(ApiModel):
     """What the evaluation found."""
 
@@ -178,6 +229,23 @@ class Results(ApiModel):
     return_aggregates: list[ReturnAggregates] | None = Field(
         default=None,
         description="Mean, median, IQM and optimality gap per policy; in the results ConfigMap only, never in status.",
+    )
+    populations: list[PopulationReturns] | None = Field(
+        default=None,
+        description=(
+            "Per focal policy, its focal and the background per-capita return where it met background policies "
+            "(only when a policy has role background); in the results ConfigMap only, never in status."
+        ),
+    )
+    social_outcomes: list[SocialOutcome] | None = Field(
+        default=None,
+        description=(
+            "Efficiency, equality, sustainability and peace per policy and per team, with bootstrap intervals; "
+            "in the results ConfigMap only, never in status."
+        ),
+    )
+    stopped_early: StoppedEarly | None = Field(
+        default=None, description="Set when spec.stopping ended the run before its plan: why, and the episodes saved."
     )
     step_latency_ms: StepLatency | None = Field(default=None, description="Step latency percentiles.")
     agent_steps_per_second: float | None = Field(default=None, description="Throughput over the run.")
@@ -198,7 +266,8 @@ class Results(ApiModel):
 
     def for_status(self) -> Results:
         """A copy without what only the results ConfigMap holds (status must stay small)."""
-        return self.model_copy(update={"pairwise": None, "return_aggregates": None}, deep=True)
+        return self.model_copy(update={"pairwise": None, "return_aggregates": None, "populations": None, "social_outcomes": None},
+                               deep=True)
 
 
 class SwarmEvaluationStatus(ApiModel):

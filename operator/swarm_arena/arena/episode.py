@@ -38,6 +38,7 @@ import numpy as np
 
 from swarm_arena.arena.array_env import ArrayEnv, make_array_env
 from swarm_arena.arena.shard import ActorInfo, HostedPolicy, actor_info
+from swarm_arena.arena.social_tally import SocialTally, episode_social
 
 
 def state_key(policy: str, shard: int) -> str:
@@ -74,6 +75,7 @@ class EpisodeCheckpoint:
     shard_states: dict[str, Any]  # state_key(policy, shard) -> that shard's state
     returns: np.ndarray  # float64 [N]: each agent's return so far
     agent_steps: int
+    tally: np.ndarray | None = None  # float64 [3, N]: SocialTally's sums so far
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ class EpisodeTask:
     shards: tuple[ShardPart, ...]
     start_step: int
     stop_at: int
+    team_agents: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 @dataclass
@@ -110,6 +113,7 @@ class EnvironmentWorker:
         self._env: ArrayEnv = make_array_env(factory, params, max_steps)
         self._episode: int | None = None
         self._returns = np.zeros(self._env.num_agents, dtype=np.float64)
+        self._tally = SocialTally(self._env.num_agents)
         self._agent_steps = 0
         self._hosted: dict[str, HostedPolicy] = {}  # state key -> the policy stepped here
         self._reads: dict[str, bool] = {}  # state key -> whether its policy reads observations
@@ -127,6 +131,7 @@ class EnvironmentWorker:
         self._begin_shards(task)
         self._episode, self._agent_steps = task.episode, 0
         self._returns[:] = 0.0
+        self._tally.reset()
 
     def restore(self, task: EpisodeTask, checkpoint: EpisodeCheckpoint) -> None:
         """Put the environment and every shard of `task` back to `checkpoint`."""
@@ -152,6 +157,7 @@ class EnvironmentWorker:
         ray.get(refs)
         self._episode, self._agent_steps = checkpoint.episode, checkpoint.agent_steps
         self._returns[:] = checkpoint.returns
+        self._tally.reset(checkpoint.tally)
 
     def _begin_shards(self, task: EpisodeTask) -> None:
         import ray
@@ -230,6 +236,7 @@ class EnvironmentWorker:
                 actions[picked] = result
             outcome = env.step(actions)
             self._returns += outcome.rewards
+            self._tally.add(env.steps, outcome.rewards, alive)  # social outcome metrics (social_tally.py)
             chunk_agent_steps += int(alive.sum())
             ended = time.perf_counter()
             latencies.append(ended - started)
@@ -275,6 +282,7 @@ class EnvironmentWorker:
             shard_states={part.key: states[part.key] for part in task.shards},
             returns=self._returns.copy(),
             agent_steps=self._agent_steps,
+            tally=self._tally.state(),
         )
 
     def _shard_setup(self, part: ShardPart) -> tuple[list[str], Any, Any]:
@@ -294,4 +302,6 @@ class EnvironmentWorker:
             "agents": {policy: len(indices) for policy, indices in task.policy_agents.items()},
             "steps": self._env.steps,
             "agent_steps": self._agent_steps,
+            "social": episode_social(self._returns, self._tally.sums, self._env.steps,
+                                     {"policies": task.policy_agents, "teams": task.team_agents}),
         }

@@ -136,6 +136,33 @@ def aggregate_rows(doc: ResultsDocument) -> list[dict[str, Any]]:
     return rows
 
 
+def population_rows(doc: ResultsDocument) -> list[dict[str, Any]]:
+    rows = []
+    for p in doc.results.populations or []:
+        row: dict[str, Any] = {"policy": p.policy, "episodes": p.episodes}
+        for name, est in (("focalPerCapitaReturn", p.focal_per_capita_return),
+                          ("backgroundPerCapitaReturn", p.background_per_capita_return)):
+            row.update({name: est.value if est else None, f"{name}Low": est.low if est else None,
+                        f"{name}High": est.high if est else None})
+        rows.append(row)
+    return rows
+
+
+SOCIAL_METRICS = ("efficiency", "equality", "sustainability", "peace")
+
+
+def social_rows(doc: ResultsDocument) -> list[dict[str, Any]]:
+    rows = []
+    for o in doc.results.social_outcomes or []:
+        row: dict[str, Any] = {"kind": o.kind, "name": o.name, "episodes": o.episodes}
+        for metric in SOCIAL_METRICS:
+            est = getattr(o, metric)
+            row.update({metric: est.value if est else None, f"{metric}Low": est.low if est else None,
+                        f"{metric}High": est.high if est else None})
+        rows.append(row)
+    return rows
+
+
 def tables(doc: ResultsDocument) -> list[Table]:
     method = doc.results.rating_method.value if doc.results.rating_method else "rating"
     level = doc.results.pairwise.confidence_level if doc.results.pairwise else 0.95
@@ -146,6 +173,9 @@ def tables(doc: ResultsDocument) -> list[Table]:
         board.add_row(str(row["rank"] or "-"), row["policy"], f"{row['rating']:,.2f}",
                       f"[{row['ciLow']:,.2f}, {row['ciHigh']:,.2f}]", row["intervalKind"] or "",
                       f"{row['meanReturn']:.4g}", str(row["episodes"]), ", ".join(row["separatedFrom"]))
+    early = doc.results.stopped_early
+    if early is not None:
+        board.caption = f"stopped early ({early.reason}): {early.message}"
     out = [board]
     pw = doc.results.pairwise
     if pw is not None:
@@ -167,6 +197,22 @@ def tables(doc: ResultsDocument) -> list[Table]:
             agg.add_row(a.policy, str(a.episodes),
                         *(_interval(c.value, c.low, c.high) if c else "-" for c in cells))
         out.append(agg)
+    if doc.results.populations:
+        pop = Table(title="focal policies among the background population (per-capita return)")
+        for column in ("policy", "episodes", "focal", "background"):
+            pop.add_column(column)
+        for p in doc.results.populations:
+            pop.add_row(p.policy, str(p.episodes), *(_interval(e.value, e.low, e.high) if e else "-" for e in
+                                                     (p.focal_per_capita_return, p.background_per_capita_return)))
+        out.append(pop)
+    if doc.results.social_outcomes:
+        social = Table(title="social outcomes (Perolat et al. 2017), per policy and team")
+        for column in ("kind", "name", "episodes", *SOCIAL_METRICS):
+            social.add_column(column)
+        for o in doc.results.social_outcomes:
+            social.add_row(o.kind, o.name, str(o.episodes), *(
+                _interval(e.value, e.low, e.high) if (e := getattr(o, m)) else "-" for m in SOCIAL_METRICS))
+        out.append(social)
     return out
 
 
@@ -180,11 +226,16 @@ def as_data(doc: ResultsDocument) -> dict[str, Any]:
         "leaderboard": leaderboard_rows(doc),
         "pairwise": pairwise_rows(doc),
         "returnAggregates": aggregate_rows(doc),
+        "populations": population_rows(doc),
+        "socialOutcomes": social_rows(doc),
+        "stoppedEarly": (doc.results.stopped_early.model_dump(by_alias=True, mode="json")
+                         if doc.results.stopped_early else None),
     }
 
 
 def as_csv(doc: ResultsDocument, section: str) -> str:
-    rows = {"leaderboard": leaderboard_rows, "pairwise": pairwise_rows, "aggregates": aggregate_rows}[section](doc)
+    rows = {"leaderboard": leaderboard_rows, "pairwise": pairwise_rows, "aggregates": aggregate_rows,
+            "populations": population_rows, "social": social_rows}[section](doc)
     buffer = io.StringIO()
     if rows:
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")

@@ -10,6 +10,7 @@ memory.
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from swarm_arena.api.status import Progress, Recovery, StepLatency
 from swarm_arena.arena.checkpoint import CheckpointStore
 from swarm_arena.arena.episode import ChunkResult
 from swarm_arena.arena.run_models import PollBatch, ProgressEvent, RunOutcome
+
+if TYPE_CHECKING:
+    from swarm_arena.arena.scoring.stopping import StoppingRule
 
 # Step latencies kept for the percentiles of the report; beyond this, every other one is dropped
 # (the slowest is kept apart, so `max` is exact whatever was dropped).
@@ -38,6 +42,7 @@ class RunLedger:
         self._slowest = 0.0
         self._stepped_agent_steps = 0  # this run's, replays after a recovery included
         self._inflight_steps: dict[int, int] = {}  # slot -> agent-steps of its episode up to its last checkpoint
+        self.stopping: StoppingRule | None = None  # spec.stopping's rule, once the scheduler is done with it
 
     def adopt_resumed(self) -> None:
         """Take over what earlier attempts counted: the resume payload, and the durable store.
@@ -131,4 +136,7 @@ class RunLedger:
             rating_method=board.method,
             pairwise=board.pairwise,
             return_aggregates=board.return_aggregates,
+            populations=board.populations,
+            social_outcomes=board.social_outcomes,
+            stopped_early=self.stopping.outcome(len(records)) if self.stopping is not None else None,
         )

@@ -13,10 +13,13 @@ from swarm_arena.api.spec import RatingMethod
 from swarm_arena.api.status import (
     LeaderboardEntry,
     PairwiseMatrix,
+    PopulationReturns,
     Progress,
     Recovery,
     ReturnAggregates,
+    SocialOutcome,
     StepLatency,
+    StoppedEarly,
 )
 
 
@@ -54,3 +57,6 @@ class RunOutcome:
     rating_method: RatingMethod | None = None
     pairwise: PairwiseMatrix | None = None
     return_aggregates: list[ReturnAggregates] | None = None
+    stopped_early: StoppedEarly | None = None
+    populations: list[PopulationReturns] | None = None
+    social_outcomes: list[SocialOutcome] | None = None

@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,13 +31,16 @@ from swarm_arena.api.status import Recovery
 from swarm_arena.arena.checkpoint import is_whole
 from swarm_arena.arena.episode import EpisodeCheckpoint, EpisodeTask, ShardPart
 from swarm_arena.arena.errors import EvaluationFailed
-from swarm_arena.arena.matchmaking import Match, assign_agents, shard_layout
+from swarm_arena.arena.matchmaking import Match, assign_agents, shard_layout, team_members
 from swarm_arena.arena.naming import shard_name
 from swarm_arena.arena.recovery import RAY_RESTART_WAIT_S, REPLACEMENT_START_WAIT_S, ActorTable, Noted, is_actor_loss
 from swarm_arena.arena.revival import Answer, Revival
 from swarm_arena.arena.run_ledger import RunLedger
 from swarm_arena.arena.run_setup import RunLayout, Slot
 from swarm_arena.arena.shard import ActorInfo, ShardStateLost
+
+if TYPE_CHECKING:
+    from swarm_arena.arena.scoring.stopping import StoppingRule
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +97,7 @@ class EpisodeScheduler:
         self.marks = marks
         self._failure = failure
         self._policy_index = {p: i for i, p in enumerate(spec.policy_names)}
+        self._team_agents = {t: tuple(v) for t, v in team_members(spec, layout.agents).items()}
 
     # ---- the loop ----------------------------------------------------------------------------
 
@@ -101,12 +105,16 @@ class EpisodeScheduler:
         """Play every episode of the plan not counted yet; those with a checkpoint continue from it."""
         import ray
 
+        from swarm_arena.arena.scoring.stopping import StoppingRule
+
         store = self.ledger.store
         records, resumable = store.records(), store.checkpoints()
-        matches = self.layout.matches
-        todo = deque(sorted(resumable) + [m.index for m in matches if m.index not in records and m.index not in resumable])
+        rule = StoppingRule(self.spec) if self.spec.stopping is not None else None
+        order = rule.scheduled() if rule else [m.index for m in self.layout.matches]
+        todo = deque(sorted(resumable) + [i for i in order if i not in records and i not in resumable])
         if records or resumable:
             log.info("%s: resuming, %d episodes already counted, %d from a checkpoint", self.evaluation, len(records), len(resumable))
+        self._stop_if_decided(rule, todo)
         self.ledger.emit_progress()
         slots = self.layout.slots
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(slots), thread_name_prefix="slot")
@@ -129,11 +137,23 @@ class EpisodeScheduler:
                     if future.done():
                         del work[index]
                         future.result()  # a slot's failure fails the run
+                        self._stop_if_decided(rule, todo)
                 for ref in ready:
                     slot = stepping[ref]
                     work[slot.index] = pool.submit(self._finish_chunk, slot)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+        if rule is not None:
+            rule.finish(store.records())
+            self.ledger.stopping = rule
+
+    def _stop_if_decided(self, rule: StoppingRule | None, todo: deque[int]) -> None:
+        """spec.stopping: once a look decides, nothing more is dispatched (episodes in flight finish and count)."""
+        if rule is None or not todo or rule.decision is not None or rule.advance(self.ledger.store.records()) is None:
+            return
+        assert rule.decision is not None
+        log.info("%s: stopping early, %s; %d episodes left unplayed", self.evaluation, rule.decision.detail, len(todo))
+        todo.clear()
 
     def _resume(self, slot: Slot, episode: int, checkpoint: EpisodeCheckpoint | None) -> None:
         """Start `episode`, from `checkpoint` when the store had one. A stored checkpoint that the
@@ -195,6 +215,7 @@ class EpisodeScheduler:
             shards=tuple(parts),
             start_step=start_step,
             stop_at=(start_step // interval + 1) * interval,
+            team_agents=self._team_agents,
         )
         return task, env, generations
 

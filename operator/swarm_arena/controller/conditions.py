@@ -22,7 +22,9 @@ COMPLETE = "Complete"
 FAILED = "Failed"
 # kstatus (Flux) reads Stalled=True as "failed, will not progress on its own".
 STALLED = "Stalled"
-ORDER = (READY, CLUSTER_READY, JOB_RUNNING, DEGRADED, COMPLETE, FAILED, STALLED)
+# Set (True) only when spec.stopping ended the run before its plan: reason and episodes saved.
+STOPPED_EARLY = "StoppedEarly"
+ORDER = (READY, CLUSTER_READY, JOB_RUNNING, DEGRADED, COMPLETE, FAILED, STALLED, STOPPED_EARLY)
 
 
 def set_condition(

@@ -472,6 +472,13 @@ def _decide(obs: Observation, st: _Status, d: Decision) -> None:  # noqa: C901 -
         st.set(cond.JOB_RUNNING, False, "Succeeded", f"job {job.submission_id} finished")
         st.set(cond.DEGRADED, False, "Healthy", "finished")
         leader = s.results.leaderboard[0].policy if s.results and s.results.leaderboard else "?"
+        early = s.results.stopped_early if s.results else None
+        if early is not None:  # spec.stopping decided the leaderboard before the plan ran out
+            st.set(cond.STOPPED_EARLY, True, early.reason, early.message)
+            st.phase(Phase.SUCCEEDED, "Succeeded",
+                     f"stopped early ({early.reason}): {early.episodes_saved} of {early.episodes_planned} episodes "
+                     f"saved; leader {leader}")
+            return
         st.phase(Phase.SUCCEEDED, "Succeeded", f"all episodes counted; leader {leader}")
         return
     # FAILED, STOPPED (not by us) or SUCCEEDED without a final record: the run failed.

@@ -18,6 +18,7 @@ never vary) gets the method's prior range, labelled `prior`; an interval is neve
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,7 +32,9 @@ from swarm_arena.api.status import (
     IntervalKind,
     LeaderboardEntry,
     PairwiseMatrix,
+    PopulationReturns,
     ReturnAggregates,
+    SocialOutcome,
 )
 from swarm_arena.arena.scoring import bradley_terry, elo, openskill_band
 from swarm_arena.arena.scoring.bootstrap import (
@@ -66,6 +69,10 @@ class Scoreboard:
     pairwise: PairwiseMatrix | None
     """None when scored without `detail`."""
     return_aggregates: list[ReturnAggregates] | None
+    populations: list[PopulationReturns] | None = None
+    social_outcomes: list[SocialOutcome] | None = None
+    """Per policy and team, from the records' social metrics; only with `detail` (and `score_evaluation`)."""
+    """Focal and background per-capita returns; only with background policies, and only with `detail`."""
 
 
 @dataclass(frozen=True)
@@ -290,11 +297,31 @@ def leaderboard(
 
 
 def score_evaluation(spec: SwarmEvaluationSpec, records: Sequence[EpisodeRecord], detail: bool = True) -> Scoreboard:
-    """`score` with the evaluation's method (resolved), seed and rating options."""
-    outcomes = [EpisodeOutcome(episode=r.episode, returns=r.returns, pairing=r.pairing) for r in records]
+    """`score` with the evaluation's method (resolved), seed and rating options.
+
+    Only focal policies are ranked: background policies' returns are left out of the outcomes
+    (episodes without a focal policy drop out), and with `detail` their per-capita return beside
+    each focal policy's is in `populations`."""
+    from swarm_arena.arena.scoring.populations import population_returns
+    from swarm_arena.arena.scoring.social import social_outcomes
+
+    focal = spec.focal_policy_names
+    keep = set(focal)
+    outcomes = [
+        EpisodeOutcome(episode=r.episode, returns={p: v for p, v in r.returns.items() if p in keep}, pairing=r.pairing)
+        for r in records
+        if keep & set(r.returns)
+    ]
     options = RatingOptions(
         resamples=spec.rating.resamples,
         confidence_level=spec.rating.confidence_level,
         optimality_target=spec.rating.optimality_target,
     )
-    return score(spec.rating_method, spec.policy_names, outcomes, spec.seed, options, detail)
+    board = score(spec.rating_method, focal, outcomes, spec.seed, options, detail)
+    if not detail:
+        return board
+    background = spec.background_policy_names
+    populations = population_returns(records, focal, background, resamples=options.resamples, seed=spec.seed,
+                                     level=options.confidence_level) if background else None
+    social = social_outcomes(records, resamples=options.resamples, seed=spec.seed, level=options.confidence_level)
+    return dataclasses.replace(board, populations=populations, social_outcomes=social or None)
