@@ -28,9 +28,11 @@ def evals(control_plane, namespace, ray_head, operator_factory):
     return ev
 
 
-def _rows(leaderboard: list[dict]) -> list[dict]:
-    """Leaderboard rows without separatedFrom (the ConfigMap keeps it as results.pairwise.separated)."""
-    return [{k: v for k, v in row.items() if k != "separatedFrom"} for row in leaderboard]
+def _board(stored: dict) -> list[dict]:
+    """The ConfigMap's leaderboard rows with their separatedFrom (kept there as results.pairwise.separated)."""
+    from swarm_arena.api.status import Results
+
+    return Results.model_validate(stored).from_configmap().to_wire()["leaderboard"]
 
 
 def _jobs_of(head, namespace: str, name: str) -> list[dict]:
@@ -199,10 +201,10 @@ def test_the_results_configmap_keeps_every_policy_and_status_the_top_rows(evals)
     from swarm_arena.controller.decide import STATUS_LEADERBOARD_ROWS
 
     document = json.loads(evals.configmap("crowd-results")["data"]["results.json"])
-    full = document["results"]["leaderboard"]
+    full = _board(document["results"])
     assert sorted(row["policy"] for row in full) == [f"p{i:02d}" for i in range(12)]
-    # separatedFrom is in the ConfigMap as results.pairwise.separated, not repeated in its rows.
-    assert _rows(status["results"]["leaderboard"]) == _rows(full[:STATUS_LEADERBOARD_ROWS])
+    # Status's rows are the ConfigMap's first ones, exactly (separatedFrom from results.pairwise.separated).
+    assert status["results"]["leaderboard"] == full[:STATUS_LEADERBOARD_ROWS]
     assert document["results"]["resultsConfigMap"] == "crowd-results" and document["final"] is True
 
 
@@ -272,8 +274,9 @@ def _final_before_phase(evals: Evaluations, policy: str) -> None:
     status = evals.wait_phase("durable", "Succeeded", timeout=120)
     assert status["attempts"] == 1 and len(_jobs_of(evals.head, evals.ns, "durable")) == 1
     assert build_results.is_final(evals.configmap("durable-results"))
-    leaderboard = json.loads(evals.configmap("durable-results")["data"]["results.json"])["results"]["leaderboard"]
-    assert _rows(leaderboard) == _rows(status["results"]["leaderboard"])
+    stored = json.loads(evals.configmap("durable-results")["data"]["results.json"])["results"]
+    leaderboard = stored["leaderboard"]
+    assert _board(stored) == status["results"]["leaderboard"]  # one result: after the restart too
 
     # A finished evaluation whose ConfigMap is gone gets it back, final, from the job's files.
     evals.cp.kubectl("delete", "configmap", "durable-results", "-n", evals.ns)

@@ -189,6 +189,17 @@ class Results(ApiModel):
         board = [e.model_copy(update={"separated_from": []}) for e in self.leaderboard]
         return self.model_copy(update={"leaderboard": board})
 
+    def from_configmap(self) -> Results:
+        """The inverse of `for_configmap`: each row's separatedFrom again, from `pairwise.separated`
+        (both are sorted policy names), so results read back from the ConfigMap equal the job's."""
+        pw = self.pairwise
+        if pw is None or not pw.separated:
+            return self
+        lists = {p: sorted(q for q, s in zip(pw.policies, row) if s) for p, row in zip(pw.policies, pw.separated)}
+        board = [e.model_copy(update={"separated_from": lists.get(e.policy, e.separated_from)})
+                 for e in self.leaderboard]
+        return self.model_copy(update={"leaderboard": board})
+
     def for_status(self) -> Results:
         """A copy without what only the results ConfigMap holds (status must stay small)."""
         return self.model_copy(update={"pairwise": None, "return_aggregates": None}, deep=True)

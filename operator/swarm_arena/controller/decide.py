@@ -207,6 +207,16 @@ class _Status:
             self.s.completion_time = self.now
 
 
+def status_results(full: Results, configmap: str | None) -> Results:
+    """Status's copy of the full results: the top rows, without what only the ConfigMap holds (the
+    pairwise matrix, the aggregates). The results ConfigMap gets `full.for_configmap()`: both are
+    made from one full result, never one from the other."""
+    results = full.for_status()
+    results.leaderboard = results.leaderboard[:STATUS_LEADERBOARD_ROWS]
+    results.results_config_map = configmap
+    return results
+
+
 def _fold_record(st: _Status, record: JobStatusRecord | None, configmap: str | None) -> None:
     """What the job reported -> progress, recoveries and the head of the leaderboard."""
     if record is None:
@@ -216,10 +226,7 @@ def _fold_record(st: _Status, record: JobStatusRecord | None, configmap: str | N
     if record.last_recovery is not None:
         st.s.last_recovery = record.last_recovery
     if record.results is not None:
-        results = record.results.for_status()  # the pairwise matrix and aggregates stay in the ConfigMap
-        results.leaderboard = results.leaderboard[:STATUS_LEADERBOARD_ROWS]
-        results.results_config_map = configmap
-        st.s.results = results
+        st.s.results = status_results(record.results, configmap)
     elif configmap and st.s.results is None:
         st.s.results = Results(results_config_map=configmap)
 
