@@ -216,6 +216,14 @@ class SwarmEvaluationStatus(ApiModel):
         default=None,
         description="Ray job submission id of the current attempt; recorded before the job is submitted.",
     )
+    job_accepted: bool | None = Field(
+        default=None,
+        description=(
+            "Whether the Ray dashboard has shown the job jobId (false from when its id is recorded until then). "
+            "A job the dashboard does not know is sent again under the same id while false (its submission "
+            "failed or the operator stopped before it), and counted as lost with the Ray head once true."
+        ),
+    )
     attempts: int | None = Field(
         default=None, ge=0, description="Job submissions so far (every attempt, head-loss re-submissions included)."
     )
