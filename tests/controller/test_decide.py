@@ -147,7 +147,7 @@ def test_a_deadline_ends_with_the_results_written_final() -> None:
 
 def test_a_job_lost_with_its_head_is_a_new_attempt_not_a_failure() -> None:
     sid = names.submission_id(UID, 1)
-    status = SwarmEvaluationStatus(phase=Phase.RUNNING, job_id=sid, attempts=1)
+    status = SwarmEvaluationStatus(phase=Phase.RUNNING, job_id=sid, job_accepted=True, attempts=1)
     d = decide(obs(status, job=JobView(sid, found=False)))
     assert d.actions == [Submit(2, names.submission_id(UID, 2))]
     assert d.status.head_restarts == 1 and not d.status.failures
@@ -233,7 +233,7 @@ def test_after_a_head_is_replaced_the_job_waits_for_the_workers_and_restarts_the
     from swarm_arena.controller.decide import REJOIN_TIMEOUT_S, RejoinView, RestartWorkers
 
     sid = names.submission_id(UID, 1)
-    status = SwarmEvaluationStatus(phase=Phase.RECOVERING, job_id=sid, attempts=1)
+    status = SwarmEvaluationStatus(phase=Phase.RECOVERING, job_id=sid, job_accepted=True, attempts=1)
     left = (("w-old", "uid-old"),)
     # The new head answers; its Ray cluster has no worker yet and one old worker pod is left behind.
     d = decide(obs(status, job=JobView(sid, found=False), rejoin=RejoinView(0, 1, left, 3.0)))
@@ -301,3 +301,60 @@ def test_an_earlier_evaluations_children_are_waited_for_never_used() -> None:
     assert "Secret duel-ray-auth" in cond.get(d.status.conditions, cond.FAILED).message
     stray = decide(obs(cluster=ClusterView(exists=True, owned=False, ready=True, state="ready")))
     assert stray.status.phase is Phase.FAILED and condition(stray.status, cond.FAILED) == ("True", "ClusterConflict")
+
+
+def test_a_submission_id_is_recorded_unaccepted_and_accepted_once_ray_shows_it() -> None:
+    d = decide(obs(SwarmEvaluationStatus(phase=Phase.PROVISIONING)))
+    sid = d.status.job_id
+    assert d.status.job_accepted is False
+    d = decide(obs(d.status, job=JobView(sid, True, "PENDING")))
+    assert d.status.job_accepted is True and d.status.phase is Phase.RUNNING
+    # A failed run's re-submission records the next id, not accepted yet.
+    failed = JobView(sid, True, "FAILED", record=record(JobState.FAILED, 1, FailureReason.RUN_FAILED, "boom"))
+    d = decide(obs(d.status, job=failed, backoff_limit=2))
+    assert d.status.job_id == names.submission_id(UID, 2) and d.status.job_accepted is False
+
+
+def test_a_resubmission_from_running_whose_post_failed_is_sent_again_not_counted_as_a_lost_head() -> None:
+    """Attempt 1 failed, attempt 2 was recorded (the phase stays Running) and never reached Ray:
+    its failed POST, or an operator restart between recording and sending. The same id again."""
+    sid = names.submission_id(UID, 2)
+    status = SwarmEvaluationStatus(phase=Phase.RUNNING, job_id=sid, job_accepted=False, attempts=2, failures=1)
+    d = decide(obs(status, job=JobView(sid, found=False)))
+    assert d.actions == [Submit(2, sid)]
+    assert d.status.attempts == 2 and d.status.job_id == sid and not d.status.head_restarts
+    assert d.status.phase is Phase.RUNNING and d.status.job_accepted is False
+
+
+def test_a_resubmission_from_recovering_after_a_lost_head_is_sent_again_before_the_head_counts_lost_twice() -> None:
+    from swarm_arena.controller.decide import RejoinView
+
+    sid = names.submission_id(UID, 2)
+    status = SwarmEvaluationStatus(phase=Phase.RECOVERING, job_id=sid, job_accepted=False, attempts=2, head_restarts=1)
+    # Even with the workers not back (what a lost head waits for), the recorded id is sent as it is.
+    d = decide(obs(status, job=JobView(sid, found=False), rejoin=RejoinView(0, 1, (), 3.0)))
+    assert d.actions == [Submit(2, sid)] and d.status.head_restarts == 1 and d.status.attempts == 2
+
+
+def test_a_job_ray_showed_that_vanishes_is_lost_with_the_head_once() -> None:
+    sid = names.submission_id(UID, 2)
+    status = SwarmEvaluationStatus(phase=Phase.RUNNING, job_id=sid, job_accepted=False, attempts=2, failures=1)
+    seen = decide(obs(status, job=JobView(sid, True, "RUNNING", record=record()))).status
+    d = decide(obs(seen, job=JobView(sid, found=False)))
+    assert d.actions == [Submit(3, names.submission_id(UID, 3))] and d.status.head_restarts == 1
+    assert d.status.job_accepted is False
+
+
+def test_a_status_from_before_job_accepted_keeps_the_head_loss_rule() -> None:
+    """An operator upgrade: a Running status without jobAccepted ran its job (it said Running)."""
+    sid = names.submission_id(UID, 1)
+    status = SwarmEvaluationStatus(phase=Phase.RUNNING, job_id=sid, attempts=1)
+    d = decide(obs(status, job=JobView(sid, found=False)))
+    assert d.actions == [Submit(2, names.submission_id(UID, 2))] and d.status.head_restarts == 1
+
+
+def test_suspending_forgets_the_stopped_job_and_whether_it_was_accepted() -> None:
+    sid = names.submission_id(UID, 1)
+    status = SwarmEvaluationStatus(phase=Phase.SUSPENDED, job_id=sid, job_accepted=True, attempts=1)
+    d = decide(obs(status, cluster=ClusterView(exists=False), job=JobView(sid, True, "STOPPED"), suspend=True))
+    assert d.status.job_id is None and d.status.job_accepted is None

@@ -8,6 +8,8 @@ import asyncio
 import copy
 import json
 
+from swarm_arena.api.resource import SwarmEvaluation
+from swarm_arena.api.status import Results
 from swarm_arena.controller import build_results, reconciler
 from swarm_arena.controller.reconciler import Memory
 from swarm_arena.controller.settings import OperatorSettings
@@ -86,3 +88,81 @@ def test_a_plan_the_operator_cannot_keep_fails_before_anything_runs(monkeypatch)
     assert patch["phase"] == "Failed" and failed["reason"] == "InvalidSpec"
     assert failed["message"].startswith("spec.episodes: 50000 planned episodes") and "spec.checkpoint.storageURI" in failed["message"]
     assert kube.applied == []  # no cluster, no job, nothing written but status
+
+
+def _full_results(seed: int):
+    """Results of 12 policies as the job's final record has them: every row, the pairwise matrix
+    with `separated`, the aggregates (some policies clearly apart, so separatedFrom is not empty)."""
+    import random
+
+    from swarm_arena.api.status import Results
+    from swarm_arena.arena.scoring import EpisodeOutcome, RatingOptions, score
+
+    policies = [f"p{i:02d}" for i in range(12)]
+    rng = random.Random(seed)
+    outcomes = []
+    for a in policies:
+        for b in policies:
+            for _ in range(4 if a != b else 0):
+                returns = {a: float(a < b) + rng.random() / 10, b: float(b < a) + rng.random() / 10}
+                outcomes.append(EpisodeOutcome(len(outcomes), returns, {"red": a, "blue": b}))
+    board = score("bradley-terry", policies, outcomes, seed=seed, options=RatingOptions(resamples=50))
+    results = Results(leaderboard=board.leaderboard, pairwise=board.pairwise, return_aggregates=board.return_aggregates)
+    assert any(e.separated_from for e in results.leaderboard)
+    return results
+
+
+def _stored_results(cm: dict) -> dict | None:
+    return json.loads(cm["data"][build_results.RESULTS_KEY])["results"]
+
+
+def test_a_repaired_configmap_never_gets_statuss_top_rows(monkeypatch) -> None:
+    """The job's files are gone (no dashboard) and the ConfigMap kept no results: it is written
+    final with its records and no results, never with status's ten rows as if they were all."""
+    from swarm_arena.controller.decide import status_results
+
+    monkeypatch.setattr(reconciler.events, "post", lambda *a: None)
+    body = _finished("u1")
+    body["status"]["results"] = status_results(_full_results(1), "duel-results").to_wire()
+    assert len(body["status"]["results"]["leaderboard"]) == 10
+    cm = _configmap("u1", final=False)
+    cm["data"][build_results.RESULTS_KEY] = json.dumps({"final": False, "results": None, "recoveries": []})
+    kube, memory = _Kube(cm), Memory()
+    r = reconciler.Reconciler(OperatorSettings(ray_auth_key=b"k" * 32, dashboard_via="pod-ip"), kube, None)
+    asyncio.run(r.reconcile(body, [], memory))
+    (written,) = kube.applied
+    assert build_results.is_final(written) and _stored_results(written) is None
+
+
+def test_after_a_restart_status_and_the_final_configmap_come_from_the_same_full_results(monkeypatch) -> None:
+    """Status was written from newer results than the ConfigMap holds (its write failed, or the
+    operator stopped before it). The next operator finishes the evaluation (deadline, the cluster
+    gone) from what the ConfigMap durably kept: status's top rows and the ConfigMap's every row are
+    of one result, separatedFrom included (the ConfigMap keeps it as pairwise.separated)."""
+    from swarm_arena.controller.decide import status_results
+
+    monkeypatch.setattr(reconciler.events, "post", lambda *a: None)
+    kept, newer = _full_results(1), _full_results(2)
+    body = copy.deepcopy(DOC)
+    body["metadata"].update(namespace="ns", uid="u1", generation=1)
+    body["spec"]["activeDeadlineSeconds"] = 60
+    body["status"] = {"phase": "Running", "startTime": "2026-12-07T10:00:00Z", "jobId": "swe-u1-1", "attempts": 1,
+                      "observedGeneration": 1, "progress": {"episodesCompleted": 3, "episodesTotal": 4},
+                      "results": status_results(newer, "duel-results").to_wire()}
+    evaluation = SwarmEvaluation.model_validate({**DOC, "metadata": {"name": "duel", "namespace": "ns"}})
+    cm = build_results.build_results_configmap(evaluation, "u1", records=[], progress=None, results=kept,
+                                               recoveries=[], final=False)
+    kube, memory = _Kube(cm), Memory()  # a new operator: nothing in memory
+    r = reconciler.Reconciler(OperatorSettings(ray_auth_key=b"k" * 32, dashboard_via="pod-ip"), kube, None)
+    asyncio.run(r.reconcile(body, [], memory))
+
+    (written,) = kube.applied
+    assert build_results.is_final(written)
+    stored = Results.model_validate(_stored_results(written))
+    assert len(stored.leaderboard) == 12 and stored.pairwise is not None
+    assert stored.from_configmap().to_wire() == {**kept.to_wire(), "resultsConfigMap": "duel-results"}
+    (patch,) = kube.patches
+    assert patch["phase"] == "Failed"
+    status = {**body["status"]["results"], **patch["results"]}  # a merge patch: what did not change is not in it
+    assert status == status_results(kept, "duel-results").to_wire()
+    assert status["leaderboard"] == stored.from_configmap().to_wire()["leaderboard"][:10]

@@ -28,9 +28,11 @@ def evals(control_plane, namespace, ray_head, operator_factory):
     return ev
 
 
-def _rows(leaderboard: list[dict]) -> list[dict]:
-    """Leaderboard rows without separatedFrom (the ConfigMap keeps it as results.pairwise.separated)."""
-    return [{k: v for k, v in row.items() if k != "separatedFrom"} for row in leaderboard]
+def _board(stored: dict) -> list[dict]:
+    """The ConfigMap's leaderboard rows with their separatedFrom (kept there as results.pairwise.separated)."""
+    from swarm_arena.api.status import Results
+
+    return Results.model_validate(stored).from_configmap().to_wire()["leaderboard"]
 
 
 def _jobs_of(head, namespace: str, name: str) -> list[dict]:
@@ -135,20 +137,6 @@ def test_deadline_stops_the_job_and_fails(evals) -> None:
         j["status"] in ("STOPPED", "FAILED") for j in _jobs_of(evals.head, evals.ns, "late")), timeout=60)
 
 
-def test_a_run_that_fails_once_is_resubmitted_and_resumes(evals, tmp_path: Path) -> None:
-    doc = manifest("flaky", episodes=4, backoffLimit=2, cluster={"address": evals.head.dashboard})
-    doc["spec"]["policies"][1]["factory"] = "tests.operator.flaky_policy:FlakyPolicy"
-    evals.apply(doc)
-    status = evals.wait_phase("flaky", "Succeeded", timeout=300)
-    assert status["attempts"] == 2 and status["failures"] == 1
-    assert sorted(_episodes(evals, "flaky")) == [0, 1, 2, 3]
-    jobs = sorted(_jobs_of(evals.head, evals.ns, "flaky"), key=lambda j: j["metadata"]["arena.swarm.dev/attempt"])
-    assert [j["status"] for j in jobs] == ["FAILED", "SUCCEEDED"]
-    resubmitted = [e for e in evals.events("flaky") if e["reason"] == "Resubmitting"]
-    assert resubmitted and resubmitted[0]["type"] == "Warning", evals.events("flaky")
-    assert "attempt 1 failed (1 of at most 3)" in resubmitted[0]["message"]
-
-
 def test_delete_mid_run_stops_the_job_and_releases_the_finalizer(evals) -> None:
     doc = manifest("gone", episodes=50, max_steps=400, agents=60, cluster={"address": evals.head.dashboard})
     evals.apply(doc)
@@ -200,10 +188,10 @@ def test_the_results_configmap_keeps_every_policy_and_status_the_top_rows(evals)
     from swarm_arena.controller.decide import STATUS_LEADERBOARD_ROWS
 
     document = json.loads(evals.configmap("crowd-results")["data"]["results.json"])
-    full = document["results"]["leaderboard"]
+    full = _board(document["results"])
     assert sorted(row["policy"] for row in full) == [f"p{i:02d}" for i in range(12)]
-    # separatedFrom is in the ConfigMap as results.pairwise.separated, not repeated in its rows.
-    assert _rows(status["results"]["leaderboard"]) == _rows(full[:STATUS_LEADERBOARD_ROWS])
+    # Status's rows are the ConfigMap's first ones, exactly (separatedFrom from results.pairwise.separated).
+    assert status["results"]["leaderboard"] == full[:STATUS_LEADERBOARD_ROWS]
     assert document["results"]["resultsConfigMap"] == "crowd-results" and document["final"] is True
     assert status["progress"]["summary"] == "2/3"
     early = {c["type"]: c for c in status["conditions"]}["StoppedEarly"]
@@ -279,8 +267,9 @@ def _final_before_phase(evals: Evaluations, policy: str) -> None:
     status = evals.wait_phase("durable", "Succeeded", timeout=120)
     assert status["attempts"] == 1 and len(_jobs_of(evals.head, evals.ns, "durable")) == 1
     assert build_results.is_final(evals.configmap("durable-results"))
-    leaderboard = json.loads(evals.configmap("durable-results")["data"]["results.json"])["results"]["leaderboard"]
-    assert _rows(leaderboard) == _rows(status["results"]["leaderboard"])
+    stored = json.loads(evals.configmap("durable-results")["data"]["results.json"])["results"]
+    leaderboard = stored["leaderboard"]
+    assert _board(stored) == status["results"]["leaderboard"]  # one result: after the restart too
 
     # A finished evaluation whose ConfigMap is gone gets it back, final, from the job's files.
     evals.cp.kubectl("delete", "configmap", "durable-results", "-n", evals.ns)
@@ -349,3 +338,139 @@ def test_a_plan_too_big_to_keep_without_a_store_fails_before_it_runs_naming_the_
     assert failed["reason"] == "InvalidSpec" and failed["message"].startswith("spec.episodes: 50000 planned episodes")
     assert "spec.checkpoint.storageURI" in failed["message"]
     assert _jobs_of(evals.head, evals.ns, "huge") == [] and "jobId" not in status
+
+
+class _DashboardProxy:
+    """The Ray dashboard behind a proxy that stops one request at one step of a submission,
+    so the operator can be killed exactly there (or the POST fails): `gates` maps a step to
+    `(method, path-or-submission-id, when)`, each fired once."""
+
+    def __init__(self, upstream: str) -> None:
+        import queue
+        import threading
+        import urllib.error
+        import urllib.request
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.upstream = upstream
+        self.gates: dict[str, tuple] = {}
+        self.fired: queue.Queue = queue.Queue()
+        self.release = threading.Event()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                sid = json.loads(body).get("submission_id") if self.command == "POST" and body else None
+                step = proxy._gate(self.command, self.path, sid, None)
+                if step == "fail":
+                    return self._answer(503, b'{"error": "test: the POST failed"}')
+                if step is not None:
+                    return self._hold(step)
+                req = urllib.request.Request(proxy.upstream + self.path, data=body or None, method=self.command,
+                                             headers={k: v for k, v in self.headers.items()
+                                                      if k.lower() in ("authorization", "content-type")})
+                try:
+                    with urllib.request.urlopen(req, timeout=60) as r:
+                        code, text = r.status, r.read()
+                except urllib.error.HTTPError as exc:
+                    code, text = exc.code, exc.read()
+                step = proxy._gate(self.command, self.path, sid, text)
+                if step is not None:
+                    return self._hold(step)
+                self._answer(code, text)
+
+            def _hold(self, step: str) -> None:
+                proxy.fired.put(step)
+                proxy.release.wait(120)  # the operator is killed meanwhile; nothing is answered
+                self.close_connection = True
+
+            def _answer(self, code: int, text: bytes) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(text)))
+                self.end_headers()
+                self.wfile.write(text)
+
+            do_GET = do_POST = _any  # noqa: N815 - http.server's names
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._lock = threading.Lock()
+
+    def _gate(self, method: str, path: str, sid: str | None, response: bytes | None) -> str | None:
+        with self._lock:
+            for step, (want_method, what, when) in list(self.gates.items()):
+                if method != want_method or (when == "response") != (response is not None):
+                    continue
+                if method == "POST" and sid != what or method == "GET" and path != f"/api/jobs/{what}":
+                    continue
+                if method == "GET" and json.loads(response).get("status") != "FAILED":
+                    continue
+                del self.gates[step]
+                return "fail" if step == "failed-post" else step
+        return None
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+
+
+def test_a_resubmission_interrupted_at_each_step_runs_one_job_per_attempt(evals, tmp_path: Path) -> None:
+    """Attempt 1 fails (the flaky policy); the re-submission of attempt 2, from Running, is cut at
+    each step: the operator killed before it records the id (while it reads attempt 1's FAILED),
+    after recording it and before the POST, after the POST before status says Running; and a POST
+    that fails. Each evaluation ends Succeeded with the uninterrupted leaderboard and exactly one
+    Ray job per attempt: never a head-loss re-submission, never attempt 3."""
+    from swarm_arena.controller import names
+    from tests.controlplane.plane import wait_for
+
+    proxy = _DashboardProxy(evals.head.dashboard)
+    evals.operator.approve(proxy.url, [evals.ns], evals.head.token)
+    steps = {"before-record": ("GET", 1, "response"), "before-post": ("POST", 2, "request"),
+             "after-post": ("POST", 2, "response"), "failed-post": ("POST", 2, "request")}
+    docs = {}
+    try:
+        for step, (method, attempt, when) in steps.items():
+            doc = manifest(f"cut-{step}", episodes=4, backoffLimit=2, cluster={"address": proxy.url})
+            doc["spec"]["policies"][1]["factory"] = "tests.operator.flaky_policy:FlakyPolicy"
+            evals.apply(doc)
+            uid = evals.get(doc["metadata"]["name"])["metadata"]["uid"]
+            proxy.gates[step] = (method, names.submission_id(uid, attempt), when)
+            docs[step] = doc
+        kills = 0
+        while proxy.gates or not proxy.fired.empty():
+            step = wait_for("the next submission step reached", lambda: None if proxy.fired.empty() else
+                            proxy.fired.get(), 420, interval=0.2, on_timeout=evals.operator.tail)
+            evals.operator.kill(signal.SIGKILL)  # while its request is held: exactly at that step
+            kills += 1
+            proxy.release.set()
+            proxy.release.clear()
+            evals.operator.start()
+        assert kills == 3
+        plain = json.loads(json.dumps(docs["failed-post"]))
+        plain["spec"]["policies"][1]["factory"] = "random"  # what FlakyPolicy plays when it does not fail
+        reference = run_locally(plain, tmp_path)
+        seen, wanted = {}, {}
+        for step, doc in docs.items():
+            name = doc["metadata"]["name"]
+            status = evals.wait_phase(name, "Succeeded", timeout=420)
+            jobs = sorted(_jobs_of(evals.head, evals.ns, name), key=lambda j: j["metadata"]["arena.swarm.dev/attempt"])
+            seen[step] = {"jobs": [(j["metadata"]["arena.swarm.dev/attempt"], j["status"]) for j in jobs],
+                          "attempts": status["attempts"], "failures": status.get("failures"),
+                          "headRestarts": status.get("headRestarts"), "jobAccepted": status.get("jobAccepted"),
+                          "leaderboard": status["results"]["leaderboard"] == reference["results"]["leaderboard"],
+                          "episodes": sorted(_episodes(evals, name))}
+            wanted[step] = {"jobs": [("1", "FAILED"), ("2", "SUCCEEDED")], "attempts": 2, "failures": 1,
+                            "headRestarts": None, "jobAccepted": True, "leaderboard": True, "episodes": [0, 1, 2, 3]}
+        assert seen == wanted
+        resubmitted = [e for e in evals.events("cut-failed-post") if e["reason"] == "Resubmitting"]
+        assert resubmitted and resubmitted[0]["type"] == "Warning"
+        assert "attempt 1 failed (1 of at most 3)" in resubmitted[0]["message"]
+    finally:
+        proxy.close()

@@ -264,6 +264,17 @@ class Results(ApiModel):
         board = [e.model_copy(update={"separated_from": []}) for e in self.leaderboard]
         return self.model_copy(update={"leaderboard": board})
 
+    def from_configmap(self) -> Results:
+        """The inverse of `for_configmap`: each row's separatedFrom again, from `pairwise.separated`
+        (both are sorted policy names), so results read back from the ConfigMap equal the job's."""
+        pw = self.pairwise
+        if pw is None or not pw.separated:
+            return self
+        lists = {p: sorted(q for q, s in zip(pw.policies, row) if s) for p, row in zip(pw.policies, pw.separated)}
+        board = [e.model_copy(update={"separated_from": lists.get(e.policy, e.separated_from)})
+                 for e in self.leaderboard]
+        return self.model_copy(update={"leaderboard": board})
+
     def for_status(self) -> Results:
         """A copy without what only the results ConfigMap holds (status must stay small)."""
         return self.model_copy(update={"pairwise": None, "return_aggregates": None, "populations": None, "social_outcomes": None},
@@ -280,6 +291,14 @@ class SwarmEvaluationStatus(ApiModel):
     job_id: str | None = Field(
         default=None,
         description="Ray job submission id of the current attempt; recorded before the job is submitted.",
+    )
+    job_accepted: bool | None = Field(
+        default=None,
+        description=(
+            "Whether the Ray dashboard has shown the job jobId (false from when its id is recorded until then). "
+            "A job the dashboard does not know is sent again under the same id while false (its submission "
+            "failed or the operator stopped before it), and counted as lost with the Ray head once true."
+        ),
     )
     attempts: int | None = Field(
         default=None, ge=0, description="Job submissions so far (every attempt, head-loss re-submissions included)."

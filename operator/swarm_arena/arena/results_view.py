@@ -86,7 +86,7 @@ def _interval(p: float | None, low: float | None, high: float | None) -> str:
 
 
 def leaderboard_rows(doc: ResultsDocument) -> list[dict[str, Any]]:
-    separated = _separated_lists(doc.results)
+    board = doc.results.from_configmap().leaderboard
     return [
         {
             "rank": rank if e.episodes else None,
@@ -97,18 +97,10 @@ def leaderboard_rows(doc: ResultsDocument) -> list[dict[str, Any]]:
             "intervalKind": e.interval_kind.value if e.interval_kind else None,
             "meanReturn": e.mean_return,
             "episodes": e.episodes,
-            "separatedFrom": separated.get(e.policy, e.separated_from),
+            "separatedFrom": e.separated_from,
         }
-        for rank, e in enumerate(doc.results.leaderboard, start=1)
+        for rank, e in enumerate(board, start=1)
     ]
-
-
-def _separated_lists(results: Results) -> dict[str, list[str]]:
-    """separatedFrom per policy; the ConfigMap keeps it as the pairwise matrix's `separated`."""
-    pw = results.pairwise
-    if pw is None or not pw.separated:
-        return {}
-    return {p: sorted(q for q, s in zip(pw.policies, row) if s) for p, row in zip(pw.policies, pw.separated)}
 
 
 def pairwise_rows(doc: ResultsDocument) -> list[dict[str, Any]]:

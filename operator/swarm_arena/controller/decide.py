@@ -207,6 +207,16 @@ class _Status:
             self.s.completion_time = self.now
 
 
+def status_results(full: Results, configmap: str | None) -> Results:
+    """Status's copy of the full results: the top rows, without what only the ConfigMap holds (the
+    pairwise matrix, the aggregates). The results ConfigMap gets `full.for_configmap()`: both are
+    made from one full result, never one from the other."""
+    results = full.for_status()
+    results.leaderboard = results.leaderboard[:STATUS_LEADERBOARD_ROWS]
+    results.results_config_map = configmap
+    return results
+
+
 def _fold_record(st: _Status, record: JobStatusRecord | None, configmap: str | None) -> None:
     """What the job reported -> progress, recoveries and the head of the leaderboard."""
     if record is None:
@@ -216,10 +226,7 @@ def _fold_record(st: _Status, record: JobStatusRecord | None, configmap: str | N
     if record.last_recovery is not None:
         st.s.last_recovery = record.last_recovery
     if record.results is not None:
-        results = record.results.for_status()  # the pairwise matrix and aggregates stay in the ConfigMap
-        results.leaderboard = results.leaderboard[:STATUS_LEADERBOARD_ROWS]
-        results.results_config_map = configmap
-        st.s.results = results
+        st.s.results = status_results(record.results, configmap)
     elif configmap and st.s.results is None:
         st.s.results = Results(results_config_map=configmap)
 
@@ -265,6 +272,8 @@ def _decide(obs: Observation, st: _Status, d: Decision) -> None:  # noqa: C901 -
         s.suspended_since = None
     if s.results is not None:
         name_cm = s.results.results_config_map
+    if obs.job is not None and obs.job.found and obs.job.submission_id == s.job_id:
+        s.job_accepted = True  # Ray has it: from now on, a dashboard that does not know it lost it
 
     # -- finished: a stop to confirm, and the TTL --------------------------------------------------
     if s.phase in (Phase.SUCCEEDED, Phase.FAILED):
@@ -331,6 +340,7 @@ def _decide(obs: Observation, st: _Status, d: Decision) -> None:  # noqa: C901 -
         if s.job_id is not None and obs.job is not None and obs.job.found:
             # the next attempt resumes from what was counted; the stopped one is done with
             s.job_id = None
+            s.job_accepted = None
         st.phase(Phase.SUSPENDED, "Suspended", "spec.suspend is set; unset it to resume from what was counted")
         return
     if s.start_time is None:
@@ -430,7 +440,7 @@ def _decide(obs: Observation, st: _Status, d: Decision) -> None:  # noqa: C901 -
         _submit(st, d, obs, attempts + 1, "Submitting", "submitting the arena job")
         return
     if not job.found:
-        if s.phase in (Phase.RUNNING, Phase.RECOVERING):
+        if s.job_accepted is not False and s.phase in (Phase.RUNNING, Phase.RECOVERING):
             # It ran, and the dashboard no longer knows it: the head was replaced. First the
             # workers must be part of the new Ray cluster (a job started on a bare head waits for
             # resources and fails); then a new attempt, not counted against backoffLimit, that
@@ -451,7 +461,10 @@ def _decide(obs: Observation, st: _Status, d: Decision) -> None:  # noqa: C901 -
             st.set(cond.DEGRADED, True, "HeadLost", f"job {s.job_id} vanished with the Ray head; re-submitting")
             _submit(st, d, obs, attempts + 1, "HeadLost", "the Ray head was lost; re-submitting the job to resume")
         else:
-            # Recorded but never submitted (the operator stopped in between): submit the same id.
+            # Recorded and never shown by Ray (its POST failed, or the operator stopped between
+            # recording and sending it): the same id again, never a new attempt beside it. Also
+            # from Running (a re-submission after a failed run keeps the phase): only a job Ray
+            # showed can vanish with the head.
             d.actions.append(Submit(attempts or 1, s.job_id))
             st.set(cond.JOB_RUNNING, None, "Submitting", f"submitting job {s.job_id}")
         return
@@ -559,6 +572,7 @@ def _recovering(obs: Observation, st: _Status, d: Decision) -> bool:
 def _submit(st: _Status, d: Decision, obs: Observation, attempt: int, reason: str, message: str) -> None:
     sid = names.submission_id(obs.uid, attempt)
     st.s.job_id = sid
+    st.s.job_accepted = False
     st.s.attempts = attempt
     d.actions.append(Submit(attempt, sid))
     st.set(cond.JOB_RUNNING, None, reason, f"{message} ({sid})")

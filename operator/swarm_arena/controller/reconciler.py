@@ -40,6 +40,7 @@ from swarm_arena.controller.decide import (
     Submit,
     WriteResults,
     decide,
+    status_results,
     stop_pending,
 )
 from swarm_arena.controller.kube import Kube, NamespaceTerminating, NotOurs, merge_patch, ownership
@@ -61,7 +62,8 @@ class Counted:
     """submission id -> lines of its episodes file already read."""
     dirty: bool = False
     results: Results | None = None
-    """The full results the job last reported (every policy; status keeps the top rows)."""
+    """The full results the job last reported (every policy, the pairwise matrix): the one source
+    of both the results ConfigMap and status's top rows (`decide.status_results`)."""
 
 
 @dataclass
@@ -286,7 +288,7 @@ class Reconciler:
             doc = json.loads((cm.get("data") or {}).get(build_results.RESULTS_KEY, "{}") or "{}")
             counted.recoveries = [Recovery.model_validate(r) for r in doc.get("recoveries") or []]
             if counted.results is None and doc.get("results"):
-                counted.results = Results.model_validate(doc["results"])
+                counted.results = Results.model_validate(doc["results"]).from_configmap()
         counted.loaded = True
 
     async def _sync_episodes(self, memory: Memory, dashboard: Dashboard, job: JobView, info: JobInfo | None) -> None:
@@ -448,8 +450,9 @@ class Reconciler:
             address_refused=refused,
             too_large=memory.too_large,
         )
+        repaired = False
         if status.phase in FINISHED and not memory.results_final:
-            await self._ensure_final_results(evaluation, uid, status, memory, dashboard)
+            repaired = await self._ensure_final_results(evaluation, uid, status, memory, dashboard)
         decision = decide(obs)
         if address_mode:
             decision.status.ray_cluster_name, decision.status.dashboard_url = None, spec.cluster.address
@@ -457,9 +460,14 @@ class Reconciler:
             decision.status.ray_cluster_name = names.ray_cluster_name(name)
             decision.status.dashboard_url = (
                 f"http://{names.head_service_name(names.ray_cluster_name(name))}.{ns}.svc:8265")
-        if _has(decision, WriteResults) or memory.counted.dirty:
+        if _has(decision, WriteResults) or memory.counted.dirty or repaired:
             cm_name = names.results_configmap_name(name)
-            if decision.status.results is None:
+            await self._load_counted(memory, ns, name, uid)  # what the ConfigMap kept, after a restart
+            if memory.counted.results is not None:
+                # The ConfigMap written in this pass and status come from the same full results
+                # (the job's last record, or what the ConfigMap kept across an operator restart).
+                decision.status.results = status_results(memory.counted.results, cm_name)
+            elif decision.status.results is None:
                 decision.status.results = Results(results_config_map=cm_name)
             else:
                 decision.status.results.results_config_map = cm_name
@@ -664,19 +672,21 @@ class Reconciler:
         log.info("%s/%s: repair %s submitted for %s", ns, name, repair_id, lost)
 
     async def _ensure_final_results(self, evaluation: SwarmEvaluation, uid: str, status: SwarmEvaluationStatus,
-                                    memory: Memory, dashboard: Dashboard | None) -> None:
+                                    memory: Memory, dashboard: Dashboard | None) -> bool:
         """A finished evaluation's results ConfigMap is final; one that is missing or not final
         (an operator before this rule, a write that failed, someone deleted it) is written again
-        from what is left: the ConfigMap's records, the job's files while its cluster answers, status."""
+        from what is left: the ConfigMap's records and results, the job's files while its cluster
+        answers; never from status (its top rows). True when it was written again: status's results
+        are then made from the same full results."""
         ns, name = evaluation.metadata.namespace, evaluation.metadata.name
         cm_name = status.results.results_config_map if status.results is not None else None
         if not cm_name:  # it finished before anything was counted (an invalid spec, a conflict)
             memory.results_final = True
-            return
+            return False
         cm = await self.kube.read_configmap(ns, cm_name)
         if cm is not None and build_results.is_final(cm):
             memory.results_final = True
-            return
+            return False
         memory.counted = Counted()
         try:
             await self._load_counted(memory, ns, name, uid)
@@ -684,7 +694,7 @@ class Reconciler:
             log.warning("%s/%s: %s is not this evaluation's; its results are not written again", ns, name,
                         exc.describe())
             memory.results_final = True
-            return
+            return False
         if dashboard is not None and status.job_id:
             try:
                 job, info = await self._job_view(dashboard, status.job_id)
@@ -697,20 +707,25 @@ class Reconciler:
         await self._write_results(evaluation, uid, status, memory, final=True)
         memory.results_final = True
         why = "missing" if cm is None else "not final"
-        log.warning("%s/%s: the finished evaluation's results ConfigMap was %s; written again (%d episodes)",
-                    ns, name, why, len(memory.counted.episodes))
+        lost = "" if memory.counted.results is not None else (
+            "; the job's results are no longer readable and the ConfigMap kept none, so it has no results")
+        log.warning("%s/%s: the finished evaluation's results ConfigMap was %s; written again (%d episodes)%s",
+                    ns, name, why, len(memory.counted.episodes), lost)
         events.post(ns, name, uid, "Warning", "ResultsRepaired",
                     f"results ConfigMap {cm_name} was {why}; written again with final: true "
-                    f"({len(memory.counted.episodes)} episode records)")
+                    f"({len(memory.counted.episodes)} episode records){lost}")
+        return True
 
     async def _write_results(self, evaluation: SwarmEvaluation, uid: str, status: SwarmEvaluationStatus,
                              memory: Memory, *, final: bool) -> None:
         counted = memory.counted
         await self._load_counted(memory, evaluation.metadata.namespace, evaluation.metadata.name, uid)
-        results = status.results
-        if counted.results is not None:  # every policy: status carries only the top rows
+        # The full results or none: never status's copy (its top rows, no pairwise matrix), so the
+        # ConfigMap never holds less than the job reported, and status is made from the same results.
+        results = None
+        if counted.results is not None:
             results = counted.results.model_copy(
-                update={"results_config_map": status.results.results_config_map if status.results else None})
+                update={"results_config_map": names.results_configmap_name(evaluation.metadata.name)})
         cm = build_results.build_results_configmap(
             evaluation, uid, records=list(counted.episodes.values()), progress=status.progress,
             results=results, recoveries=counted.recoveries, final=final, drop_records=memory.too_large is not None,
