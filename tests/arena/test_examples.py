@@ -92,7 +92,7 @@ def own_code_ray(request: pytest.FixtureRequest) -> Iterator[Path]:
     assert modules, f"{example.parent}: an own-code example keeps its modules next to the manifest"
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(include_dashboard=False, namespace=RAY_NAMESPACE, logging_level=logging.WARNING, num_cpus=8,
+    ray.init(address="local", include_dashboard=False, namespace=RAY_NAMESPACE, logging_level=logging.WARNING, num_cpus=8,
              runtime_env={"py_modules": modules})
     # Only now, so Ray's workers cannot inherit it: they get the modules through the runtime_env.
     # The driver resolves factories itself before it starts actors, as `swarm-arena run` does.
