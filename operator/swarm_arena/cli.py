@@ -255,6 +255,39 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from swarm_arena.arena.recording.replay import Recording, replay_episode
+
+    try:
+        recording = Recording(args.recording)
+        episodes = args.episode or recording.episodes()
+        if not episodes:
+            print(f"replay: {args.recording} holds no recorded episode yet", file=sys.stderr)
+            return EXIT_FAILED
+        env = recording.make_env()
+    except (OSError, ValueError, ImportError) as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    failed = 0
+    try:
+        for episode in episodes:
+            try:
+                replay = replay_episode(recording, episode, env)
+            except ValueError as exc:
+                print(f"replay: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            if replay.exact:
+                print(f"episode {episode}: {replay.steps} steps, every step and return as recorded")
+            else:
+                failed += 1
+                print(f"episode {episode}: the environment is not deterministic given its seed and actions: "
+                      f"{replay.divergence}")  # fmt: skip
+    finally:
+        env.close()
+    return EXIT_FAILED if failed else EXIT_OK
+
+
 def _cmd_operator(args: argparse.Namespace) -> int:
     from swarm_arena.controller.main import run
 
@@ -358,6 +391,14 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--output", "-o", choices=FORMATS, default="yaml",
                         help="yaml (default; each document titled) or json (a kubectl List)")
     render.set_defaults(func=_cmd_render)
+
+    replay = sub.add_parser(
+        "replay", help="re-step a recording's environment from its seeds and actions; check the returns"
+    )
+    replay.add_argument("recording", help="the recording's folder (status.results.recordings.uri): path, file://, s3://")
+    replay.add_argument("--episode", "-e", type=int, action="append", default=None,
+                        help="an episode index to replay (repeat for several; default: every recorded one)")
+    replay.set_defaults(func=_cmd_replay)
 
     op = sub.add_parser("operator", help="run the Kubernetes operator (kopf) for SwarmEvaluations")
     scope = op.add_mutually_exclusive_group()

@@ -158,6 +158,27 @@ class Recovery(ApiModel):
     seconds: float = Field(ge=0, description="From detection to resumed stepping.")
 
 
+RECORDED_EPISODES_IN_STATUS = 100
+
+
+class Recordings(ApiModel):
+    """Where the recorded episodes are (docs/recording.md): `swarm-arena replay|render <uri>`."""
+
+    uri: str = Field(description="The recording's folder: `manifest.json` and the `steps/`, `episodes/` Parquet tables.")
+    episodes: list[int] = Field(
+        default_factory=list,
+        description=f"Indices of the recorded episodes (status lists the first {RECORDED_EPISODES_IN_STATUS}; the "
+        "results ConfigMap all of them).",
+    )
+    count: int | None = Field(default=None, ge=0, description="How many episodes are recorded.")
+
+    @model_validator(mode="after")
+    def _counted(self) -> Recordings:
+        if self.count is None:
+            self.count = len(self.episodes)
+        return self
+
+
 class Results(ApiModel):
     """What the evaluation found."""
 
@@ -177,6 +198,9 @@ class Results(ApiModel):
     results_config_map: str | None = Field(
         default=None, description="ConfigMap with the full results, owned by the evaluation."
     )
+    recordings: Recordings | None = Field(
+        default=None, description="The recorded episodes (spec.recording) and where they are."
+    )
 
 
     def for_configmap(self) -> Results:
@@ -191,7 +215,12 @@ class Results(ApiModel):
 
     def for_status(self) -> Results:
         """A copy without what only the results ConfigMap holds (status must stay small)."""
-        return self.model_copy(update={"pairwise": None, "return_aggregates": None}, deep=True)
+        update: dict[str, Any] = {"pairwise": None, "return_aggregates": None}
+        if self.recordings is not None and len(self.recordings.episodes) > RECORDED_EPISODES_IN_STATUS:
+            update["recordings"] = self.recordings.model_copy(
+                update={"episodes": self.recordings.episodes[:RECORDED_EPISODES_IN_STATUS]}
+            )
+        return self.model_copy(update=update, deep=True)
 
 
 class SwarmEvaluationStatus(ApiModel):

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from swarm_arena.arena.array_env import ArrayEnv, make_array_env
+from swarm_arena.arena.recording.buffer import RecordedSegment, StepBuffer
 from swarm_arena.arena.shard import ActorInfo, HostedPolicy, actor_info
 
 
@@ -82,6 +83,8 @@ class EpisodeTask:
     shards: tuple[ShardPart, ...]
     start_step: int
     stop_at: int
+    recording: tuple[int, ...] | None = None
+    """None: not recorded; else the chunk records every step, with the observations of these agents."""
 
 
 @dataclass
@@ -95,6 +98,7 @@ class ChunkResult:
     record: dict[str, Any] | None
     latencies_s: list[float] = field(default_factory=list)
     agent_steps: int = 0
+    recording: RecordedSegment | None = None
 
 
 class EnvironmentWorker:
@@ -195,9 +199,12 @@ class EnvironmentWorker:
         latencies: list[float] = []
         chunk_agent_steps = 0
         actions: np.ndarray | None = None
+        recorder = None if task.recording is None else StepBuffer(env.steps, task.recording)
         while not env.done and env.steps < task.stop_at:
             started = time.perf_counter()
             alive = env.alive
+            if recorder is not None:
+                recorder.observe(env)
             everyone = bool(alive.all())
             calls = []
             for part, indices, reads in remote:
@@ -220,6 +227,8 @@ class EnvironmentWorker:
             for picked, result in results:
                 actions[picked] = result
             outcome = env.step(actions)
+            if recorder is not None:
+                recorder.append(actions, outcome, alive)
             self._returns += outcome.rewards
             chunk_agent_steps += int(alive.sum())
             latencies.append(time.perf_counter() - started)
@@ -232,6 +241,7 @@ class EnvironmentWorker:
             record=None,
             latencies_s=latencies,
             agent_steps=chunk_agent_steps,
+            recording=None if recorder is None else recorder.segment(),
         )
         if env.done:
             result.record = self._record(task)

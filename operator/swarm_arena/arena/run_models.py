@@ -14,6 +14,7 @@ from swarm_arena.api.status import (
     LeaderboardEntry,
     PairwiseMatrix,
     Progress,
+    Recordings,
     Recovery,
     ReturnAggregates,
     StepLatency,
@@ -54,3 +55,4 @@ class RunOutcome:
     rating_method: RatingMethod | None = None
     pairwise: PairwiseMatrix | None = None
     return_aggregates: list[ReturnAggregates] | None = None
+    recordings: Recordings | None = None

@@ -304,6 +304,7 @@ def _report(evaluation: SwarmEvaluation, outcome: RunOutcome, wall_seconds: floa
             return_aggregates=outcome.return_aggregates,
             step_latency_ms=outcome.step_latency_ms,
             agent_steps_per_second=outcome.agent_steps_per_second,
+            recordings=outcome.recordings,
         ),
         recoveries=outcome.recoveries,
         episodes=outcome.episodes,

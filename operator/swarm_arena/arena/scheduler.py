@@ -33,6 +33,7 @@ from swarm_arena.arena.episode import EpisodeCheckpoint, EpisodeTask, ShardPart
 from swarm_arena.arena.errors import EvaluationFailed
 from swarm_arena.arena.matchmaking import Match, assign_agents, shard_layout
 from swarm_arena.arena.naming import shard_name
+from swarm_arena.arena.recording.recorder import EpisodeRecorder
 from swarm_arena.arena.recovery import RAY_RESTART_WAIT_S, REPLACEMENT_START_WAIT_S, ActorTable, Noted, is_actor_loss
 from swarm_arena.arena.revival import Answer, Revival
 from swarm_arena.arena.run_ledger import RunLedger
@@ -85,6 +86,7 @@ class EpisodeScheduler:
         ledger: RunLedger,
         marks: RepairMarks,
         failure: Callable[[], BaseException | None],
+        recorder: EpisodeRecorder | None = None,
     ) -> None:
         self.spec = spec
         self.evaluation = evaluation
@@ -93,6 +95,7 @@ class EpisodeScheduler:
         self.ledger = ledger
         self.marks = marks
         self._failure = failure
+        self.recorder = recorder
         self._policy_index = {p: i for i, p in enumerate(spec.policy_names)}
 
     # ---- the loop ----------------------------------------------------------------------------
@@ -104,7 +107,10 @@ class EpisodeScheduler:
         store = self.ledger.store
         records, resumable = store.records(), store.checkpoints()
         matches = self.layout.matches
-        todo = deque(sorted(resumable) + [m.index for m in matches if m.index not in records and m.index not in resumable])
+        unrecorded = self._unrecorded(records, resumable)
+        todo = deque(sorted(resumable) + [
+            m.index for m in matches if (m.index not in records or m.index in unrecorded) and m.index not in resumable
+        ])  # fmt: skip
         if records or resumable:
             log.info("%s: resuming, %d episodes already counted, %d from a checkpoint", self.evaluation, len(records), len(resumable))
         self.ledger.emit_progress()
@@ -135,6 +141,18 @@ class EpisodeScheduler:
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 
+    def _unrecorded(self, records: dict[int, Any], resumable: dict[int, EpisodeCheckpoint]) -> set[int]:
+        """Recorded episodes whose steps this run does not hold: those resumable from a checkpoint
+        replay from their start instead (their earlier chunks were recorded by a lost coordinator),
+        and the counted ones whose files are missing are played again (counted once). Returns the latter."""
+        if self.recorder is None:
+            return set()
+        for match in self.layout.matches:
+            if match.index in resumable and self.recorder.wants(match):
+                del resumable[match.index]
+                self.ledger.store.drop_checkpoint(match.index)
+        return self.recorder.unwritten(self.layout.matches, set(records))
+
     def _resume(self, slot: Slot, episode: int, checkpoint: EpisodeCheckpoint | None) -> None:
         """Start `episode`, from `checkpoint` when the store had one. A stored checkpoint that the
         actors refuse to restore (it decoded, but does not fit: a corrupted or foreign file) is
@@ -156,7 +174,7 @@ class EpisodeScheduler:
             self._go_on(slot, episode, None)
 
     def _raise_failure(self) -> None:
-        failure = self._failure()
+        failure = self._failure() or (self.recorder.failure() if self.recorder else None)
         if failure is not None:
             raise failure
 
@@ -195,6 +213,7 @@ class EpisodeScheduler:
             shards=tuple(parts),
             start_step=start_step,
             stop_at=(start_step // interval + 1) * interval,
+            recording=None if self.recorder is None else self.recorder.request(match),
         )
         return task, env, generations
 
@@ -273,11 +292,15 @@ class EpisodeScheduler:
             self._recover(slot, task.episode, exc, restarted)
             return
         self.ledger.chunk_done(result)
+        if self.recorder is not None and result.recording is not None:
+            self.recorder.add(task.episode, result.recording)
         slot.holds, slot.state_generations = (task.episode, result.step), generations
         counted = None
         if result.done:
             assert result.record is not None
             record = EpisodeRecord.model_validate(result.record)
+            if self.recorder is not None and task.recording is not None:
+                self.recorder.finish(self.layout.matches[task.episode], task.policy_agents, result.record)
             if self.ledger.count(record):  # exactly once, whatever was replayed
                 counted = record
             self.ledger.store.drop_checkpoint(result.episode)

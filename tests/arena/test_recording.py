@@ -1,0 +1,141 @@
+"""spec.recording on a real local Ray: the tables, exact replay (MAgent2 battle), a non-deterministic
+environment named at its first differing step, and each step recorded once after a recovered loss."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.dataset as ds
+import pytest
+import ray
+
+from swarm_arena.api.resource import SwarmEvaluation
+from swarm_arena.arena.matchmaking import episode_seed
+from swarm_arena.arena.naming import RAY_NAMESPACE, env_name
+from swarm_arena.arena.recording.replay import Recording, replay_episode
+from swarm_arena.arena.runner import run_evaluation
+from swarm_arena.cli import main
+from tests.arena.conftest import foraging_evaluation, fresh_local_ray, wait_until
+from tests.arena.test_exact_recovery import _Run
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(400)]
+
+ROOT = Path(__file__).resolve().parents[2]
+BATTLE = "magent2.environments.battle_v4:parallel_env"
+
+
+@pytest.fixture(scope="module")
+def ray_with_test_code():
+    """Workers import tests.arena.* environments, as users' own code would arrive through runtime_env."""
+    yield from fresh_local_ray(num_cpus=8, runtime_env={"env_vars": {"PYTHONPATH": f"{ROOT}:{ROOT / 'operator'}"}})
+
+
+def _recorded(report) -> Recording:
+    assert report.results.recordings is not None
+    return Recording(report.results.recordings.uri)
+
+
+def _steps(recording: Recording) -> Any:
+    return ds.dataset(recording.uri.removeprefix("file://") + "/steps", format="parquet").to_table()
+
+
+@pytest.fixture(scope="module")
+def battle(ray_with_test_code, tmp_path_factory) -> tuple[Any, Recording]:
+    """MAgent2 battle on a 30x30 map: red and blue random, 2 episodes of 25 steps, recorded."""
+    store = tmp_path_factory.mktemp("battle")
+    evaluation = foraging_evaluation(
+        "battle",
+        environment={"factory": BATTLE, "params": {"map_size": 30}, "maxSteps": 25},
+        policies=[{"name": "red", "factory": "random"}, {"name": "blue", "factory": "random"}],
+        teams=[{"name": "red", "agents": "red_*"}, {"name": "blue", "agents": "blue_*"}],
+        matchmaking={"mode": "fixed", "assignments": {"red": "red", "blue": "blue"}},
+        episodes=2,
+        checkpoint={"intervalSteps": 10},
+        recording={"storageURI": f"file://{store}"},
+    )
+    report = run_evaluation(evaluation)
+    return report, _recorded(report)
+
+
+def test_a_recorded_battle_holds_every_agent_step_once_with_the_counted_returns(battle) -> None:
+    report, recording = battle
+    assert report.results.recordings.episodes == [0, 1]
+    steps = _steps(recording)
+    assert steps.num_rows == report.progress.agent_steps
+    keys = set(zip(*(steps.column(c).to_pylist() for c in ("episode", "step", "agent")), strict=True))
+    assert len(keys) == steps.num_rows
+    assert str(steps.schema.field("action").type) == "int8" and str(steps.schema.field("reward").type) == "float"
+    assert set(steps.column("policy").to_pylist()) == {"red", "blue"}
+    for record in report.episodes:
+        episode = recording.episode(record.episode)
+        assert episode.policy_returns == record.returns
+        assert episode.seed == episode_seed(report.seed, record.episode)
+
+
+def test_a_recorded_battle_replays_to_identical_returns(battle, capsys) -> None:
+    _, recording = battle
+    for episode in recording.episodes():
+        assert replay_episode(recording, episode).exact
+    assert main(["replay", recording.uri]) == 0
+    assert "episode 1: 25 steps, every step and return as recorded" in capsys.readouterr().out
+
+
+def test_a_non_deterministic_environment_is_named_at_its_first_differing_step(ray_with_test_code, tmp_path, capsys) -> None:
+    evaluation = foraging_evaluation(
+        "noisy",
+        environment={"factory": "tests.arena.nondeterministic_env:parallel_env",
+                     "params": {"agents": 20, "at": 7, "agent": 3}, "maxSteps": 12},
+        policies=[{"name": "greedy", "factory": "greedy"}],
+        episodes=1,
+        recording={"storageURI": f"file://{tmp_path}"},
+    )  # fmt: skip
+    recording = _recorded(run_evaluation(evaluation))
+    replay = replay_episode(recording, 0)
+    assert replay.divergence is not None
+    assert (replay.divergence.step, replay.divergence.agent, replay.divergence.what) == (7, "agent_3", "reward")
+    assert main(["replay", recording.uri]) == 1
+    out = capsys.readouterr()
+    assert "episode 0: the environment is not deterministic given its seed and actions: step 7, agent agent_3: reward" in out.out
+
+
+def _gated(gate: Path, store: Path) -> SwarmEvaluation:
+    """Two episodes of 40 agents, every policy stepped in the environment actor, which holds at
+    episode 0's checkpoint of step 20 until `<gate>/open` exists."""
+    return foraging_evaluation(
+        "recovered",
+        environment={"factory": "tests.arena.gated_env:parallel_env", "maxSteps": 30,
+                     "params": {"gate": str(gate), "hold_seed": episode_seed(7, 0), "hold_at": 20, "agents": 40}},
+        policies=[{"name": p, "factory": p} for p in ("greedy", "random")],
+        episodes=2,
+        checkpoint={"intervalSteps": 10},
+        recording={"storageURI": f"file://{store}", "observations": {"agents": 2}},
+    )  # fmt: skip
+
+
+def test_a_recovered_loss_records_each_step_once(ray_with_test_code, tmp_path) -> None:
+    """The environment actor is lost while it holds episode 0 at step 20: the chunk it was in is
+    replayed from the checkpoint, and the recording equals that of the run without the loss."""
+    gate_open = tmp_path / "open-gate"
+    gate_open.mkdir()
+    (gate_open / "open").touch()
+    reference = _steps(_recorded(run_evaluation(_gated(gate_open, tmp_path / "reference"))))
+
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    evaluation = _gated(gate, tmp_path / "lossy")
+    run = _Run(evaluation)
+    wait_until(lambda: (gate / "held").exists(), "the hold at episode 0's checkpoint of step 20")
+    ray.kill(ray.get_actor(env_name(evaluation.qualified_name, 0), namespace=RAY_NAMESPACE), no_restart=False)
+    (gate / "open").touch()
+    report = run.result()
+    assert [r.episode for r in report.recoveries] == [0]
+    recording = _recorded(report)
+    steps = _steps(recording)
+    assert steps.num_rows == report.progress.agent_steps == 2 * 40 * 30
+    assert steps.to_pylist() == reference.to_pylist()  # each file is step-major, agents in order
+    observed = ds.dataset(recording.uri.removeprefix("file://") + "/observations", format="parquet").to_table()
+    assert observed.num_rows == 2 * 2 * 30 and sorted(set(observed.column("agent").to_pylist())) == ["agent_0", "agent_39"]
+    assert all(replay_episode(recording, e).exact for e in (0, 1))
+    assert np.array_equal(recording.episode(0).agent_returns.round(6), recording.episode(0).rewards.sum(0).round(6))
