@@ -61,7 +61,7 @@ def battle(ray_with_test_code, tmp_path_factory) -> tuple[Any, Recording]:
 
 def test_a_recorded_battle_holds_every_agent_step_once_with_the_counted_returns(battle) -> None:
     report, recording = battle
-    assert report.results.recordings.episodes == [0, 1]
+    assert (report.results.recordings.episodes, report.results.recordings.count) == ("0-1", 2)
     steps = _steps(recording)
     assert steps.num_rows == report.progress.agent_steps
     keys = set(zip(*(steps.column(c).to_pylist() for c in ("episode", "step", "agent")), strict=True))

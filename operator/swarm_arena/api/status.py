@@ -158,25 +158,50 @@ class Recovery(ApiModel):
     seconds: float = Field(ge=0, description="From detection to resumed stepping.")
 
 
-RECORDED_EPISODES_IN_STATUS = 100
+STATUS_RECORDING_RANGES = 100
+
+
+def episode_ranges(indices: list[int]) -> str:
+    """`[0, 1, 2, 3, 7, 9, 10]` -> `0-3,7,9-10`: every index, in little room."""
+    parts: list[str] = []
+    ordered = sorted(set(indices))
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def parse_episode_ranges(text: str) -> list[int]:
+    """`0-3,7` -> `[0, 1, 2, 3, 7]` (the inverse of `episode_ranges`)."""
+    out: list[int] = []
+    for part in (p for p in text.split(",") if p and p != "..."):
+        low, _, high = part.partition("-")
+        out.extend(range(int(low), int(high or low) + 1))
+    return out
 
 
 class Recordings(ApiModel):
-    """Where the recorded episodes are (docs/recording.md): `swarm-arena replay|render <uri>`."""
+    """Where the recorded episodes are (docs/recording.md): `swarm-arena replay <uri>`."""
 
     uri: str = Field(description="The recording's folder: `manifest.json` and the `steps/`, `episodes/` Parquet tables.")
-    episodes: list[int] = Field(
-        default_factory=list,
-        description=f"Indices of the recorded episodes (status lists the first {RECORDED_EPISODES_IN_STATUS}; the "
-        "results ConfigMap all of them).",
+    episodes: str = Field(
+        default="",
+        description=f"Indices of the recorded episodes as ranges (`0-4,100,200`); status keeps the first "
+        f"{STATUS_RECORDING_RANGES} ranges, the results ConfigMap all of them.",
     )
-    count: int | None = Field(default=None, ge=0, description="How many episodes are recorded.")
+    count: int = Field(default=0, ge=0, description="How many episodes are recorded.")
 
-    @model_validator(mode="after")
-    def _counted(self) -> Recordings:
-        if self.count is None:
-            self.count = len(self.episodes)
-        return self
+    @classmethod
+    def of(cls, uri: str, indices: list[int]) -> Recordings:
+        return cls(uri=uri, episodes=episode_ranges(indices), count=len(set(indices)))
+
+    @property
+    def indices(self) -> list[int]:
+        return parse_episode_ranges(self.episodes)
 
 
 class Results(ApiModel):
@@ -216,10 +241,11 @@ class Results(ApiModel):
     def for_status(self) -> Results:
         """A copy without what only the results ConfigMap holds (status must stay small)."""
         update: dict[str, Any] = {"pairwise": None, "return_aggregates": None}
-        if self.recordings is not None and len(self.recordings.episodes) > RECORDED_EPISODES_IN_STATUS:
-            update["recordings"] = self.recordings.model_copy(
-                update={"episodes": self.recordings.episodes[:RECORDED_EPISODES_IN_STATUS]}
-            )
+        if self.recordings is not None:
+            ranges = self.recordings.episodes.split(",")
+            if len(ranges) > STATUS_RECORDING_RANGES:
+                kept = ",".join(ranges[:STATUS_RECORDING_RANGES])
+                update["recordings"] = self.recordings.model_copy(update={"episodes": f"{kept},..."})
         return self.model_copy(update=update, deep=True)
 
 

@@ -167,6 +167,13 @@ def tables(doc: ResultsDocument) -> list[Table]:
             agg.add_row(a.policy, str(a.episodes),
                         *(_interval(c.value, c.low, c.high) if c else "-" for c in cells))
         out.append(agg)
+    recordings = doc.results.recordings
+    if recordings is not None:
+        recorded = Table(title="recorded episodes (swarm-arena replay URI)")
+        for column in ("episodes", "count", "uri"):
+            recorded.add_column(column)
+        recorded.add_row(recordings.episodes or "-", str(recordings.count), recordings.uri)
+        out.append(recorded)
     return out
 
 
@@ -180,6 +187,7 @@ def as_data(doc: ResultsDocument) -> dict[str, Any]:
         "leaderboard": leaderboard_rows(doc),
         "pairwise": pairwise_rows(doc),
         "returnAggregates": aggregate_rows(doc),
+        "recordings": doc.results.recordings.to_wire() if doc.results.recordings else None,
     }
 
 

@@ -164,4 +164,4 @@ class EpisodeRecorder:
 
     def recordings(self) -> Recordings:
         with self._lock:
-            return Recordings(uri=self.root, episodes=sorted(self._written))
+            return Recordings.of(self.root, sorted(self._written))
