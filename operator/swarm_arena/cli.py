@@ -232,7 +232,29 @@ def _cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_recording(where: str) -> bool:
+    return "://" in where or Path(where).is_dir()
+
+
+def _cmd_render_recording(args: argparse.Namespace) -> int:
+    from swarm_arena.arena.recording.render import render_episode
+    from swarm_arena.arena.recording.replay import Recording
+
+    try:
+        recording = Recording(args.file)
+        episode = args.episode if args.episode is not None else (recording.episodes() or [0])[0]
+        out = Path(args.video or f"episode-{episode}.gif")
+        count = render_episode(recording, episode, out, fps=args.fps, every=args.every)
+    except (OSError, ValueError, ImportError) as exc:
+        print(f"render: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"episode {episode}: {count} frames written to {out}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _cmd_render(args: argparse.Namespace) -> int:
+    if _is_recording(args.file):
+        return _cmd_render_recording(args)
     import yaml
 
     from swarm_arena.api.validation import ManifestError, load_and_validate
@@ -385,11 +407,17 @@ def build_parser() -> argparse.ArgumentParser:
     results.set_defaults(func=_cmd_results)
 
     render = sub.add_parser(
-        "render", help="print the children the operator would create for a manifest (RayCluster, job submission, ...)"
+        "render", help="print the children the operator would create for a manifest (RayCluster, job submission, ...), "
+        "or draw a recorded episode as a gif / mp4",
     )
-    render.add_argument("file", help="SwarmEvaluation manifest (YAML)")
+    render.add_argument("file", help="SwarmEvaluation manifest (YAML), or a recording's folder (path, file://, s3://)")
     render.add_argument("--output", "-o", choices=FORMATS, default="yaml",
-                        help="yaml (default; each document titled) or json (a kubectl List)")
+                        help="manifest: yaml (default; each document titled) or json (a kubectl List)")
+    render.add_argument("--episode", "-e", type=int, default=None,
+                        help="recording: the episode to draw (default: the first recorded)")
+    render.add_argument("--video", default=None, help="recording: the file to write, .gif or .mp4 (default: episode-N.gif)")
+    render.add_argument("--fps", type=int, default=10, help="recording: frames per second (default 10)")
+    render.add_argument("--every", type=int, default=1, help="recording: draw every k-th step (default 1)")
     render.set_defaults(func=_cmd_render)
 
     replay = sub.add_parser(

@@ -139,3 +139,33 @@ def test_a_recovered_loss_records_each_step_once(ray_with_test_code, tmp_path) -
     assert observed.num_rows == 2 * 2 * 30 and sorted(set(observed.column("agent").to_pylist())) == ["agent_0", "agent_39"]
     assert all(replay_episode(recording, e).exact for e in (0, 1))
     assert np.array_equal(recording.episode(0).agent_returns.round(6), recording.episode(0).rewards.sum(0).round(6))
+
+
+def test_a_recorded_battle_renders_to_a_playable_gif_and_mp4(battle, tmp_path) -> None:
+    import imageio.v3 as iio
+
+    _, recording = battle
+    gif, mp4 = tmp_path / "battle.gif", tmp_path / "battle.mp4"
+    assert main(["render", recording.uri, "--episode", "1", "--video", str(gif)]) == 0
+    assert main(["render", recording.uri.removeprefix("file://"), "--video", str(mp4), "--every", "5"]) == 0
+    clip = iio.imread(gif, index=None)
+    assert clip.ndim == 4 and clip.shape[0] > 1 and clip.std() > 0
+    # The reset, then each of the 25 steps, 100 ms a frame (the gif merges frames that do not change).
+    durations = [meta["duration"] for meta in (iio.immeta(gif, index=i) for i in range(clip.shape[0]))]
+    assert sum(durations) == 26 * 100
+    assert iio.imread(mp4, index=None, extension=".mp4").shape[0] == 6
+
+
+def test_the_foraging_world_is_drawn_coloured_by_policy() -> None:
+    from swarm_arena.arena.recording.render import BACKGROUND, FOOD, PALETTE, draw_foraging
+
+    food = np.zeros((4, 4), dtype=bool)
+    food[0, 0] = True
+    pos = np.array([[1, 1], [2, 3], [3, 3]])
+    colours = np.stack([PALETTE[0], PALETTE[1], PALETTE[1]])
+    image = draw_foraging(4, food, pos, np.array([True, True, False]), colours)
+    cell = image.shape[0] // 4
+    assert image.shape == (4 * cell, 4 * cell, 3) and cell == 8
+    at = lambda r, c: image[r * cell, c * cell].tolist()  # noqa: E731
+    assert at(0, 0) == FOOD.tolist() and at(1, 1) == PALETTE[0].tolist() and at(2, 3) == PALETTE[1].tolist()
+    assert at(3, 3) == BACKGROUND.tolist()  # a dead agent is not drawn
