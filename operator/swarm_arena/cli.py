@@ -140,6 +140,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from swarm_arena.arena.runner import EvaluationFailed
 
+    if args.record:
+        evaluation = _recording_into(evaluation, args.record)
     try:
         report = _run_with_progress(evaluation, args)
     except EvaluationFailed as exc:
@@ -158,7 +160,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.plot:
         plot_leaderboard(report, args.plot, rating_method=method)
         console.print(f"leaderboard plot written to {args.plot}")
+    if report.results.recordings is not None:
+        console.print(f"recorded episodes {report.results.recordings.episodes} in {report.results.recordings.uri}")
     return 0
+
+
+def _recording_into(evaluation, folder: str):  # noqa: ANN001, ANN202 - SwarmEvaluation in, SwarmEvaluation out
+    """`run --record DIR`: the manifest's spec.recording (every episode when it has none), into DIR."""
+    from swarm_arena.api.spec import RecordingSpec
+
+    recording = evaluation.spec.recording or RecordingSpec()
+    recording = recording.model_copy(update={"storage_uri": f"file://{Path(folder).resolve()}"})
+    spec = evaluation.spec.model_copy(update={"recording": recording})
+    return evaluation.model_copy(update={"spec": spec})
 
 
 def _cmd_repair(args: argparse.Namespace) -> int:
@@ -355,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
         "anything else: write the results JSON to that file",
     )
     run.add_argument("--plot", default=None, help="draw the leaderboard with its intervals into this PNG")
+    run.add_argument("--record", metavar="DIR", default=None,
+                     help="record into this local folder what spec.recording picks (every episode when the manifest "
+                          "has no spec.recording); docs/recording.md")
     run.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     run.set_defaults(func=_cmd_run)

@@ -169,3 +169,25 @@ def test_the_foraging_world_is_drawn_coloured_by_policy() -> None:
     at = lambda r, c: image[r * cell, c * cell].tolist()  # noqa: E731
     assert at(0, 0) == FOOD.tolist() and at(1, 1) == PALETTE[0].tolist() and at(2, 3) == PALETTE[1].tolist()
     assert at(3, 3) == BACKGROUND.tolist()  # a dead agent is not drawn
+
+
+def test_run_record_then_render_a_foraging_clip_from_the_folder(ray_with_test_code, tmp_path, capsys) -> None:
+    """`swarm-arena run --record DIR` records a manifest without spec.recording; `render DIR` finds it."""
+    import imageio.v3 as iio
+    import yaml
+
+    manifest = tmp_path / "eval.yaml"
+    evaluation = foraging_evaluation(
+        "clip", environment={"factory": "foraging", "params": {"agents": 300}, "maxSteps": 8},
+        policies=[{"name": p, "factory": p} for p in ("greedy", "random", "noop")], episodes=1,
+    )  # fmt: skip
+    manifest.write_text(yaml.safe_dump(evaluation.model_dump(by_alias=True, mode="json", exclude_none=True)))
+    assert main(["run", str(manifest), "--record", str(tmp_path / "rec"), "-q", "-o", "json"]) == 0
+    assert '"recordings"' in capsys.readouterr().out
+    clip = tmp_path / "clip.gif"
+    assert main(["render", str(tmp_path / "rec"), "--video", str(clip)]) == 0
+    frames = iio.imread(clip, index=None)
+    colours = {tuple(c) for c in frames[0].reshape(-1, 3).tolist()}
+    from swarm_arena.arena.recording.render import PALETTE
+
+    assert {tuple(PALETTE[i].tolist()) for i in range(3)} <= colours  # every policy's agents drawn in its colour

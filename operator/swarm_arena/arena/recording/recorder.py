@@ -150,8 +150,9 @@ class EpisodeRecorder:
     def failure(self) -> BaseException | None:
         """The first write that failed (after its retries), if one did."""
         with self._lock:
-            done = [f for f in self._writes if f.done()]
-        return next((f.exception() for f in done if f.exception() is not None), None)
+            failed = [f for f in self._writes if f.done() and f.exception() is not None]
+            self._writes = [f for f in self._writes if not f.done() or f.exception() is not None]
+        return failed[0].exception() if failed else None
 
     def drain(self) -> Recordings:
         """Wait for every queued write (raising the first that failed); what the store holds now."""

@@ -68,7 +68,7 @@ class Recording:
     """A recording's folder: a local path, `file://`, `s3://` or `gs://`."""
 
     def __init__(self, where: str) -> None:
-        uri = where if "://" in where else f"file://{Path(where).resolve()}"
+        uri = where if "://" in where else f"file://{_one_recording_below(Path(where))}"
         self.uri = uri.rstrip("/")
         self._files = open_files(self.uri, "recording")
         try:
@@ -124,6 +124,19 @@ class Recording:
 
         environment = self.manifest["environment"]
         return make_array_env(environment["factory"], environment.get("params", {}), environment.get("maxSteps", 500))
+
+
+def _one_recording_below(folder: Path) -> Path:
+    """`folder` itself when it is a recording, else the one recording under it (`run --record DIR`
+    writes `DIR/<namespace>/<name>/<fingerprint>/recording`)."""
+    folder = folder.resolve()
+    if (folder / tables.MANIFEST).exists() or not folder.is_dir():
+        return folder
+    found = sorted(p.parent for p in folder.glob(f"*/*/*/recording/{tables.MANIFEST}"))
+    if len(found) > 1:
+        listed = ", ".join(str(p) for p in found)
+        raise ValueError(f"{folder} holds {len(found)} recordings ({listed}); name one")
+    return found[0] if found else folder
 
 
 def _dictionary_positions(column: Any, names: list[str]) -> np.ndarray:

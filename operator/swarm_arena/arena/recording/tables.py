@@ -70,8 +70,10 @@ def _keys(pa: Any, episode: int, steps: np.ndarray, agents: np.ndarray, names: S
     agent_type = _index_dtype(len(names))
     return {
         "episode": pa.array(np.full(len(steps), episode, dtype=np.int32)),
-        "step": pa.array(steps.astype(np.int32)),
-        "agent": pa.DictionaryArray.from_arrays(pa.array(agents.astype(agent_type)), pa.array(list(names), pa.string())),
+        "step": pa.array(steps.astype(np.int32, copy=False)),
+        "agent": pa.DictionaryArray.from_arrays(
+            pa.array(agents.astype(agent_type, copy=False)), pa.array(list(names), pa.string())
+        ),
     }
 
 
@@ -80,17 +82,31 @@ def steps_table(
 ) -> Any:
     """One row per agent that acted, per step: episode, step, agent, policy, action, reward, terminated, truncated."""
     pa, _ = pyarrow_modules()
-    step, agent = np.nonzero(segment.acted)  # step-major: the rows of one step are together
+    steps, n = segment.acted.shape
     policies, codes = agent_policies(len(agents), policy_agents)
-    code = codes[agent]
+    codes = codes.astype(_index_dtype(len(policies)))
+    if segment.acted.all():  # everyone alive throughout (foraging): rows are the arrays as they lie
+        step = np.repeat(np.arange(steps, dtype=np.int32), n)
+        agent = np.tile(np.arange(n, dtype=np.int32), steps)
+        code = np.tile(codes, steps)
+
+        def rows(values: np.ndarray) -> np.ndarray:
+            return values.reshape(steps * n, *values.shape[2:])
+    else:
+        step, agent = np.nonzero(segment.acted)  # step-major: the rows of one step are together
+        code = codes[agent]
+
+        def rows(values: np.ndarray) -> np.ndarray:
+            return values[step, agent]
+
     columns = _keys(pa, episode, step + segment.first_step, agent, agents)
     columns["policy"] = pa.DictionaryArray.from_arrays(
-        pa.array(code.astype(_index_dtype(len(policies))), mask=code < 0), pa.array(policies, pa.string())
+        pa.array(code, mask=code < 0 if (code < 0).any() else None), pa.array(policies, pa.string())
     )
-    columns["action"] = _per_agent_column(pa, segment.actions[step, agent])
-    columns["reward"] = pa.array(segment.rewards[step, agent])
-    columns["terminated"] = pa.array(segment.terminated[step, agent])
-    columns["truncated"] = pa.array(segment.truncated[step, agent])
+    columns["action"] = _per_agent_column(pa, rows(segment.actions))
+    columns["reward"] = pa.array(rows(segment.rewards))
+    columns["terminated"] = pa.array(rows(segment.terminated))
+    columns["truncated"] = pa.array(rows(segment.truncated))
     return pa.table(columns)
 
 
@@ -141,10 +157,17 @@ def episodes_table(
 
 
 def to_parquet(table: Any) -> bytes:
-    """One row group for the whole table (an episode), zstd-compressed."""
+    """One row group for the whole table (an episode), zstd-compressed. Parquet dictionaries only
+    for the dictionary columns (agent, policy) and statistics only for episode and step (what a
+    reader filters on): half the encoding time of the defaults for 5M rows, 25% more bytes."""
     pa, pq = pyarrow_modules()
     sink = io.BytesIO()
-    pq.write_table(table, sink, row_group_size=max(1, table.num_rows), compression="zstd")
+    names = set(table.column_names)
+    pq.write_table(
+        table, sink, row_group_size=max(1, table.num_rows), compression="zstd",
+        use_dictionary=[c for c in ("agent", "policy") if c in names],
+        write_statistics=[c for c in ("episode", "step") if c in names],
+    )  # fmt: skip
     return sink.getvalue()
 
 
