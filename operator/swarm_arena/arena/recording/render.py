@@ -18,7 +18,7 @@ import numpy as np
 
 from swarm_arena.arena.recording.replay import RecordedEpisode, Recording
 
-# Policy colours, in order of the policies' first appearance (tab10, without its green: food is green).
+# Policy colours, in the episode's policy order (spec order for a shared team) (tab10, without its green: food is green).
 PALETTE = np.array(
     [[31, 119, 180], [255, 127, 14], [214, 39, 40], [148, 103, 189], [140, 86, 75],
      [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207]], dtype=np.uint8,
@@ -39,7 +39,8 @@ def imageio_module() -> Any:
 
 def policy_colours(recorded: RecordedEpisode) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Each agent's colour [N, 3], and the legend (policy -> colour)."""
-    policies = list(dict.fromkeys(p for p in recorded.policy_of_agent if p is not None))
+    # The episode's policies in plan order (its returns map keeps it), then any other found.
+    policies = list(dict.fromkeys([*recorded.policy_returns, *(p for p in recorded.policy_of_agent if p is not None)]))
     legend = {p: PALETTE[i % len(PALETTE)] for i, p in enumerate(policies)}
     colours = np.array([legend[p] if p is not None else NO_POLICY for p in recorded.policy_of_agent], dtype=np.uint8)
     return colours.reshape(-1, 3), legend
