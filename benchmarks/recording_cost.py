@@ -9,7 +9,12 @@ chunk round trip (which includes stacking the chunk's buffer and shipping it bac
 episode's wall time; then what writing one recorded episode costs the coordinator's writer
 thread (join, tables, Parquet bytes, file), which runs off the step path.
 
-    .venv/bin/python benchmarks/recording_cost.py --agents 10000 --steps 200 --episodes 3
+    .venv/bin/python benchmarks/recording_cost.py --agents 10000 --steps 500 --episodes 5
+    .venv/bin/python benchmarks/recording_cost.py --runs --agents 10000 --steps 500 --episodes 2 --repeats 3
+
+`--runs` measures whole runs instead (`run_evaluation` on a fresh embedded Ray per run, in a
+process of its own, off and on alternating): the runtime's step p50/p99 and the run's wall time,
+the coordinator's writer thread included.
 """
 
 from __future__ import annotations
@@ -92,6 +97,56 @@ def write_cost(joined: Any, record: dict[str, Any], agents: int, folder: Path) -
             "parquet_s": t3 - t2, "file_s": t4 - t3, "total_s": t4 - t0}  # fmt: skip
 
 
+def whole_run(agents: int, steps: int, interval: int, episodes: int, record: str | None) -> dict[str, Any]:
+    """One `run_evaluation` (what `swarm-arena run` calls) on a fresh embedded Ray, in this process."""
+    from swarm_arena.api.resource import SwarmEvaluation
+    from swarm_arena.arena.runner import run_evaluation
+
+    spec: dict[str, Any] = {
+        "environment": {"factory": "foraging", "params": {"agents": agents}, "maxSteps": steps},
+        "policies": [{"name": "greedy", "factory": "greedy"}, {"name": "random", "factory": "random"}],
+        "episodes": episodes,
+        "checkpoint": {"intervalSteps": interval},
+    }
+    if record:
+        spec["recording"] = {"storageURI": f"file://{record}"}
+    evaluation = SwarmEvaluation.model_validate({"apiVersion": "arena.swarm.dev/v1alpha1", "kind": "SwarmEvaluation",
+                                                 "metadata": {"name": f"bench-{os.getpid()}"}, "spec": spec})
+    report = run_evaluation(evaluation)
+    latency = report.results.step_latency_ms
+    assert latency is not None
+    return {"p50_ms": latency.p50, "p99_ms": latency.p99, "wall_s": report.wall_seconds,
+            "recorded": report.results.recordings.count if report.results.recordings else 0}  # fmt: skip
+
+
+def _in_process(function: Any, *args: Any) -> dict[str, Any]:
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(function, args)
+
+
+def runs_table(args: argparse.Namespace) -> None:
+    rows: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+    with tempfile.TemporaryDirectory() as folder:
+        for repeat in range(args.repeats):
+            for mode in ("off", "on"):
+                record = f"{folder}/{repeat}" if mode == "on" else None
+                rows[mode].append(_in_process(whole_run, args.agents, args.steps, args.interval, args.episodes, record))
+                print(f"run {repeat} recording {mode}: {rows[mode][-1]}", file=sys.stderr)
+    print(f"# whole runs (run_evaluation, embedded Ray): {args.agents:,} foraging agents, {args.episodes} episodes of "
+          f"{args.steps} steps, medians of {args.repeats}")
+    print()
+    print("| recording | step p50 ms | step p99 ms | run wall s | episodes recorded |")
+    print("|---|---:|---:|---:|---:|")
+    medians = {m: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for m, rs in rows.items()}
+    for mode, r in medians.items():
+        print(f"| {mode} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['wall_s']:.2f} | {r['recorded']:.0f} |")
+    off, on = medians["off"], medians["on"]
+    print(f"| on / off | {on['p50_ms'] / off['p50_ms']:.3f} | {on['p99_ms'] / off['p99_ms']:.3f} | "
+          f"{on['wall_s'] / off['wall_s']:.3f} | |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, default=10_000)
@@ -99,7 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=int, default=100, help="checkpoint.intervalSteps: steps per chunk")
     parser.add_argument("--episodes", type=int, default=3, help="episodes per mode (alternating off, on)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--runs", action="store_true",
+                        help="instead: whole runs through run_evaluation, off and on, --repeats times each")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
+    if args.runs:
+        runs_table(args)
+        return 0
 
     import ray
 
