@@ -97,6 +97,45 @@ def write_cost(joined: Any, record: dict[str, Any], agents: int, folder: Path) -
             "parquet_s": t3 - t2, "file_s": t4 - t3, "total_s": t4 - t0}  # fmt: skip
 
 
+def hook_cost(agents: int, steps: int, interval: int) -> dict[str, float]:
+    """In this process, no Ray: the step (observe the greedy half, act, `ArrayEnv.step`) against
+    exactly what recording adds to it (`StepBuffer.append`) and to a chunk's end (`segment()`),
+    each timed on its own, so the ratio holds on a loaded machine too."""
+    from swarm_arena.arena.array_env import make_array_env
+    from swarm_arena.arena.policies.base import make_policy
+    from swarm_arena.arena.recording.buffer import StepBuffer
+
+    env = make_array_env("foraging", {"agents": agents}, steps)
+    half = np.arange(agents // 2)
+    spaces = (env.observation_space(0), env.action_space(0))
+    greedy = make_policy("greedy", {}, *spaces, seed=0)
+    ids = [env.possible_agents[i] for i in half]
+    rng = np.random.default_rng(0)
+    env.reset(1)
+    actions = np.zeros(agents, dtype=np.int64)
+    step_s, hook_s, segment_s = [], [], []
+    buffer = StepBuffer(0, (), interval)
+    while not env.done:
+        t0 = time.perf_counter()
+        alive = env.alive
+        actions[half] = greedy.act(env.observe(half), ids)
+        actions[agents // 2 :] = rng.integers(0, 5, agents - agents // 2)
+        outcome = env.step(actions)
+        t1 = time.perf_counter()
+        buffer.append(actions, outcome, alive)
+        t2 = time.perf_counter()
+        step_s.append(t1 - t0)
+        hook_s.append(t2 - t1)
+        if env.steps % interval == 0 or env.done:
+            t3 = time.perf_counter()
+            buffer.segment()
+            segment_s.append(time.perf_counter() - t3)
+            buffer = StepBuffer(env.steps, (), interval)
+    return {"step_ms": 1000 * statistics.median(step_s), "hook_us": 1e6 * statistics.median(hook_s),
+            "hook_share": sum(hook_s) / sum(step_s), "segment_ms": 1000 * statistics.median(segment_s),
+            "segment_share": sum(segment_s) / sum(step_s)}  # fmt: skip
+
+
 def whole_run(agents: int, steps: int, interval: int, episodes: int, record: str | None) -> dict[str, Any]:
     """One `run_evaluation` (what `swarm-arena run` calls) on a fresh embedded Ray, in this process."""
     from swarm_arena.api.resource import SwarmEvaluation
@@ -180,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         last = runs["on"][-1]
         write = write_cost(last["joined"], last["record"], args.agents, Path(folder))
     ray.shutdown()
+    hook = hook_cost(args.agents, args.steps, args.interval)
 
     rows = {}
     for mode, plays in runs.items():
@@ -192,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             "episode_s": statistics.median(p["wall"] for p in plays),
         }
     if args.json:
-        print(json.dumps({"rows": rows, "write": write, "args": vars(args)}, indent=1))
+        print(json.dumps({"rows": rows, "write": write, "hook": hook, "args": vars(args)}, indent=1))
         return 0
     print(f"# {args.agents:,} foraging agents, {args.steps} steps an episode, chunks of {args.interval}, "
           f"{args.episodes} episodes per mode; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
@@ -206,6 +246,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| on / off | {on['step_p50_ms'] / off['step_p50_ms']:.3f} | {on['step_p99_ms'] / off['step_p99_ms']:.3f} | "
           f"{on['step_mean_ms'] / off['step_mean_ms']:.3f} | {on['chunk_ms'] / off['chunk_ms']:.3f} | "
           f"{on['episode_s'] / off['episode_s']:.3f} |")
+    print()
+    print("| what recording adds, timed on its own (one process, no Ray) | |")
+    print("|---|---:|")
+    print(f"| step without recording, median ms | {hook['step_ms']:.2f} |")
+    print(f"| the per-step append, median µs | {hook['hook_us']:.1f} |")
+    print(f"| appends / step time | {100 * hook['hook_share']:.2f} % |")
+    print(f"| a chunk's segment() (stacking its buffer), median ms | {hook['segment_ms']:.1f} |")
+    print(f"| segments / step time | {100 * hook['segment_share']:.2f} % |")
     print()
     print("| writing one recorded episode (writer thread, off the step path) | |")
     print("|---|---:|")

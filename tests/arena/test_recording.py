@@ -191,3 +191,44 @@ def test_run_record_then_render_a_foraging_clip_from_the_folder(ray_with_test_co
     from swarm_arena.arena.recording.render import PALETTE
 
     assert {tuple(PALETTE[i].tolist()) for i in range(3)} <= colours  # every policy's agents drawn in its colour
+
+
+def test_a_lost_head_leaves_each_step_recorded_once(ray_with_test_code, tmp_path) -> None:
+    """The coordinator (the head) is lost while episode 1 holds at its checkpoint of step 20 in a
+    durable store, episode 0 counted: the re-submitted run records episode 1 from its start (the
+    chunks before the checkpoint were in the lost coordinator's memory) and has episode 0 whether
+    its write finished before the loss or not. The recording equals that of the run without a loss."""
+    from swarm_arena.arena.naming import coordinator_name
+
+    gate_open = tmp_path / "open-gate"
+    gate_open.mkdir()
+    (gate_open / "open").touch()
+    reference = _steps(_recorded(run_evaluation(_head_lost_spec(gate_open, tmp_path / "reference"))))
+
+    gate, store = tmp_path / "gate", tmp_path / "store"
+    gate.mkdir()
+    evaluation = _head_lost_spec(gate, store)
+    run = _Run(evaluation)
+    wait_until(lambda: (gate / "held").exists() and any(store.rglob("episodes/000000.json")), "episode 0 counted, 1 held")
+    ray.kill(ray.get_actor(coordinator_name(evaluation.qualified_name), namespace=RAY_NAMESPACE), no_restart=True)
+    with pytest.raises(ray.exceptions.RayActorError):
+        run.result()
+    (gate / "open").touch()
+    report = run_evaluation(_head_lost_spec(gate, store))
+    assert report.results.recordings.episodes == "0-1"
+    steps = _steps(_recorded(report))
+    assert steps.num_rows == 2 * 40 * 30 and steps.to_pylist() == reference.to_pylist()
+
+
+def _head_lost_spec(gate: Path, store: Path) -> SwarmEvaluation:
+    """Two parallel episodes of 40 agents, a durable store; episode 1 holds at its checkpoint of step 20."""
+    return foraging_evaluation(
+        "head-lost",
+        environment={"factory": "tests.arena.gated_env:parallel_env", "maxSteps": 30,
+                     "params": {"gate": str(gate), "hold_seed": episode_seed(7, 1), "hold_at": 20, "agents": 40}},
+        policies=[{"name": p, "factory": p} for p in ("greedy", "random")],
+        episodes=2,
+        execution={"parallelEpisodes": 2},
+        checkpoint={"intervalSteps": 10, "storageURI": f"file://{store}"},
+        recording={},
+    )  # fmt: skip

@@ -43,3 +43,22 @@ def test_actions_take_the_smallest_integer_type_and_samples_spread_evenly() -> N
     assert compact_integers(np.array([0, 40_000], dtype=np.int64)).dtype == np.int32
     assert compact_integers(np.array([0.5])).dtype == np.float64
     assert observed_agents(100, 3) == (0, 50, 99) and observed_agents(2, 5) == (0, 1) and observed_agents(9, 0) == ()
+
+
+def test_a_buffer_grows_past_its_capacity_and_hands_over_every_row() -> None:
+    from types import SimpleNamespace
+
+    from swarm_arena.arena.recording.buffer import StepBuffer
+
+    buffer = StepBuffer(10, (), capacity=2)
+    actions = np.zeros(3, dtype=np.int64)
+    for t in range(5):
+        actions[:] = t  # the actor reuses its actions array: the buffer must copy
+        outcome = SimpleNamespace(rewards=np.full(3, t, np.float32), terminated=np.zeros(3, bool),
+                                  truncated=np.full(3, t == 4), )  # fmt: skip
+        buffer.append(actions, outcome, np.ones(3, bool))
+    segment = buffer.segment()
+    assert segment is not None and segment.first_step == 10 and segment.steps == 5
+    assert segment.actions[:, 0].tolist() == [0, 1, 2, 3, 4] and segment.actions.dtype == np.int8
+    assert segment.truncated[:, 0].tolist() == [False] * 4 + [True]
+    assert StepBuffer(0, ()).segment() is None

@@ -199,7 +199,8 @@ class EnvironmentWorker:
         latencies: list[float] = []
         chunk_agent_steps = 0
         actions: np.ndarray | None = None
-        recorder = None if task.recording is None else StepBuffer(env.steps, task.recording)
+        chunk = min(task.stop_at, env.max_steps) - env.steps
+        recorder = None if task.recording is None else StepBuffer(env.steps, task.recording, chunk)
         while not env.done and env.steps < task.stop_at:
             started = time.perf_counter()
             alive = env.alive

@@ -32,13 +32,21 @@ class RecordedSegment:
         return len(self.rewards)
 
 
-class StepBuffer:
-    """The steps of one chunk; `observed`: agent indices whose observations are kept too."""
+# Rows a buffer holds before it first grows (then it doubles): a chunk is usually shorter.
+INITIAL_ROWS = 4096
 
-    def __init__(self, first_step: int, observed: tuple[int, ...]) -> None:
+
+class StepBuffer:
+    """The steps of one chunk, in arrays allocated once (doubled when full): an append copies one
+    row per column, and handing the chunk over stacks nothing. `observed`: agent indices whose
+    observations are kept too; `capacity`: the most steps the chunk can have."""
+
+    def __init__(self, first_step: int, observed: tuple[int, ...], capacity: int = INITIAL_ROWS) -> None:
         self.first_step = first_step
         self.observed = np.asarray(observed, dtype=np.int64)
-        self._rows: list[tuple[np.ndarray, ...]] = []
+        self.length = 0
+        self._rows = max(1, min(capacity, INITIAL_ROWS))
+        self._columns: list[np.ndarray] = []
         self._seen: list[np.ndarray] = []
 
     def observe(self, env: Any) -> None:
@@ -47,13 +55,20 @@ class StepBuffer:
             self._seen.append(env.observe(self.observed))
 
     def append(self, actions: np.ndarray, outcome: Any, alive: np.ndarray) -> None:
-        """After the step. `actions` is the actor's reused buffer: copied; the rest is fresh each step."""
-        self._rows.append((actions.copy(), outcome.rewards, outcome.terminated, outcome.truncated, alive))
+        """After the step: its actions, rewards, terminations, truncations and who acted, one row each."""
+        row = (actions, outcome.rewards, outcome.terminated, outcome.truncated, alive)
+        if not self._columns:
+            self._columns = [np.empty((self._rows, *np.shape(v)), dtype=np.asarray(v).dtype) for v in row]
+        elif self.length == len(self._columns[0]):
+            self._columns = [np.concatenate([c, np.empty_like(c)]) for c in self._columns]
+        for column, value in zip(self._columns, row, strict=True):
+            column[self.length] = value
+        self.length += 1
 
     def segment(self) -> RecordedSegment | None:
-        if not self._rows:
+        if not self.length:
             return None
-        actions, rewards, terminated, truncated, acted = (np.stack(column) for column in zip(*self._rows, strict=True))
+        actions, rewards, terminated, truncated, acted = (c[: self.length] for c in self._columns)
         return RecordedSegment(
             first_step=self.first_step,
             actions=compact_integers(actions),
