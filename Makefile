@@ -17,7 +17,9 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 demo: setup
-	$(BIN)/swarm-arena run manifests/examples/foraging-local.yaml --output results.json --plot leaderboard.png
+	$(BIN)/swarm-arena run manifests/examples/foraging-local.yaml --output results.json --plot leaderboard.png \
+		--record recordings
+	$(BIN)/swarm-arena render recordings --episode 0 --video foraging.gif --every 2
 
 test: setup
 	$(BIN)/python -m tests.controlplane build

@@ -21,6 +21,6 @@ COPY --chown=1000:100 operator /tmp/swarm-arena/operator
 # The `examples` extra brings the environments the shipped examples use (MAgent2, SISL), so
 # the examples run on this image as they are; others bring theirs through spec.runtimeEnv.pip.
 # The `s3` extra brings pyarrow, which checkpoint.storageURI needs for s3:// and gs://.
-RUN pip install --no-cache-dir "/tmp/swarm-arena[examples,s3]" \
+RUN pip install --no-cache-dir "/tmp/swarm-arena[examples,s3,recording]" \
     && rm -rf /tmp/swarm-arena
 WORKDIR /home/ray

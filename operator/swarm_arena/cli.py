@@ -140,6 +140,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from swarm_arena.arena.runner import EvaluationFailed
 
+    if args.record:
+        evaluation = _recording_into(evaluation, args.record)
     try:
         report = _run_with_progress(evaluation, args)
     except EvaluationFailed as exc:
@@ -161,7 +163,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.plot:
         plot_leaderboard(report, args.plot, rating_method=method)
         console.print(f"leaderboard plot written to {args.plot}")
+    if report.results.recordings is not None:
+        console.print(f"recorded episodes {report.results.recordings.episodes} in {report.results.recordings.uri}")
     return 0
+
+
+def _recording_into(evaluation, folder: str):  # noqa: ANN001, ANN202 - SwarmEvaluation in, SwarmEvaluation out
+    """`run --record DIR`: the manifest's spec.recording (every episode when it has none), into DIR."""
+    from swarm_arena.api.spec import RecordingSpec
+
+    recording = evaluation.spec.recording or RecordingSpec()
+    recording = recording.model_copy(update={"storage_uri": f"file://{Path(folder).resolve()}"})
+    spec = evaluation.spec.model_copy(update={"recording": recording})
+    return evaluation.model_copy(update={"spec": spec})
 
 
 def _cmd_repair(args: argparse.Namespace) -> int:
@@ -235,7 +249,29 @@ def _cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_recording(where: str) -> bool:
+    return "://" in where or Path(where).is_dir()
+
+
+def _cmd_render_recording(args: argparse.Namespace) -> int:
+    from swarm_arena.arena.recording.render import render_episode
+    from swarm_arena.arena.recording.replay import Recording
+
+    try:
+        recording = Recording(args.file)
+        episode = args.episode if args.episode is not None else (recording.episodes() or [0])[0]
+        out = Path(args.video or f"episode-{episode}.gif")
+        count = render_episode(recording, episode, out, fps=args.fps, every=args.every)
+    except (OSError, ValueError, ImportError) as exc:
+        print(f"render: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"episode {episode}: {count} frames written to {out}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _cmd_render(args: argparse.Namespace) -> int:
+    if _is_recording(args.file):
+        return _cmd_render_recording(args)
     import yaml
 
     from swarm_arena.api.validation import ManifestError, load_and_validate
@@ -256,6 +292,39 @@ def _cmd_render(args: argparse.Namespace) -> int:
         sys.stdout.write(f"---\n# {title}\n")
         sys.stdout.write(yaml.safe_dump(doc, sort_keys=False, width=120))
     return EXIT_OK
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from swarm_arena.arena.recording.replay import Recording, replay_episode
+
+    try:
+        recording = Recording(args.recording)
+        episodes = args.episode or recording.episodes()
+        if not episodes:
+            print(f"replay: {args.recording} holds no recorded episode yet", file=sys.stderr)
+            return EXIT_FAILED
+        env = recording.make_env()
+    except (OSError, ValueError, ImportError) as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    failed = 0
+    try:
+        for episode in episodes:
+            try:
+                replay = replay_episode(recording, episode, env)
+            except ValueError as exc:
+                print(f"replay: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            if replay.exact:
+                print(f"episode {episode}: {replay.steps} steps, every step and return as recorded")
+            else:
+                failed += 1
+                print(f"episode {episode}: the environment is not deterministic given its seed and actions: "
+                      f"{replay.divergence}")  # fmt: skip
+    finally:
+        env.close()
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _cmd_operator(args: argparse.Namespace) -> int:
@@ -303,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
         "anything else: write the results JSON to that file",
     )
     run.add_argument("--plot", default=None, help="draw the leaderboard with its intervals into this PNG")
+    run.add_argument("--record", metavar="DIR", default=None,
+                     help="record into this local folder what spec.recording picks (every episode when the manifest "
+                          "has no spec.recording); docs/recording.md")
     run.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     run.set_defaults(func=_cmd_run)
@@ -356,12 +428,26 @@ def build_parser() -> argparse.ArgumentParser:
     results.set_defaults(func=_cmd_results)
 
     render = sub.add_parser(
-        "render", help="print the children the operator would create for a manifest (RayCluster, job submission, ...)"
+        "render", help="print the children the operator would create for a manifest (RayCluster, job submission, ...), "
+        "or draw a recorded episode as a gif / mp4",
     )
-    render.add_argument("file", help="SwarmEvaluation manifest (YAML)")
+    render.add_argument("file", help="SwarmEvaluation manifest (YAML), or a recording's folder (path, file://, s3://)")
     render.add_argument("--output", "-o", choices=FORMATS, default="yaml",
-                        help="yaml (default; each document titled) or json (a kubectl List)")
+                        help="manifest: yaml (default; each document titled) or json (a kubectl List)")
+    render.add_argument("--episode", "-e", type=int, default=None,
+                        help="recording: the episode to draw (default: the first recorded)")
+    render.add_argument("--video", default=None, help="recording: the file to write, .gif or .mp4 (default: episode-N.gif)")
+    render.add_argument("--fps", type=int, default=10, help="recording: frames per second (default 10)")
+    render.add_argument("--every", type=int, default=1, help="recording: draw every k-th step (default 1)")
     render.set_defaults(func=_cmd_render)
+
+    replay = sub.add_parser(
+        "replay", help="re-step a recording's environment from its seeds and actions; check the returns"
+    )
+    replay.add_argument("recording", help="the recording's folder (status.results.recordings.uri): path, file://, s3://")
+    replay.add_argument("--episode", "-e", type=int, action="append", default=None,
+                        help="an episode index to replay (repeat for several; default: every recorded one)")
+    replay.set_defaults(func=_cmd_replay)
 
     op = sub.add_parser("operator", help="run the Kubernetes operator (kopf) for SwarmEvaluations")
     scope = op.add_mutually_exclusive_group()

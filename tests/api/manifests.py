@@ -117,6 +117,11 @@ def _both_targets(doc: dict[str, Any]) -> None:
     doc["spec"]["cluster"]["address"] = "http://ray-head:8265"
 
 
+def _recording_without_storage(doc: dict[str, Any]) -> None:
+    del doc["spec"]["checkpoint"]
+    doc["spec"]["recording"] = {"episodes": {"first": 1}}
+
+
 BAD: list[Bad] = [
     Bad("episodes-above-max", _set("spec.episodes", 100_001), "spec.episodes", "schema"),
     Bad("episodes-zero", _set("spec.episodes", 0), "spec.episodes", "schema"),
@@ -173,6 +178,17 @@ BAD: list[Bad] = [
     Bad("max-replicas-below-replicas", _set("spec.cluster.workerGroups.0.maxReplicas", 1),
         "spec.cluster.workerGroups[0].maxReplicas", "cel"),
     Bad("gpu-policy-without-gpu-group", _gpu_policy_without_gpu_group, "spec.cluster.workerGroups", "cel"),
+    Bad("recording-every-zero", _set("spec.recording", {"episodes": {"every": 0}}), "spec.recording.episodes.every",
+        "schema"),
+    Bad("recording-observations-too-many", _set("spec.recording", {"observations": {"agents": 65}}),
+        "spec.recording.observations.agents", "schema"),
+    Bad("recording-storage-uri-http", _set("spec.recording", {"storageURI": "http://bucket/x"}),
+        "spec.recording.storageURI", "schema"),
+    Bad("recording-without-storage", _recording_without_storage, "spec.recording.storageURI", "cel"),
+    Bad("recording-pairing-unknown-team", _set("spec.recording", {"episodes": {"pairings": [{"green": "greedy"}]}}),
+        "spec.recording.episodes.pairings[0].green", "cel", server_path="spec.recording.episodes.pairings"),
+    Bad("recording-pairing-unknown-policy", _set("spec.recording", {"episodes": {"pairings": [{"red": "ghost"}]}}),
+        "spec.recording.episodes.pairings[0].red", "cel", server_path="spec.recording.episodes.pairings"),
     Bad("runtime-env-reserved-env-var", _set("spec.runtimeEnv", {"env_vars": {"SWARM_ARENA_EVALUATION": "x"}}),
         "spec.runtimeEnv.env_vars.SWARM_ARENA_EVALUATION", "cel", server_path="spec.runtimeEnv.env_vars"),
     Bad("runtime-env-unknown-key", _set("spec.runtimeEnv", {"conda": {"dependencies": ["numpy"]}}),

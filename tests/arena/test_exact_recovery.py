@@ -119,7 +119,13 @@ def lose_the_head(gate: Path, store: Path | str, stored: Callable[[], list[str]]
     files as `<folder>/<name>` (`episodes/000000.json`, `inflight/000001.npz`, ...)."""
     evaluation = _evaluation(gate, hold=(1, 20), store=store)
     run = _Run(evaluation)
-    wait_until(lambda: (gate / "held").exists() and "episodes/000000.json" in stored(), "episode 0 counted, 1 held")
+    # Counted, then its checkpoint dropped: a listing between the two (an object store's round
+    # trips make that window wide on a loaded machine) would still show episode 0's checkpoint.
+    wait_until(
+        lambda: (gate / "held").exists() and "episodes/000000.json" in (names := stored())
+        and "inflight/000000.npz" not in names,
+        "episode 0 counted and its checkpoint dropped, 1 held",
+    )
     assert [f for f in stored() if f.startswith("inflight/")] == ["inflight/000001.npz"]
     # The head is lost: the coordinator with it, and every actor it owns with the coordinator.
     coordinator = ray.get_actor(coordinator_name(evaluation.qualified_name), namespace=RAY_NAMESPACE)

@@ -141,3 +141,22 @@ def test_a_lost_head_resumes_exactly_from_s3(s3_env: S3Server, reference, tmp_pa
     assert len({k.split("/")[2] for k in keys}) == 1 and all(k.startswith(f"default/{NAME}/") for k in keys)
     assert not [k for k in keys if "/inflight/" in k]
     _same_numbers(resumed, reference)
+
+
+def test_a_recording_in_a_bucket_replays_from_its_s3_uri(s3_env: S3Server, local_ray_with_test_code, capsys) -> None:
+    """spec.recording on s3:// goes through the same pyarrow.fs files as checkpoints, and
+    `swarm-arena replay` reads it back from the URI status gives."""
+    from swarm_arena.cli import main
+
+    uri, prefix = _uri(s3_env)
+    evaluation = foraging_evaluation(
+        "rec", environment={"factory": "foraging", "params": {"agents": 30}, "maxSteps": 12},
+        policies=[{"name": "greedy", "factory": "greedy"}], episodes=2, recording={"storageURI": uri},
+    )  # fmt: skip
+    recordings = run_evaluation(evaluation).results.recordings
+    assert recordings is not None and recordings.episodes == "0-1"
+    assert recordings.uri.startswith(f"{uri}/default/rec/") and recordings.uri.endswith("/recording")
+    names = {k.split("/recording/", 1)[1] for k in s3_env.keys(prefix) if "/recording/" in k}
+    assert {"manifest.json", "steps/000001.parquet", "episodes/000001.parquet"} <= names
+    assert main(["replay", recordings.uri]) == 0
+    assert capsys.readouterr().out.count("every step and return as recorded") == 2

@@ -147,3 +147,38 @@ def test_results_of_an_evaluation_are_read_from_its_configmap_in_the_cluster(
     missing = subprocess.run([sys.executable, "-m", "swarm_arena.cli", "results", f"{namespace}/nobody"],
                              capture_output=True, text=True, env=env, timeout=120)
     assert missing.returncode == 1 and "could not read the results" in missing.stderr and "Not Found" in missing.stderr
+
+
+RECORDINGS = "s3://bucket/rec/team-a/duel/0123456789abcdef/recording"
+
+
+def test_recordings_reach_the_configmap_status_and_the_results_command(
+    report: RunReport, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from swarm_arena.api.status import Recordings
+
+    every_other = list(range(0, 2 * 150, 2))  # 150 ranges: more than status keeps
+    results = report.results.model_copy(update={"recordings": Recordings.of(RECORDINGS, every_other)})
+    doc = yaml.safe_load(Path(__file__).parents[2].joinpath("manifests/examples/foraging-local.yaml").read_text())
+    doc["metadata"] = {"name": "duel", "namespace": "team-a"}
+    cm = build_results.build_results_configmap(SwarmEvaluation.model_validate(doc), "uid-1", records=report.episodes,
+                                               progress=report.progress, results=results, recoveries=[], final=True)
+    in_cm = results_view.from_configmap(cm, "configmap").results.recordings
+    assert in_cm is not None and in_cm.indices == every_other and in_cm.count == 150
+    in_status = results.for_status().recordings
+    assert in_status is not None and in_status.count == 150 and in_status.episodes.endswith(",...")
+    assert in_status.indices == every_other[:100]
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(report.model_copy(update={"results": results}).model_dump(by_alias=True, mode="json")))
+    assert main(["results", "--file", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "recorded episodes" in out and "s3://bucket/rec/team-a/duel" in out
+    assert main(["results", "--file", str(path), "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["recordings"] == {"uri": RECORDINGS, "episodes": in_cm.episodes, "count": 150}
+
+
+def test_episode_ranges_round_trip() -> None:
+    from swarm_arena.api.status import episode_ranges, parse_episode_ranges
+
+    assert episode_ranges([9, 0, 1, 2, 3, 7, 10]) == "0-3,7,9-10" and episode_ranges([]) == ""
+    assert parse_episode_ranges("0-3,7,9-10") == [0, 1, 2, 3, 7, 9, 10]

@@ -109,6 +109,17 @@ def test_a_run_that_played_its_plan_has_no_stopped_early_condition() -> None:
     assert d.status.phase is Phase.SUCCEEDED and cond.get(d.status.conditions, cond.STOPPED_EARLY) is None
 
 
+def test_the_recordings_the_job_reports_reach_status() -> None:
+    from swarm_arena.api.status import Recordings
+
+    sid = names.submission_id(UID, 1)
+    uri = "s3://bucket/rec/default/e/0123456789abcdef/recording"
+    results = Results(recordings=Recordings.of(uri, [0, 1, 2, 10]))
+    status = SwarmEvaluationStatus(phase=Phase.RUNNING, job_id=sid, attempts=1)
+    d = decide(obs(status, job=JobView(sid, True, "SUCCEEDED", record=record(JobState.SUCCEEDED, 4, results=results))))
+    assert d.status.results.recordings == Recordings(uri=uri, episodes="0-2,10", count=4)
+
+
 def test_invalid_spec_fails_after_exactly_one_attempt() -> None:
     sid = names.submission_id(UID, 1)
     status = SwarmEvaluationStatus(phase=Phase.RUNNING, job_id=sid, attempts=1)

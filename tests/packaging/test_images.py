@@ -75,7 +75,7 @@ def test_ray_image_is_the_official_ray_release_the_package_pins() -> None:
     assert [str(r.specifier) for r in ray_pins] == [f"=={RAY_VERSION}"]
     assert PYPROJECT["project"]["requires-python"] == ">=3.11"  # py311 base image
     run = " ".join(rest for kw, rest in steps if kw == "RUN")
-    assert "pip install --no-cache-dir" in run and "[examples,s3]" in run  # s3: pyarrow for storageURI
+    assert "pip install --no-cache-dir" in run and "[examples,s3,recording]" in run  # pyarrow: storageURI, spec.recording
 
 
 def test_default_ray_image_is_what_the_ray_dockerfile_is_tagged() -> None:

@@ -341,6 +341,87 @@ class CheckpointSpec(ApiModel):
     )
 
 
+RECORDING_MAX_PAIRINGS = 64
+RECORDING_MAX_OBSERVED_AGENTS = 64
+
+
+class RecordingEpisodes(ApiModel):
+    """Which episodes are recorded, after gymnasium's RecordVideo triggers; an episode is recorded
+    when any selector given picks it, and every episode when none is given."""
+
+    first: int | None = Field(
+        default=None, ge=1, le=100_000, description="The first n episodes of the plan (indices 0..n-1)."
+    )
+    every: int | None = Field(
+        default=None, ge=1, le=100_000, description="Every k-th episode of the plan (indices 0, k, 2k, ...)."
+    )
+    pairings: list[Annotated[dict[str, Annotated[str, Field(max_length=NAME_MAX_LENGTH)]], Field(max_length=64)]] = (
+        Field(
+            default_factory=list,
+            max_length=RECORDING_MAX_PAIRINGS,
+            description=(
+                "Episodes of these pairings, each a map team -> policy (e.g. `{red: greedy, blue: random}`); an "
+                "episode matches when each team named plays that policy (a team shared by several policies "
+                "matches any of them); teams left out match anything."
+            ),
+        )
+    )
+
+    @property
+    def everything(self) -> bool:
+        return self.first is None and self.every is None and not self.pairings
+
+    def selects(self, index: int, pairing: dict[str, str]) -> bool:
+        """Whether episode `index`, with `pairing` (team -> "p1,p2", `EpisodeRecord.pairing`), is recorded."""
+        if self.everything:
+            return True
+        if self.first is not None and index < self.first:
+            return True
+        if self.every is not None and index % self.every == 0:
+            return True
+        return any(
+            all(policy in pairing.get(team, "").split(",") for team, policy in wanted.items())
+            for wanted in self.pairings
+        )
+
+
+class RecordingObservations(ApiModel):
+    """Observations are large: they are recorded only for a sample of agents, and only if asked."""
+
+    agents: int = Field(
+        default=0,
+        ge=0,
+        le=RECORDING_MAX_OBSERVED_AGENTS,
+        description="How many agents' observations to record per step (spread evenly over the agent list); 0: none.",
+    )
+
+
+class RecordingSpec(ApiModel):
+    """Record episodes (actions, rewards, terminations and truncations per agent per step) as Parquet,
+    for `swarm-arena replay` and `swarm-arena render` (docs/recording.md). Absent: nothing is recorded."""
+
+    episodes: RecordingEpisodes = Field(
+        default_factory=RecordingEpisodes, description="Which episodes; none given: every episode."
+    )
+    observations: RecordingObservations = Field(
+        default_factory=RecordingObservations, description="Observations of a sample of agents (off by default)."
+    )
+    storage_uri: str | None = Field(
+        default=None,
+        alias="storageURI",
+        pattern=STORAGE_URI_PATTERN,
+        description=(
+            "Where the recordings go (`file://` directory, `s3://`, `gs://`); unset: `checkpoint.storageURI`, "
+            "so one of the two is required."
+        ),
+    )
+
+    def uri(self, checkpoint: CheckpointSpec) -> str:
+        uri = self.storage_uri or checkpoint.storage_uri
+        assert uri, "validated: recording.storageURI or checkpoint.storageURI"
+        return uri
+
+
 class FaultToleranceSpec(ApiModel):
     """How hard the arena tries to keep a run alive."""
 
@@ -616,6 +697,24 @@ class SwarmEvaluationSpec(ApiModel):
                 ".policies",
             ),
             cel(
+                "!has(self.recording) || has(self.recording.storageURI) || has(self.checkpoint.storageURI)",
+                "recording.storageURI: where recordings go is needed when checkpoint.storageURI is not set "
+                "(a file:// directory for local runs)",
+                ".recording.storageURI",
+            ),
+            cel(
+                "!has(self.recording) || self.recording.episodes.pairings.all(m, m.all(t,"
+                " size(self.teams) > 0 ? self.teams.exists(x, x.name == t) : t == 'all'))",
+                "recording.episodes.pairings: every key must name a team of spec.teams (`all` when teams is empty)",
+                ".recording.episodes.pairings",
+            ),
+            cel(
+                "!has(self.recording) || self.recording.episodes.pairings.all(m, m.all(t,"
+                " self.policies.exists(p, p.name == m[t])))",
+                "recording.episodes.pairings: every value must name a policy of spec.policies",
+                ".recording.episodes.pairings",
+            ),
+            cel(
                 "!has(self.cluster) || size(self.cluster.workerGroups) == 0"
                 " || !self.policies.exists(p, p.resources.gpu > 0.0)"
                 " || self.cluster.workerGroups.exists(g, g.resources.gpu > 0)",
@@ -656,6 +755,9 @@ class SwarmEvaluationSpec(ApiModel):
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec, description="Checkpointing.")
     fault_tolerance: FaultToleranceSpec = Field(
         default_factory=FaultToleranceSpec, description="Actor restarts."
+    )
+    recording: RecordingSpec | None = Field(
+        default=None, description="Record episodes for replay and rendering (docs/recording.md); absent: none."
     )
     cluster: ClusterSpec | None = Field(
         default=None,
@@ -771,6 +873,8 @@ class SwarmEvaluationSpec(ApiModel):
                     (("policies",), f"matchmaking.mode round-robin needs at least as many policies as teams "
                      f"({len(names)} < {len(team_names)})")
                 )
+        if self.recording is not None:
+            problems.extend(self._recording_problems(team_names, names))
         gpu_policies = [p.name for p in self.policies if p.resources.gpu > 0]
         if gpu_policies and self.cluster and self.cluster.worker_groups and not self.cluster.has_gpu_group:
             problems.append(
@@ -780,3 +884,22 @@ class SwarmEvaluationSpec(ApiModel):
         if problems:
             raise SpecError(problems)
         return self
+
+    def _recording_problems(self, team_names: list[str], names: list[str]) -> list[tuple[Loc, str]]:
+        assert self.recording is not None
+        problems: list[tuple[Loc, str]] = []
+        if not self.recording.storage_uri and not self.checkpoint.storage_uri:
+            problems.append(
+                (("recording", "storageURI"), "where recordings go is needed when checkpoint.storageURI is not set; "
+                 "give a file:// directory for local runs, or s3:// / gs://")
+            )
+        for i, wanted in enumerate(self.recording.episodes.pairings):
+            here: Loc = ("recording", "episodes", "pairings", i)
+            for team, policy in wanted.items():
+                if team not in team_names:
+                    problems.append(((*here, team), f"names team {team!r}, which is not defined; teams are: "
+                                     f"{', '.join(team_names)}"))
+                if policy not in names:
+                    problems.append(((*here, team), f"names policy {policy!r}, which is not defined; policies are: "
+                                     f"{', '.join(names)}"))
+        return problems

@@ -216,6 +216,52 @@ class StoppedEarly(ApiModel):
     )
 
 
+STATUS_RECORDING_RANGES = 100
+
+
+def episode_ranges(indices: list[int]) -> str:
+    """`[0, 1, 2, 3, 7, 9, 10]` -> `0-3,7,9-10`: every index, in little room."""
+    parts: list[str] = []
+    ordered = sorted(set(indices))
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def parse_episode_ranges(text: str) -> list[int]:
+    """`0-3,7` -> `[0, 1, 2, 3, 7]` (the inverse of `episode_ranges`)."""
+    out: list[int] = []
+    for part in (p for p in text.split(",") if p and p != "..."):
+        low, _, high = part.partition("-")
+        out.extend(range(int(low), int(high or low) + 1))
+    return out
+
+
+class Recordings(ApiModel):
+    """Where the recorded episodes are (docs/recording.md): `swarm-arena replay <uri>`."""
+
+    uri: str = Field(description="The recording's folder: `manifest.json` and the `steps/`, `episodes/` Parquet tables.")
+    episodes: str = Field(
+        default="",
+        description=f"Indices of the recorded episodes as ranges (`0-4,100,200`); status keeps the first "
+        f"{STATUS_RECORDING_RANGES} ranges, the results ConfigMap all of them.",
+    )
+    count: int = Field(default=0, ge=0, description="How many episodes are recorded.")
+
+    @classmethod
+    def of(cls, uri: str, indices: list[int]) -> Recordings:
+        return cls(uri=uri, episodes=episode_ranges(indices), count=len(set(indices)))
+
+    @property
+    def indices(self) -> list[int]:
+        return parse_episode_ranges(self.episodes)
+
+
 class Results(ApiModel):
     """What the evaluation found."""
 
@@ -252,6 +298,9 @@ class Results(ApiModel):
     results_config_map: str | None = Field(
         default=None, description="ConfigMap with the full results, owned by the evaluation."
     )
+    recordings: Recordings | None = Field(
+        default=None, description="The recorded episodes (spec.recording) and where they are."
+    )
 
 
     def for_configmap(self) -> Results:
@@ -277,8 +326,13 @@ class Results(ApiModel):
 
     def for_status(self) -> Results:
         """A copy without what only the results ConfigMap holds (status must stay small)."""
-        return self.model_copy(update={"pairwise": None, "return_aggregates": None, "populations": None, "social_outcomes": None},
-                               deep=True)
+        update: dict[str, Any] = {"pairwise": None, "return_aggregates": None, "populations": None, "social_outcomes": None}
+        if self.recordings is not None:
+            ranges = self.recordings.episodes.split(",")
+            if len(ranges) > STATUS_RECORDING_RANGES:
+                kept = ",".join(ranges[:STATUS_RECORDING_RANGES])
+                update["recordings"] = self.recordings.model_copy(update={"episodes": f"{kept},..."})
+        return self.model_copy(update=update, deep=True)
 
 
 class SwarmEvaluationStatus(ApiModel):

@@ -390,6 +390,19 @@ class _ArrowFiles:
         return sorted(i.path.removeprefix(f"{self.root}/") for i in infos if i.base_name.startswith(TMP_PREFIX))
 
 
+def open_files(uri: str, field: str = "spec.checkpoint.storageURI") -> _LocalFiles | _ArrowFiles:
+    """The files under `uri` (`file://` directly, `s3://` / `gs://` through pyarrow.fs): atomic writes,
+    reads, listings and deletes by path relative to it."""
+    if uri.startswith("file://"):
+        return _LocalFiles(uri[len("file://") :])
+    if uri.startswith(("s3://", "gs://")):
+        try:
+            return _ArrowFiles(uri)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace("spec.checkpoint.storageURI", field)) from None
+    raise ValueError(f"{field} {uri!r}: use file://, s3:// or gs://")
+
+
 class DurableStore(MemoryStore):
     """Memory store mirrored to `storageURI` (writes through, reads back on start)."""
 
@@ -403,12 +416,7 @@ class DurableStore(MemoryStore):
     ) -> None:
         super().__init__()
         self.retry_s = retry_s
-        if uri.startswith("file://"):
-            files: _LocalFiles | _ArrowFiles = _LocalFiles(uri[len("file://") :])
-        elif uri.startswith(("s3://", "gs://")):
-            files = _ArrowFiles(uri)
-        else:
-            raise ValueError(f"spec.checkpoint.storageURI {uri!r}: use file://, s3:// or gs://")
+        files = open_files(uri)
         self.uri = uri
         self._files = files
         self.prefix = f"{evaluation}/{fingerprint}"

@@ -15,6 +15,7 @@ run's four concerns, each in a module of its own:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 from swarm_arena.api.job_channel import ResumePayload
 from swarm_arena.api.resource import SwarmEvaluation
 from swarm_arena.arena.checkpoint import open_store
+from swarm_arena.arena.recording.recorder import EpisodeRecorder
 from swarm_arena.arena.recovery import ActorTable
 from swarm_arena.arena.run_ledger import RunLedger
 from swarm_arena.arena.run_models import PollBatch, RunOutcome
@@ -46,6 +48,7 @@ class Coordinator:
         self._marks = RepairMarks()
         self._failure: BaseException | None = None
         self._layout: RunLayout | None = None
+        self._recorder: EpisodeRecorder | None = None
 
     def setup(self) -> list[str]:
         """Plan the run, create the placement group and every named actor; their names once all answer."""
@@ -54,6 +57,8 @@ class Coordinator:
         self._layout, _ = plan_run(self.spec, self.evaluation, self._ledger.resume)
         self._ledger.episodes_total = len(self._layout.matches)
         self._ledger.adopt_resumed()
+        if self.spec.recording is not None:
+            self._recorder = EpisodeRecorder(self.spec, self.evaluation, self._layout.agents)
         start_actors(self.spec, self._layout, self._table)
         return self._table.names()
 
@@ -62,14 +67,17 @@ class Coordinator:
         assert self._layout is not None and self._ledger is not None, "setup() first"
         started = time.monotonic()
         scheduler = EpisodeScheduler(
-            self.spec, self.evaluation, self._layout, self._table, self._ledger, self._marks, lambda: self._failure
+            self.spec, self.evaluation, self._layout, self._table, self._ledger, self._marks, lambda: self._failure,
+            self._recorder,
         )
         try:
             scheduler.run()
+            recordings = self._recorder.drain() if self._recorder is not None else None
         except BaseException as exc:
             self._failure = exc
             raise
-        return self._ledger.outcome(self.spec, time.monotonic() - started)
+        outcome = self._ledger.outcome(self.spec, time.monotonic() - started)
+        return dataclasses.replace(outcome, recordings=recordings)
 
     def repair(self, lost_node_ids: list[str] | None = None) -> list[str]:
         """Replace now every actor on `lost_node_ids` (None: every actor `ActorTable.lost` finds gone).

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from swarm_arena.arena.array_env import ArrayEnv, make_array_env
+from swarm_arena.arena.recording.buffer import RecordedSegment, StepBuffer
 from swarm_arena.arena.shard import ActorInfo, HostedPolicy, actor_info
 from swarm_arena.arena.social_tally import SocialTally, episode_social
 
@@ -90,6 +91,8 @@ class EpisodeTask:
     start_step: int
     stop_at: int
     team_agents: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    recording: tuple[int, ...] | None = None
+    """None: not recorded; else the chunk records every step, with the observations of these agents."""
 
 
 @dataclass
@@ -103,6 +106,7 @@ class ChunkResult:
     record: dict[str, Any] | None
     latencies_s: list[float] = field(default_factory=list)
     agent_steps: int = 0
+    recording: RecordedSegment | None = None
 
 
 class EnvironmentWorker:
@@ -210,9 +214,13 @@ class EnvironmentWorker:
         actions: np.ndarray | None = None
         # Continuing the chunk that ended here: its first step counts the stall since that chunk's last step.
         ended = self._step_end[2] if self._step_end and self._step_end[:2] == (token, task.start_step) else None
+        chunk = min(task.stop_at, env.max_steps) - env.steps
+        recorder = None if task.recording is None else StepBuffer(env.steps, task.recording, chunk)
         while not env.done and env.steps < task.stop_at:
             started = time.perf_counter() if ended is None else ended
             alive = env.alive
+            if recorder is not None:
+                recorder.observe(env)
             everyone = bool(alive.all())
             calls = []
             for part, indices, reads in remote:
@@ -235,6 +243,8 @@ class EnvironmentWorker:
             for picked, result in results:
                 actions[picked] = result
             outcome = env.step(actions)
+            if recorder is not None:
+                recorder.append(actions, outcome, alive)
             self._returns += outcome.rewards
             self._tally.add(env.steps, outcome.rewards, alive)  # social outcome metrics (social_tally.py)
             chunk_agent_steps += int(alive.sum())
@@ -251,6 +261,7 @@ class EnvironmentWorker:
             record=None,
             latencies_s=latencies,
             agent_steps=chunk_agent_steps,
+            recording=None if recorder is None else recorder.segment(),
         )
         if env.done:
             result.record = self._record(task)

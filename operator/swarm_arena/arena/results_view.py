@@ -205,6 +205,13 @@ def tables(doc: ResultsDocument) -> list[Table]:
             social.add_row(o.kind, o.name, str(o.episodes), *(
                 _interval(e.value, e.low, e.high) if (e := getattr(o, m)) else "-" for m in SOCIAL_METRICS))
         out.append(social)
+    recordings = doc.results.recordings
+    if recordings is not None:
+        recorded = Table(title="recorded episodes (swarm-arena replay URI)")
+        for column in ("episodes", "count", "uri"):
+            recorded.add_column(column)
+        recorded.add_row(recordings.episodes or "-", str(recordings.count), recordings.uri)
+        out.append(recorded)
     return out
 
 
@@ -222,6 +229,7 @@ def as_data(doc: ResultsDocument) -> dict[str, Any]:
         "socialOutcomes": social_rows(doc),
         "stoppedEarly": (doc.results.stopped_early.model_dump(by_alias=True, mode="json")
                          if doc.results.stopped_early else None),
+        "recordings": doc.results.recordings.to_wire() if doc.results.recordings else None,
     }
 
 

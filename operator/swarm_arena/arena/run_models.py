@@ -15,6 +15,7 @@ from swarm_arena.api.status import (
     PairwiseMatrix,
     PopulationReturns,
     Progress,
+    Recordings,
     Recovery,
     ReturnAggregates,
     SocialOutcome,
@@ -60,3 +61,4 @@ class RunOutcome:
     stopped_early: StoppedEarly | None = None
     populations: list[PopulationReturns] | None = None
     social_outcomes: list[SocialOutcome] | None = None
+    recordings: Recordings | None = None

@@ -307,6 +307,7 @@ def _report(evaluation: SwarmEvaluation, outcome: RunOutcome, wall_seconds: floa
             social_outcomes=outcome.social_outcomes,
             step_latency_ms=outcome.step_latency_ms,
             agent_steps_per_second=outcome.agent_steps_per_second,
+            recordings=outcome.recordings,
         ),
         recoveries=outcome.recoveries,
         episodes=outcome.episodes,

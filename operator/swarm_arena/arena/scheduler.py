@@ -33,6 +33,7 @@ from swarm_arena.arena.episode import EpisodeCheckpoint, EpisodeTask, ShardPart
 from swarm_arena.arena.errors import EvaluationFailed
 from swarm_arena.arena.matchmaking import Match, assign_agents, shard_layout, team_members
 from swarm_arena.arena.naming import shard_name
+from swarm_arena.arena.recording.recorder import EpisodeRecorder
 from swarm_arena.arena.recovery import RAY_RESTART_WAIT_S, REPLACEMENT_START_WAIT_S, ActorTable, Noted, is_actor_loss
 from swarm_arena.arena.revival import Answer, Revival
 from swarm_arena.arena.run_ledger import RunLedger
@@ -88,6 +89,7 @@ class EpisodeScheduler:
         ledger: RunLedger,
         marks: RepairMarks,
         failure: Callable[[], BaseException | None],
+        recorder: EpisodeRecorder | None = None,
     ) -> None:
         self.spec = spec
         self.evaluation = evaluation
@@ -96,6 +98,7 @@ class EpisodeScheduler:
         self.ledger = ledger
         self.marks = marks
         self._failure = failure
+        self.recorder = recorder
         self._policy_index = {p: i for i, p in enumerate(spec.policy_names)}
         self._team_agents = {t: tuple(v) for t, v in team_members(spec, layout.agents).items()}
 
@@ -111,7 +114,10 @@ class EpisodeScheduler:
         records, resumable = store.records(), store.checkpoints()
         rule = StoppingRule(self.spec) if self.spec.stopping is not None else None
         order = rule.scheduled() if rule else [m.index for m in self.layout.matches]
-        todo = deque(sorted(resumable) + [i for i in order if i not in records and i not in resumable])
+        unrecorded = self._unrecorded(records, resumable)  # counted, but their recordings are gone: again
+        todo = deque(sorted(resumable) + [
+            i for i in order if (i not in records or i in unrecorded) and i not in resumable
+        ])  # fmt: skip
         if records or resumable:
             log.info("%s: resuming, %d episodes already counted, %d from a checkpoint", self.evaluation, len(records), len(resumable))
         self._stop_if_decided(rule, todo)
@@ -155,6 +161,18 @@ class EpisodeScheduler:
         log.info("%s: stopping early, %s; %d episodes left unplayed", self.evaluation, rule.decision.detail, len(todo))
         todo.clear()
 
+    def _unrecorded(self, records: dict[int, Any], resumable: dict[int, EpisodeCheckpoint]) -> set[int]:
+        """Recorded episodes whose steps this run does not hold: those resumable from a checkpoint
+        replay from their start instead (their earlier chunks were recorded by a lost coordinator),
+        and the counted ones whose files are missing are played again (counted once). Returns the latter."""
+        if self.recorder is None:
+            return set()
+        for match in self.layout.matches:
+            if match.index in resumable and self.recorder.wants(match):
+                del resumable[match.index]
+                self.ledger.store.drop_checkpoint(match.index)
+        return self.recorder.unwritten(self.layout.matches, set(records))
+
     def _resume(self, slot: Slot, episode: int, checkpoint: EpisodeCheckpoint | None) -> None:
         """Start `episode`, from `checkpoint` when the store had one. A stored checkpoint that the
         actors refuse to restore (it decoded, but does not fit: a corrupted or foreign file) is
@@ -176,7 +194,7 @@ class EpisodeScheduler:
             self._go_on(slot, episode, None)
 
     def _raise_failure(self) -> None:
-        failure = self._failure()
+        failure = self._failure() or (self.recorder.failure() if self.recorder else None)
         if failure is not None:
             raise failure
 
@@ -216,6 +234,7 @@ class EpisodeScheduler:
             start_step=start_step,
             stop_at=(start_step // interval + 1) * interval,
             team_agents=self._team_agents,
+            recording=None if self.recorder is None else self.recorder.request(match),
         )
         return task, env, generations
 
@@ -294,11 +313,15 @@ class EpisodeScheduler:
             self._recover(slot, task.episode, exc, restarted)
             return
         self.ledger.chunk_done(result)
+        if self.recorder is not None and result.recording is not None:
+            self.recorder.add(task.episode, result.recording)
         slot.holds, slot.state_generations = (task.episode, result.step), generations
         counted = None
         if result.done:
             assert result.record is not None
             record = EpisodeRecord.model_validate(result.record)
+            if self.recorder is not None and task.recording is not None:
+                self.recorder.finish(self.layout.matches[task.episode], task.policy_agents, result.record)
             if self.ledger.count(record):  # exactly once, whatever was replayed
                 counted = record
             self.ledger.store.drop_checkpoint(result.episode)
