@@ -170,9 +170,9 @@ def debian_rootfs() -> Path:
     return tar
 
 
-def python_stand_in(image: str) -> str:
-    """The key of the python base: a stand-in's, or 'store' for a real image already there."""
-    key = digest(RECIPE, "python", debian_key := digest(RECIPE, SUITE, *BASE_PACKAGES), HOST_CA_BUNDLE.read_bytes())
+def base_in_store(image: str, key: str) -> str | None:
+    """The key to build on when `image` needs no stand-in made: a real one in the store or pulled
+    ('store:<image>'), or our stand-in of `key` already there; None when a stand-in must be made."""
     found = labels(image)
     if found is not None and found.get(STAND_IN_LABEL) != "true":
         say(f"{image}: in the local store (a real one), used as it is")
@@ -182,6 +182,14 @@ def python_stand_in(image: str) -> str:
         return key
     if found is None and pulled(image):
         return "store:" + image
+    return None
+
+
+def python_stand_in(image: str) -> str:
+    """The key of the python base: a stand-in's, or 'store' for a real image already there."""
+    key = digest(RECIPE, "python", debian_key := digest(RECIPE, SUITE, *BASE_PACKAGES), HOST_CA_BUNDLE.read_bytes())
+    if (ready := base_in_store(image, key)) is not None:
+        return ready
     say(f"{image}: making a test stand-in (Debian {SUITE}, key {debian_key})")
     tar = debian_rootfs()
     ctr = run("buildah", "from", "scratch", capture=True).stdout.strip()
@@ -203,15 +211,8 @@ def python_stand_in(image: str) -> str:
 
 def ray_stand_in(image: str, ray_version: str, python_image: str, python_key: str) -> str:
     key = digest(RECIPE, "ray", ray_version, python_key)
-    found = labels(image)
-    if found is not None and found.get(STAND_IN_LABEL) != "true":
-        say(f"{image}: in the local store (a real one), used as it is")
-        return "store:" + image
-    if found is not None and found.get(KEY_LABEL) == key:
-        say(f"{image}: stand-in up to date")
-        return key
-    if found is None and pulled(image):
-        return "store:" + image
+    if (ready := base_in_store(image, key)) is not None:
+        return ready
     say(f"{image}: making a test stand-in (ray[default]=={ray_version} for uid 1000 in /home/ray/anaconda3; pip, a few minutes)")
     ctr = run("buildah", "from", "--pull=never", python_image, capture=True).stdout.strip()
     try:
