@@ -369,3 +369,27 @@ def test_suspending_forgets_the_stopped_job_and_whether_it_was_accepted() -> Non
     status = SwarmEvaluationStatus(phase=Phase.SUSPENDED, job_id=sid, job_accepted=True, attempts=1)
     d = decide(obs(status, cluster=ClusterView(exists=False), job=JobView(sid, True, "STOPPED"), suspend=True))
     assert d.status.job_id is None and d.status.job_accepted is None
+
+
+def test_status_keeps_the_populations_and_social_outcomes_of_its_leaderboard_rows() -> None:
+    from swarm_arena.api.status import Estimate, PopulationReturns, SocialOutcome
+    from swarm_arena.controller.decide import STATUS_LEADERBOARD_ROWS, status_results
+
+    est = Estimate(value=1.0, low=0.5, high=1.5)
+    policies = [f"p{i:02d}" for i in range(STATUS_LEADERBOARD_ROWS + 2)]
+    full = Results(
+        leaderboard=[LeaderboardEntry(policy=p, rating=-i, ci_low=-i - 1, ci_high=-i + 1, mean_return=-i, episodes=4)
+                     for i, p in enumerate(policies)],
+        populations=[PopulationReturns(policy=p, episodes=4, focal_per_capita_return=est) for p in policies],
+        social_outcomes=[SocialOutcome(kind="policy", name=p, episodes=4, efficiency=est) for p in policies]
+        + [SocialOutcome(kind="team", name=f"t{i:02d}", episodes=4, equality=est) for i in range(12)],
+    )  # fmt: skip
+    status = status_results(full, "e-results")
+    shown = policies[:STATUS_LEADERBOARD_ROWS]
+    assert [e.policy for e in status.leaderboard] == shown
+    assert [p.policy for p in status.populations] == shown
+    assert [(o.kind, o.name) for o in status.social_outcomes] == [("policy", p) for p in shown] + [
+        ("team", f"t{i:02d}") for i in range(STATUS_LEADERBOARD_ROWS)
+    ]
+    assert full.for_configmap().populations == full.populations  # the ConfigMap keeps them all
+    assert status.pairwise is None and status.return_aggregates is None

@@ -280,14 +280,16 @@ class Results(ApiModel):
         default=None,
         description=(
             "Per focal policy, its focal and the background per-capita return where it met background policies "
-            "(only when a policy has role background); in the results ConfigMap only, never in status."
+            "(only when a policy has role background); status keeps those of the policies on its leaderboard "
+            "rows, the results ConfigMap all of them."
         ),
     )
     social_outcomes: list[SocialOutcome] | None = Field(
         default=None,
         description=(
             "Efficiency, equality, sustainability and peace per policy and per team, with bootstrap intervals; "
-            "in the results ConfigMap only, never in status."
+            "status keeps those of the policies on its leaderboard rows and of the first 10 teams, the results "
+            "ConfigMap all of them."
         ),
     )
     stopped_early: StoppedEarly | None = Field(
@@ -326,7 +328,7 @@ class Results(ApiModel):
 
     def for_status(self) -> Results:
         """A copy without what only the results ConfigMap holds (status must stay small)."""
-        update: dict[str, Any] = {"pairwise": None, "return_aggregates": None, "populations": None, "social_outcomes": None}
+        update: dict[str, Any] = {"pairwise": None, "return_aggregates": None}
         if self.recordings is not None:
             ranges = self.recordings.episodes.split(",")
             if len(ranges) > STATUS_RECORDING_RANGES:

@@ -208,11 +208,19 @@ class _Status:
 
 
 def status_results(full: Results, configmap: str | None) -> Results:
-    """Status's copy of the full results: the top rows, without what only the ConfigMap holds (the
-    pairwise matrix, the aggregates). The results ConfigMap gets `full.for_configmap()`: both are
+    """Status's copy of the full results: the top rows and their populations and social outcomes,
+    without what only the ConfigMap holds (the pairwise matrix, the aggregates). The results ConfigMap gets `full.for_configmap()`: both are
     made from one full result, never one from the other."""
     results = full.for_status()
     results.leaderboard = results.leaderboard[:STATUS_LEADERBOARD_ROWS]
+    # Populations and social outcomes of the policies on those rows (and of the first teams), so
+    # `kubectl get -o yaml` answers "how did the leaders do" without the ConfigMap.
+    shown = {e.policy for e in results.leaderboard}
+    if results.populations is not None:
+        results.populations = [p for p in results.populations if p.policy in shown] or None
+    if results.social_outcomes is not None:
+        teams = [o for o in results.social_outcomes if o.kind == "team"][:STATUS_LEADERBOARD_ROWS]
+        results.social_outcomes = [o for o in results.social_outcomes if o.kind == "policy" and o.name in shown] + teams or None
     results.results_config_map = configmap
     return results
 
