@@ -79,7 +79,7 @@ def test_round_robin_plays_every_ordered_pairing(local_ray) -> None:
     for e in report.episodes:
         assert e.social is not None and set(e.social.teams) == {"red", "blue"}
         for policy, metrics in e.social.policies.items():
-            # kept to 4 significant digits in the record (social_tally.SIGNIFICANT_DIGITS)
+            # kept to 4 significant digits in the record (swarm_arena.api.report.SOCIAL_SIGNIFICANT_DIGITS)
             assert metrics.efficiency == pytest.approx(e.returns[policy] * e.agents[policy] / e.steps, rel=5e-4)
             assert 0 <= metrics.equality <= 1 and metrics.peace == 1.0  # foraging keeps every agent in play
         assert e.social.teams["red"].efficiency == e.social.policies[e.pairing["red"]].efficiency  # one policy a team

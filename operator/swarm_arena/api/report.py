@@ -12,6 +12,16 @@ from swarm_arena.api.base import ApiModel
 from swarm_arena.api.status import Progress, Recovery, Results
 
 
+SOCIAL_SIGNIFICANT_DIGITS = 4
+"""Per-episode social metrics are kept to 4 significant digits: every counted episode's record
+carries them (the results ConfigMap, a resumed job's environment), and a run's averages need no
+more. The arena rounds with it, the operator sizes the ConfigMap with it."""
+
+
+def significant(value: float | None, digits: int = SOCIAL_SIGNIFICANT_DIGITS) -> float | None:
+    return None if value is None else float(f"{value:.{digits}g}")
+
+
 class SocialMetrics(ApiModel):
     """Perolat et al. (2017)'s social outcome metrics of one group of agents in one episode."""
 

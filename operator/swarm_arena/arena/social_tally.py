@@ -17,7 +17,7 @@ team's) gets four numbers:
   still in `env.agents` (1: nobody left early; Perolat's count of agents not tagged out is
   peace × n).
 
-Each is kept to SIGNIFICANT_DIGITS significant digits in the episode's record.
+Each is kept to SOCIAL_SIGNIFICANT_DIGITS (swarm_arena.api.report) significant digits in the episode's record.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from swarm_arena.api.report import significant
 
 
 class SocialTally:
@@ -62,15 +64,6 @@ def equality(returns: np.ndarray) -> float:
     ranks = np.arange(1, n + 1, dtype=np.float64)
     gini = float(((2.0 * ranks - n - 1.0) * x).sum() / (n * total))
     return 1.0 - gini
-
-
-SIGNIFICANT_DIGITS = 4
-"""Per-episode metrics are kept to 4 significant digits: every counted episode's record carries them
-(the results ConfigMap, a resumed job's environment), and a run's averages need no more."""
-
-
-def significant(value: float | None, digits: int = SIGNIFICANT_DIGITS) -> float | None:
-    return None if value is None else float(f"{value:.{digits}g}")
 
 
 def group_metrics(returns: np.ndarray, sums: np.ndarray, steps: int) -> dict[str, float | None]:

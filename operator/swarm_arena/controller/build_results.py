@@ -15,7 +15,7 @@ import json
 import random
 from typing import Any
 
-from swarm_arena.api.report import EpisodeRecord, EpisodeSocial, SocialMetrics
+from swarm_arena.api.report import EpisodeRecord, EpisodeSocial, SocialMetrics, significant
 from swarm_arena.api.resource import SwarmEvaluation
 from swarm_arena.api.spec import SwarmEvaluationSpec
 from swarm_arena.api.status import Progress, Recovery, Results
@@ -33,18 +33,11 @@ RECORDS_BUDGET_BYTES = CONFIGMAP_LIMIT_BYTES - SUMMARY_BUDGET_BYTES - 64 * 1024
 SIZE_MARGIN = 1.25
 RECORDS_KEPT_KEY = "episodeRecords"
 METADATA_ALLOWANCE_BYTES = 16 * 1024
-SOCIAL_DIGITS = 4
-"""Significant digits of a record's social metrics (arena/social_tally.py SIGNIFICANT_DIGITS; the
-controller does not import the arena's step-loop code)."""
 """Keys, metadata and labels: what the three values leave of the limit is theirs."""
 
 
 class TooManyEpisodes(ValueError):
     """The counted episode records no longer fit in one ConfigMap (and there is no durable store)."""
-
-
-def _significant(value: float) -> float:
-    return float(f"{value:.{SOCIAL_DIGITS}g}")
 
 
 def _sample_records(spec: SwarmEvaluationSpec, n: int) -> list[EpisodeRecord]:
@@ -64,8 +57,8 @@ def _sample_records(spec: SwarmEvaluationSpec, n: int) -> list[EpisodeRecord]:
             pairing = {t: ",".join(policies) for t in teams}
             fielded = policies
         def metrics() -> SocialMetrics:  # every social metric at the precision a record carries (social_tally.py)
-            return SocialMetrics(efficiency=_significant(rng.uniform(-1e3, 1e3)), equality=_significant(rng.random()),
-                                 sustainability=_significant(rng.uniform(1, steps)), peace=_significant(rng.random()))
+            return SocialMetrics(efficiency=significant(rng.uniform(-1e3, 1e3)), equality=significant(rng.random()),
+                                 sustainability=significant(rng.uniform(1, steps)), peace=significant(rng.random()))
 
         social = EpisodeSocial(policies={p: metrics() for p in fielded}, teams={t: metrics() for t in teams})
         out.append(EpisodeRecord(
