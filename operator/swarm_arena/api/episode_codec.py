@@ -2,9 +2,10 @@
 
 Without a durable store every counted record lives in the results ConfigMap and travels with a
 re-submission in one environment variable (120 KiB). A JSON line per record spends most of that
-on keys and on spelling numbers out: a two-policy record with its social metrics took ~110 bytes
-compressed. This packing takes ~45 (docs/troubleshooting.md) and gives back exactly the records
-it was given (`unpack(pack(r)) == r`, key order included):
+on keys and on spelling numbers out: a two-policy record with its social metrics took 87-110
+bytes compressed (base64; as the arena writes them, and the operator's worst-case sample). This
+packing takes 37-49 and gives back exactly the records it was given (`unpack(pack(r)) == r`, key
+order included):
 
 - **Columns, not rows.** What repeats from record to record (the pairing, which policies and
   teams a record names, in which order) is one *layout*, kept once in a table; each record keeps
@@ -18,8 +19,8 @@ it was given (`unpack(pack(r)) == r`, key order included):
   (`significant(Σ returns × agents / steps)` over the group's policies) is derived on read. Both
   are checked when packing, so a record where they differ keeps its own numbers.
 
-The bytes are xz (LZMA, which models these columns better than gzip: ~48 bytes a record in
-base64 against ~53) of a magic line, a JSON header line (layouts, column lengths) and the columns,
+The bytes are xz (LZMA, which models these columns better than gzip: 49 bytes a worst-case
+record in base64 against 53) of a magic line, a JSON header line (layouts, column lengths) and the columns,
 each column's bytes grouped by significance. `unpack` also reads what came before it, gzip of one
 JSON record per line.
 
@@ -58,10 +59,14 @@ def _same_metrics(a: SocialMetrics, b: SocialMetrics) -> bool:
     return all(_identical(getattr(a, f), getattr(b, f)) for f in METRICS)
 
 
-def _decimal(value: float | None) -> tuple[int, int] | None:
+def _decimal(value: float | None, cache: dict[float, tuple[int, int] | None] | None = None) -> tuple[int, int] | None:
     """(mantissa, exponent) with float(f"{mantissa}e{exponent}") the very value, or None."""
     if value is None:
         return 0, _NONE
+    if cache is not None and value:  # not 0.0 and -0.0: equal keys, different values
+        if value not in cache:
+            cache[value] = _decimal(value)
+        return cache[value]
     text = f"{value:.4g}"
     if "n" in text:  # inf, nan
         return None
@@ -100,11 +105,12 @@ class _Columns:
         self.mantissa = array("h")
         self.exponent = array("b")
         self.whole = array("d")
+        self.decimals: dict[float, tuple[int, int] | None] = {}
 
     NAMES = ("episode", "layout", "returns", "agents", "steps", "agent_steps", "mantissa", "exponent", "whole")
 
     def put_metric(self, value: float | None) -> None:
-        decimal = _decimal(value)
+        decimal = _decimal(value, self.decimals)
         if decimal is None:
             self.mantissa.append(0)
             self.exponent.append(_WHOLE)
@@ -221,31 +227,35 @@ class _Reader:
     def __init__(self, columns: _Columns, layouts: list[dict[str, Any]]) -> None:
         self.c = columns
         self.layouts = layouts
-        self.at = {name: 0 for name in _Columns.NAMES}
-
-    def take(self, name: str, n: int = 1) -> list[Any]:
-        start = self.at[name]
-        self.at[name] = start + n
-        return list(getattr(self.c, name)[start : start + n])
+        self.returns, self.agents = iter(columns.returns.tolist()), iter(columns.agents.tolist())
+        self.metrics = zip(columns.mantissa.tolist(), columns.exponent.tolist())
+        self.whole = iter(columns.whole.tolist())
+        self.decimals: dict[tuple[int, int], float] = {}  # a metric's values repeat: parse each once
 
     def metric(self) -> float | None:
-        (m,), (e,) = self.take("mantissa"), self.take("exponent")
+        m, e = next(self.metrics)
         if e == _NONE:
             return None
         if e == _WHOLE:
-            return float(self.take("whole")[0])
-        return float(f"{m}e{e}")
+            return next(self.whole)
+        value = self.decimals.get((m, e))
+        if value is None:
+            value = self.decimals[(m, e)] = float(f"{m}e{e}")
+        return value
 
     def records(self) -> Any:
         episode = 0
-        for index, (delta, layout_index) in enumerate(zip(self.c.episode, self.c.layout, strict=True)):
+        c = self.c
+        for delta, layout_index, steps, agent_steps in zip(
+            c.episode.tolist(), c.layout.tolist(), c.steps.tolist(), c.agent_steps.tolist(), strict=True
+        ):
             layout = self.layouts[layout_index]
             episode += delta
             record = EpisodeRecord(
                 episode=episode, pairing=dict(layout["pairing"]),
-                returns=dict(zip(layout["returns"], self.take("returns", len(layout["returns"])), strict=True)),
-                agents=dict(zip(layout["agents"], self.take("agents", len(layout["agents"])), strict=True)),
-                steps=self.c.steps[index], agent_steps=self.c.agent_steps[index],
+                returns={policy: next(self.returns) for policy in layout["returns"]},
+                agents={policy: next(self.agents) for policy in layout["agents"]},
+                steps=steps, agent_steps=agent_steps,
             )
             if "social" in layout:
                 record.social = self.social(record, layout["social"])
@@ -253,14 +263,17 @@ class _Reader:
 
     def social(self, record: EpisodeRecord, layout: dict[str, Any]) -> EpisodeSocial:
         social = EpisodeSocial()
+        policies: list[SocialMetrics] = []
         for position, (name, same, derived) in enumerate(layout["groups"]):
             kind = "policies" if position < layout["policies"] else "teams"
             if same >= 0:
-                metrics = list(social.policies.values())[same].model_copy()
+                metrics = policies[same].model_copy()
             else:
                 efficiency = (_derived_efficiency(record, _group_policies(record, kind, name)) if derived
                               else self.metric())
                 metrics = SocialMetrics(efficiency=efficiency, equality=self.metric(),
                                         sustainability=self.metric(), peace=self.metric())
+            if kind == "policies":
+                policies.append(metrics)
             getattr(social, kind)[name] = metrics
         return social
