@@ -14,6 +14,8 @@ how they are drawn and docs/ratings-and-matchmaking.md for the formulas):
 
 An entry whose data cannot give an interval (no games, one episode per pairing, returns that
 never vary) gets the method's prior range, labelled `prior`; an interval is never zero-width.
+The pairwise matrix's P(row beats column) gets a stratified Wilson score interval
+(pairs.score_interval), not a bootstrap percentile one.
 """
 
 from __future__ import annotations
