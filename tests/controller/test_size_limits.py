@@ -33,8 +33,59 @@ def _records(n: int) -> list[EpisodeRecord]:
     return _all_records()[:n]
 
 
+@functools.cache
+def _arena_records(n: int) -> list[EpisodeRecord]:
+    """Records as the arena writes them for the two-policy spec of `evaluation()`: 64 agents, 32 a
+    policy, one team of both, social metrics from per-agent returns and tallies (arena/social_tally.py)."""
+    import numpy as np
+
+    from swarm_arena.arena.social_tally import episode_social
+
+    rng = np.random.default_rng(3)
+    policies = {"greedy": list(range(0, 64, 2)), "big": list(range(1, 64, 2))}
+    out = []
+    for i in range(n):
+        returns = rng.normal(3.0, 2.0, 64)
+        tally = np.stack([rng.uniform(0, 200, 64), rng.integers(0, 20, 64), rng.integers(5, 21, 64)])
+        out.append(EpisodeRecord(
+            episode=i, pairing={"all": "greedy,big"}, agents={p: 32 for p in policies}, steps=20,
+            returns={p: float(returns[ix].mean()) for p, ix in policies.items()}, agent_steps=int(tally[2].sum()),
+            social=episode_social(returns, tally, 20, {"policies": policies, "teams": {"all": list(range(64))}}),
+        ))
+    return out
+
+
+def test_two_thousand_two_policy_episodes_with_social_metrics_fit_without_a_store() -> None:
+    two_thousand = evaluation(episodes=2000)
+    assert build_results.size_problems(two_thousand.spec) == []
+    records = _arena_records(2000)
+    assert all(r.social is not None and r.social.teams for r in records)
+    cm = build_results.build_results_configmap(two_thousand, UID, records=records, progress=None, results=None,
+                                               recoveries=[], final=False)
+    assert build_results.episodes_from_configmap(cm) == records
+    body = build_job.build_submission(two_thousand, "s-2", 2, job_channel.ResumePayload(episodes=records))
+    sent = job_channel.decode_payload(body["runtime_env"]["env_vars"][job_channel.RESUME_ENV])
+    assert job_channel.ResumePayload.model_validate(sent).episodes == records
+
+
+def test_records_an_earlier_operator_kept_are_all_resumed() -> None:
+    """Its ConfigMap: gzip of one JSON record per line under episodes.jsonl.gz; its resume: a list."""
+    import base64
+    import gzip
+
+    records = _arena_records(500)
+    lines = "".join(r.model_dump_json(by_alias=True) + "\n" for r in records)
+    earlier = {"binaryData": {"episodes.jsonl.gz": base64.b64encode(gzip.compress(lines.encode())).decode()}}
+    kept = build_results.episodes_from_configmap(earlier)
+    assert [r.model_dump_json(by_alias=True) for r in kept] == [r.model_dump_json(by_alias=True) for r in records]
+    body = build_job.build_submission(evaluation(), "s-2", 2, job_channel.ResumePayload(episodes=kept))
+    sent = job_channel.decode_payload(body["runtime_env"]["env_vars"][job_channel.RESUME_ENV])
+    assert job_channel.ResumePayload.model_validate(sent).episodes == records
+    as_listed = {"episodes": [r.model_dump(by_alias=True, mode="json") for r in records]}
+    assert job_channel.ResumePayload.model_validate(as_listed).episodes == records
+
+
 def test_a_plan_too_big_to_keep_without_a_store_is_refused_naming_the_fields() -> None:
-    assert build_results.size_problems(evaluation(episodes=800).spec) == []  # records carry social metrics too
     big = evaluation(episodes=20_000, matchmaking={"mode": "round-robin"},
                      policies=[{"name": f"p{i}", "factory": "random"} for i in range(8)],
                      teams=[{"name": "red", "agents": "red_*"}, {"name": "blue", "agents": "blue_*"}])
@@ -62,12 +113,12 @@ def test_with_a_store_the_records_that_do_not_fit_stay_in_it() -> None:
 
 
 def test_a_resume_too_big_for_the_submission_resumes_from_the_store() -> None:
-    resume = job_channel.ResumePayload(episodes=_records(5_000))
+    resume = job_channel.ResumePayload(episodes=_records(10_000))
     with pytest.raises(build_job.ResumeTooLarge, match="spec.checkpoint.storageURI"):
         build_job.build_submission(evaluation(), "s-2", 2, resume)
     body = build_job.build_submission(evaluation(checkpoint=STORE), "s-2", 2, resume)
     sent = job_channel.decode_payload(body["runtime_env"]["env_vars"][job_channel.RESUME_ENV])
-    assert sent["episodes"] == []
+    assert job_channel.ResumePayload.model_validate(sent).episodes == []
 
 
 def test_counted_episodes_that_no_longer_fit_fail_the_evaluation_once() -> None:

@@ -1,7 +1,7 @@
 """`swarm-arena results`: a finished (or running) evaluation's results, read and shown.
 
 Two sources, one shape: the results ConfigMap the operator keeps (`results.json`, with the
-counted episodes in `episodes.jsonl.gz`) and the JSON `swarm-arena run --output` writes. Both
+counted episodes in `episodes.xz`) and the JSON `swarm-arena run --output` writes. Both
 carry `evaluation`, `progress` and `results` with the same keys as status. Shown as tables
 (leaderboard, pairwise matrix, return aggregates), as JSON / YAML / CSV, as a plot (leaderboard
 with intervals beside a win-probability heatmap), or exported in marl-eval's JSON layout.

@@ -1,7 +1,7 @@
 """The results ConfigMap of an evaluation, owned by it: a pure builder, and its reader.
 
 It is where the operator keeps what was counted (docs/operator.md "What was counted"):
-`episodes.jsonl.gz` holds every counted episode record, so a re-submission after suspend, a
+`episodes.xz` holds every counted episode record (api/episode_codec.py), so a re-submission after suspend, a
 failed run or a lost head resumes without replaying them, with or without a durable checkpoint
 store, and the final results survive the Ray cluster. `results.json` holds the full leaderboard
 and the run's figures; `episodes-summary.json` a per-episode summary trimmed to a size budget.
@@ -10,11 +10,11 @@ and the run's figures; `episodes-summary.json` a per-episode summary trimmed to 
 from __future__ import annotations
 
 import base64
-import gzip
 import json
 import random
 from typing import Any
 
+from swarm_arena.api import episode_codec
 from swarm_arena.api.report import EpisodeRecord, EpisodeSocial, SocialMetrics, significant
 from swarm_arena.api.resource import SwarmEvaluation
 from swarm_arena.api.spec import SwarmEvaluationSpec
@@ -22,7 +22,9 @@ from swarm_arena.api.status import Progress, Recovery, Results
 from swarm_arena.controller import names
 from swarm_arena.controller.build_job import MAX_ENV_VALUE_BYTES
 
-EPISODES_KEY = "episodes.jsonl.gz"
+EPISODES_KEY = "episodes.xz"
+EARLIER_EPISODES_KEY = "episodes.jsonl.gz"
+"""Where an operator before the compact packing kept the records (gzip of JSON lines): still read."""
 RESULTS_KEY = "results.json"
 SUMMARY_KEY = "episodes-summary.json"
 # A ConfigMap holds at most 1 MiB; the summary gets what the records leave, within this budget.
@@ -56,15 +58,25 @@ def _sample_records(spec: SwarmEvaluationSpec, n: int) -> list[EpisodeRecord]:
         else:
             pairing = {t: ",".join(policies) for t in teams}
             fielded = policies
-        def metrics() -> SocialMetrics:  # every social metric at the precision a record carries (social_tally.py)
-            return SocialMetrics(efficiency=significant(rng.uniform(-1e3, 1e3)), equality=significant(rng.random()),
+        returns = {p: rng.uniform(-1e3, 1e3) for p in fielded}
+        agents = {p: rng.randrange(1, 100_000) for p in fielded}
+
+        def own(group: list[str]) -> bool:  # its policies play in no other team
+            return all(sum(p in ps.split(",") for ps in pairing.values()) == 1 for p in group)
+
+        def metrics(group: list[str]) -> SocialMetrics:
+            # At the precision a record carries (social_tally.py); efficiency is the group's summed
+            # return per step, as the arena computes it, where the record's returns tell it.
+            efficiency = sum(returns[p] * agents[p] for p in group) / steps if own(group) else rng.uniform(-1e3, 1e3)
+            return SocialMetrics(efficiency=significant(efficiency), equality=significant(rng.random()),
                                  sustainability=significant(rng.uniform(1, steps)), peace=significant(rng.random()))
 
-        social = EpisodeSocial(policies={p: metrics() for p in fielded}, teams={t: metrics() for t in teams})
+        by_policy = {p: metrics([p]) for p in fielded}  # a team of one policy that plays nowhere else has its metrics
+        by_team = {t: by_policy[ps] if ps in by_policy and own([ps]) else metrics(ps.split(","))
+                   for t, ps in pairing.items()}
         out.append(EpisodeRecord(
-            episode=max(total - n, 0) + i, pairing=pairing, returns={p: rng.uniform(-1e3, 1e3) for p in fielded},
-            agents={p: rng.randrange(1, 100_000) for p in fielded}, steps=steps, agent_steps=steps * 99_999,
-            social=social,
+            episode=max(total - n, 0) + i, pairing=pairing, returns=returns, agents=agents, steps=steps,
+            agent_steps=steps * 99_999, social=EpisodeSocial(policies=by_policy, teams=by_team),
         ))
     return out
 
@@ -94,21 +106,17 @@ def size_problems(spec: SwarmEvaluationSpec) -> list[str]:
 
 
 def pack_episodes(records: list[EpisodeRecord]) -> str:
-    lines = "".join(r.model_dump_json(by_alias=True) + "\n" for r in sorted(records, key=lambda r: r.episode))
-    return base64.b64encode(gzip.compress(lines.encode(), mtime=0)).decode("ascii")
+    return base64.b64encode(episode_codec.pack(records)).decode("ascii")
 
 
 def unpack_episodes(packed: str | None) -> list[EpisodeRecord]:
-    if not packed:
-        return []
-    text = gzip.decompress(base64.b64decode(packed)).decode()
-    return [EpisodeRecord.model_validate_json(line) for line in text.splitlines() if line.strip()]
+    """Records packed by `pack_episodes`, or by an earlier operator (gzip of JSON lines)."""
+    return episode_codec.unpack(base64.b64decode(packed)) if packed else []
 
 
 def episodes_from_configmap(configmap: dict[str, Any] | None) -> list[EpisodeRecord]:
-    if not configmap:
-        return []
-    return unpack_episodes((configmap.get("binaryData") or {}).get(EPISODES_KEY))
+    binary = (configmap or {}).get("binaryData") or {}
+    return unpack_episodes(binary.get(EPISODES_KEY) or binary.get(EARLIER_EPISODES_KEY))
 
 
 def is_final(configmap: dict[str, Any]) -> bool:
