@@ -1,18 +1,18 @@
 """Images for process nodes: a pod's image found in buildah's local store, as a root filesystem.
 
 The process node agent (nodeagent.py) runs a container chrooted in its image's root filesystem
-when the image is in the local store (what ``make images`` builds into: buildah, storage driver
-``vfs``), and falls back to the host's Python environment otherwise. This module answers the two
-questions that needs, through the ``buildah`` command line only (no storage internals):
+when the image is in the local store (what ``make images`` builds into: buildah's), and falls
+back to the host's Python environment otherwise. This module answers the two questions that needs, through the ``buildah`` command line only (no storage internals):
 
 * :meth:`ImageStore.lookup`: is ``ref`` in the store, and what is its configuration (the OCI
   ``config``: ENTRYPOINT, CMD, ENV, USER, WORKDIR)?
 * :meth:`ImageStore.rootfs`: a directory holding the image's files, shared read-only by every
   container of that image (each container gets an overlay on top of it, made by the agent).
   It is a buildah working container named ``swarm-arena-node-<image id>`` made once per image
-  id (a copy of the image with ``vfs``: seconds for the 1.3 GB Ray image) and kept across
-  planes, so only the first pod after a rebuild pays for it. Working containers of images that
-  are no longer tagged (rebuilt since) are removed when the store is opened.
+  id and kept across planes (with the store's ``overlay`` driver a mount, instant; with ``vfs`` a
+  copy, seconds for the 1.3 GB Ray image), so only the first pod after a rebuild pays for it.
+  Working containers of images that are no longer tagged (rebuilt since) are removed when the
+  store is opened.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 
 log = logging.getLogger("nodeagent.images")
 
-CONTAINER_PREFIX = "swarm-arena-node-"
+CONTAINER_PREFIX = "swarm-arena-node-"  # images/build.py removes ours of an image it replaces
 
 
 def buildah_env() -> dict[str, str]:
