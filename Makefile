@@ -24,6 +24,7 @@ demo: setup
 # The control plane (Go builds, CPU) and the images (downloads, file copies) build side by side;
 # both are cached by content, so a warm run passes through in seconds.
 test: setup
+	$(BIN)/python images/build.py --tools-only
 	@$(BIN)/python -m tests.controlplane build & plane=$$!; \
 	$(BIN)/python images/build.py; images=$$?; \
 	wait $$plane; plane=$$?; \

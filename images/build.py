@@ -102,7 +102,7 @@ def check_tools() -> None:
         return
     raise BuildError(
         f"building the images needs {' and '.join(missing)}: install them first "
-        f"(Debian/Ubuntu: `sudo apt-get install {' '.join(missing)}`), then run `make images` again"
+        f"(Debian/Ubuntu: `sudo apt-get install {' '.join(missing)}`), then run `make images` (or `make test`) again"
     )
 
 
@@ -281,7 +281,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--archive", type=Path, metavar="DIR", help="also write each image as an archive into DIR")
     parser.add_argument("--oci", action="store_true", help="OCI archives instead of Docker's archive format")
+    parser.add_argument("--tools-only", action="store_true",
+                        help="only make sure buildah and mmdebstrap are there (install them, or say what to install)")
     args = parser.parse_args(argv)
+    if args.tools_only:
+        try:
+            check_tools()
+        except BuildError as exc:
+            say(f"error: {exc}")
+            return 1
+        return 0
 
     sys.path.insert(0, str(ROOT / "operator"))
     import yaml  # noqa: PLC0415 - the project's venv has it
