@@ -176,9 +176,25 @@ class Api:
 # containers
 
 
+# The volume mounts of the container's mounts file (PodWorker._mounts_file), under $root.
+_MOUNT_VOLUMES = r"""while IFS='	' read -r kind src dst opt; do
+  [ -n "$kind" ] || continue
+  dst="$root$dst"
+  if [ "$kind" = tmpfs ]; then
+    mkdir -p "$dst"; mount -t tmpfs -o "size=$opt,mode=1777" "$src" "$dst"; continue
+  fi
+  if [ ! -e "$dst" ]; then
+    if [ -d "$src" ]; then mkdir -p "$dst"; else mkdir -p "$(dirname "$dst")"; : > "$dst"; fi
+  fi
+  mount --bind "$src" "$dst"
+  if [ "$opt" = ro ]; then mount -o remount,bind,ro "$dst"; fi
+done < "$mounts"
+"""
+
 _SETUP = r"""
 set -e
 hn=$1; podtmp=$2; shm=$3; wd=$4; mounts=$5; keep=$6; hosttmp=$7; shift 7
+root=
 hostname "$hn"
 mount -t tmpfs -o "size=$shm,mode=1777" shm /dev/shm
 # The pod gets its own /tmp; host paths under /tmp that stand in for the image (the Python
@@ -191,18 +207,7 @@ if [ -n "$keep" ]; then
   done; unset IFS
   umount -l "$hosttmp"
 fi
-while IFS='	' read -r kind src dst opt; do
-  [ -n "$kind" ] || continue
-  if [ "$kind" = tmpfs ]; then
-    mkdir -p "$dst"; mount -t tmpfs -o "size=$opt,mode=1777" "$src" "$dst"; continue
-  fi
-  if [ ! -e "$dst" ]; then
-    if [ -d "$src" ]; then mkdir -p "$dst"; else mkdir -p "$(dirname "$dst")"; : > "$dst"; fi
-  fi
-  mount --bind "$src" "$dst"
-  if [ "$opt" = ro ]; then mount -o remount,bind,ro "$dst"; fi
-done < "$mounts"
-mkdir -p "$wd" 2>/dev/null || true
+""" + _MOUNT_VOLUMES + r"""mkdir -p "$wd" 2>/dev/null || true
 cd "$wd"
 exec "$@"
 """
@@ -232,20 +237,7 @@ mount --rbind /sys "$root/sys"; mount -o remount,bind,ro "$root/sys" 2>/dev/null
 for f in hosts resolv.conf; do
   if [ -e "/etc/$f" ]; then rm -f "$root/etc/$f"; : > "$root/etc/$f"; mount --bind "/etc/$f" "$root/etc/$f"; fi
 done
-chmod 1777 "$root/tmp" 2>/dev/null || true
-while IFS='	' read -r kind src dst opt; do
-  [ -n "$kind" ] || continue
-  dst="$root$dst"
-  if [ "$kind" = tmpfs ]; then
-    mkdir -p "$dst"; mount -t tmpfs -o "size=$opt,mode=1777" "$src" "$dst"; continue
-  fi
-  if [ ! -e "$dst" ]; then
-    if [ -d "$src" ]; then mkdir -p "$dst"; else mkdir -p "$(dirname "$dst")"; : > "$dst"; fi
-  fi
-  mount --bind "$src" "$dst"
-  if [ "$opt" = ro ]; then mount -o remount,bind,ro "$dst"; fi
-done < "$mounts"
-mkdir -p "$root$wd"
+""" + _MOUNT_VOLUMES + r"""mkdir -p "$root$wd"
 if [ "$ro" = 1 ]; then mount -o remount,bind,ro "$root"; fi
 PATH=$cpath; export PATH
 exec /usr/bin/unshare --root="$root" --wd="$wd" --setgid "$gid" --setuid "$uid" -- "$@"
