@@ -2,8 +2,9 @@
 
     python images/build.py [--archive DIR] [--oci]
 
-The Dockerfiles are built unchanged (`buildah build --isolation chroot`, storage driver `vfs`, so
-it runs as root on a machine without Docker or overlay mounts). Their bases,
+The Dockerfiles are built unchanged (`buildah build --isolation chroot`; storage driver `vfs` for a
+new store, so it runs as root on a machine without Docker or overlay mounts; a store that exists
+keeps its own driver, `overlay` on this project's CI machine). Their bases,
 `python:3.11-slim-bookworm` and `rayproject/ray:<RAY_VERSION>-py311`, are used when they are in
 buildah's local store already (pulled or loaded); otherwise, and only then, they are pulled, and
 where no registry can be reached (this project's own machines) the build makes **test stand-ins**
