@@ -77,29 +77,27 @@ def resolve_user(image_user: str, rootfs: Path, run_as_user: int | None, run_as_
     user, _, group = image_user.partition(":")
     uid, gid, home = 0, None, "/"
     if user:
-        if user.isdigit():
-            uid = int(user)
-        else:
-            entry = next((e for e in passwd if e[0] == user), None)
-            if entry is None:
-                raise ImageError(f"the image's USER {user!r} is not in its /etc/passwd")
-            uid = int(entry[2])
+        uid = _numeric_id(user, passwd, "/etc/passwd")
     if run_as_user is not None:
         uid = run_as_user
     entry = next((e for e in passwd if len(e) > 5 and e[2] == str(uid)), None)
     if entry is not None:
         gid, home = int(entry[3]), entry[5] or "/"
     if group and run_as_user is None:
-        if group.isdigit():
-            gid = int(group)
-        else:
-            g = next((e for e in groups if e[0] == group), None)
-            if g is None:
-                raise ImageError(f"the image's USER group {group!r} is not in its /etc/group")
-            gid = int(g[2])
+        gid = _numeric_id(group, groups, "/etc/group")
     if run_as_group is not None:
         gid = run_as_group
     return uid, gid if gid is not None else 0, home
+
+
+def _numeric_id(name: str, table: list[list[str]], where: str) -> int:
+    """A uid or gid as USER gives it: a number, or a name looked up in the image's ``where``."""
+    if name.isdigit():
+        return int(name)
+    entry = next((e for e in table if e[0] == name), None)
+    if entry is None:
+        raise ImageError(f"the image's USER names {name!r}, which is not in its {where}")
+    return int(entry[2])
 
 
 def in_root(rootfs: Path, path: str) -> str:
