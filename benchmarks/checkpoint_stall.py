@@ -53,7 +53,7 @@ def _one(agents: int, steps: int, interval: int, episodes: int, store: str) -> d
         if store == "file":
             checkpoint["storageURI"] = f"file://{folder}"
         spec = {
-            "environment": {"factory": "foraging", "params": {"agents": agents}, "maxSteps": steps},
+            "environment": {"factory": "foraging", "params": {"agents": agents, "max_cycles": steps}, "maxSteps": steps},
             "policies": [{"name": p, "factory": p} for p in ("greedy", "random")],
             "episodes": episodes,
             "checkpoint": checkpoint,
