@@ -89,3 +89,20 @@ def test_the_environment_steps_on_while_its_checkpoint_is_stored(
     (opened / "open").touch()
     reference = run_evaluation(_evaluation("ahead-reference", opened))
     assert [e.model_dump() for e in outcome.episodes] == [e.model_dump() for e in reference.episodes]
+
+
+def test_an_episode_that_ends_before_its_chunk_ahead_counts_once(local_ray_with_test_code) -> None:
+    """Foraging ends at its own horizon (step 15) inside the chunk of steps 10-20, while the chunk of
+    20-30 is already queued behind it: that chunk changes nothing, the next episode begins afresh
+    on the same environment actor, and each episode counts once with its 15 steps."""
+    evaluation = foraging_evaluation(
+        "ahead-early-end",
+        environment={"factory": "foraging", "params": {"agents": 40, "max_cycles": 15}, "maxSteps": 30},
+        policies=[{"name": p, "factory": p} for p in ("greedy", "random")],
+        episodes=2,
+        seed=SEED,
+    )
+    report = run_evaluation(evaluation)
+    assert [(e.episode, e.steps) for e in report.episodes] == [(0, 15), (1, 15)]
+    assert report.progress.agent_steps == 2 * 40 * 15
+    assert not report.recoveries
