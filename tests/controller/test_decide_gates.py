@@ -122,6 +122,9 @@ ROWS = [
     Row("finished-ttl-address-mode", see(status(Phase.SUCCEEDED, completion_time=T("11:00:00")), cluster=None,
                                          spec={"ttl_seconds_after_finished": 60}),
         Phase.SUCCEEDED, []),
+    Row("finished-stop-pending-behind-a-distant-ttl-retries-at-the-stop-retry",
+        see(stopping(), job=RUN, spec={"ttl_seconds_after_finished": 3600}), Phase.FAILED, [StopJob(SID1)], 5.0,
+        conditions={cond.JOB_RUNNING: ("Unknown", STOPPING)}),
     # -- what was counted no longer fits ----------------------------------------------------------
     Row("too-large-job-ended", see(status(), job=STOPPED, too_large="20000 episodes do not fit"), Phase.FAILED,
         [WriteResults(final=True)], event=("Warning", "Failed"),
@@ -206,6 +209,10 @@ ROWS = [
     Row("address-refused-running", see(status(), cluster=None, job=RUN, address_refused=("AddressNotAllowed", "no")),
         Phase.RUNNING, [], 30.0,
         conditions={cond.CLUSTER_READY: ("False", "AddressNotAllowed"), cond.READY: ("False", "AddressNotAllowed")}),
+    Row("address-refused-with-a-deadline-due-sooner-wakes-at-the-deadline",
+        see(status(), cluster=None, job=RUN, address_refused=("AddressNotAllowed", "no"),
+            spec={"active_deadline_seconds": 3610}),
+        Phase.RUNNING, [], 10.0, conditions={cond.READY: ("False", "AddressNotAllowed")}),
     # -- the Ray cluster --------------------------------------------------------------------------
     Row("cluster-created", see(cluster=GONE), Phase.PROVISIONING, [EnsureCluster()], event=("Normal", "Provisioning"),
         conditions={cond.CLUSTER_READY: ("False", "Creating")}, fields={"start_time": T("12:00:00")}),

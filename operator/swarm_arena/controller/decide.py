@@ -187,6 +187,11 @@ class Decision:
     requeue_s: float | None = None
     """The next pass is due within this many seconds (no event would wake it)."""
 
+    def wake_within(self, seconds: float) -> None:
+        """The next pass is due within `seconds`: the earliest of every gate's due time wins (a later
+        gate never postpones a pass an earlier one needs, e.g. a stop retry behind a distant TTL)."""
+        self.requeue_s = seconds if self.requeue_s is None else min(self.requeue_s, seconds)
+
 
 def _rfc3339(t: datetime) -> str:
     return t.isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -250,7 +255,7 @@ def decide(obs: Observation) -> Decision:
     ttl = obs.spec.ttl_seconds_after_finished if obs.spec is not None else None
     if after in FINISHED and before is not after and ttl is not None and _cluster_exists(obs):
         # Finished in this pass: the next one, due at the TTL, deletes the cluster (no event wakes it).
-        decision.requeue_s = min(decision.requeue_s if decision.requeue_s is not None else ttl, ttl)
+        decision.wake_within(ttl)
     if after is not before and after is not None and decision.event is None:
         ready = cond.get(draft.status.conditions, cond.READY)
         kind: Literal["Normal", "Warning"] = "Warning" if after in (Phase.FAILED, Phase.RECOVERING) else "Normal"
@@ -312,7 +317,7 @@ def _finished(draft: _Draft) -> bool:
             draft.set_condition(cond.CLUSTER_READY, False, "DeletedAfterTTL",
                                 f"RayCluster deleted {ttl}s after the evaluation finished")
         else:
-            draft.decision.requeue_s = (due - obs.now).total_seconds()
+            draft.decision.wake_within((due - obs.now).total_seconds())
     return True
 
 
@@ -342,7 +347,7 @@ def _deadline(draft: _Draft) -> bool:
     paused = (status.suspended_seconds or 0) + ((obs.now - pausing).total_seconds() if pausing else 0.0)
     due = started + timedelta(seconds=limit + paused)
     if obs.now < due:
-        draft.decision.requeue_s = (due - obs.now).total_seconds()
+        draft.decision.wake_within((due - obs.now).total_seconds())
         return False
     _fold_record(draft, obs.job.record if obs.job else None)
     if _stop(draft, "spec.activeDeadlineSeconds passed"):
@@ -403,7 +408,7 @@ def _names_taken(draft: _Draft) -> bool:
         draft.set_condition(cond.CLUSTER_READY, False, "WaitingForOldCluster", msg)
         if status.phase in _NOT_STARTED:
             draft.set_phase(Phase.PROVISIONING, "WaitingForOldCluster", msg)
-        draft.decision.requeue_s = 2.0
+        draft.decision.wake_within(2.0)
         return True
     if obs.taken is not None:
         draft.set_condition(cond.CLUSTER_READY, False, "NameConflict",
@@ -426,7 +431,7 @@ def _address_refused(draft: _Draft) -> bool:
         draft.set_phase(Phase.PENDING, reason, message)
     else:
         draft.set_condition(cond.READY, False, reason, message)
-    draft.decision.requeue_s = ADDRESS_RECHECK_S  # the admin's file is read again: an approval takes effect
+    draft.decision.wake_within(ADDRESS_RECHECK_S)  # the admin's file is read again: an approval takes effect
     return True
 
 
@@ -491,7 +496,7 @@ def _dashboard(draft: _Draft) -> bool:
         draft.set_condition(cond.JOB_RUNNING, None, "HeadUnreachable", msg)
         draft.set_condition(cond.DEGRADED, True, "HeadUnreachable", msg)
         draft.set_phase(Phase.RECOVERING, "HeadUnreachable", msg)
-    draft.decision.requeue_s = min(draft.decision.requeue_s or 5.0, 5.0)
+    draft.decision.wake_within(5.0)
     return True
 
 
@@ -539,7 +544,7 @@ def _head_replaced(draft: _Draft) -> None:
                f"the job is re-submitted once they have (at most {REJOIN_TIMEOUT_S:.0f}s)")
         draft.set_condition(cond.DEGRADED, True, "HeadLost", msg)
         draft.set_phase(Phase.RECOVERING, "WaitingForWorkers", msg)
-        draft.decision.requeue_s = 2.0
+        draft.decision.wake_within(2.0)
         return
     status.head_restarts = (status.head_restarts or 0) + 1
     draft.set_condition(cond.DEGRADED, True, "HeadLost", f"job {status.job_id} vanished with the Ray head; re-submitting")
@@ -675,8 +680,7 @@ def _stop(draft: _Draft, why: str | None) -> bool:
     if why is not None:
         draft.set_condition(cond.JOB_RUNNING, None, STOPPING,
                             f"stopping job {sid} ({why}); asked again until Ray says it stopped")
-    requeue = draft.decision.requeue_s
-    draft.decision.requeue_s = min(requeue if requeue is not None else STOP_RETRY_S, STOP_RETRY_S)
+    draft.decision.wake_within(STOP_RETRY_S)
     return False
 
 
