@@ -503,9 +503,13 @@ def _dashboard(draft: _Draft) -> bool:
 # -- the job: none yet, one Ray does not show, and the outcome of one it shows ------------------------
 
 def _job_not_submitted(draft: _Draft) -> bool:
-    """No job recorded (or none asked about): the next attempt."""
-    if draft.status.job_id is not None and draft.obs.job is not None:
-        return False
+    """No job recorded: the next attempt. A job recorded but not asked about this pass is never
+    replaced by a new attempt (that could run beside it): the pass waits to see it."""
+    if draft.status.job_id is not None:
+        if draft.obs.job is not None:
+            return False
+        draft.decision.wake_within(2.0)
+        return True
     _submit(draft, (draft.status.attempts or 0) + 1, "Submitting", "submitting the arena job")
     return True
 
