@@ -7,6 +7,7 @@ and counted episodes from the lines added since the last pass.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import time
@@ -22,7 +23,7 @@ from swarm_arena.api.report import EpisodeRecord
 from swarm_arena.api.resource import SwarmEvaluation
 from swarm_arena.api.status import Phase, Recovery, Results, SwarmEvaluationStatus
 from swarm_arena.api.validation import ManifestError, validate_manifest
-from swarm_arena.controller import build_cluster, build_job, build_results, events, metrics, names
+from swarm_arena.controller import build_cluster, build_job, build_results, events, metrics, names, results_shards
 from swarm_arena.controller.dashboard import Dashboard, DashboardError, JobInfo, repair_on_head
 from swarm_arena.controller.decide import (
     ACTIVE_JOB,
@@ -61,6 +62,14 @@ class Counted:
     cursor: dict[str, int] = field(default_factory=dict)
     """submission id -> lines of its episodes file already read."""
     dirty: bool = False
+    shards: list[results_shards.Shard] = field(default_factory=list)
+    """Which ConfigMap holds which counted episodes (results_shards.py): shard 0 is the results ConfigMap."""
+    unplaced: list[int] = field(default_factory=list)
+    """Episodes counted since the last write, in counting order: not in `shards` yet."""
+    lines: dict[int, str] = field(default_factory=dict)
+    """The record lines of the open shard and of the unplaced episodes (a sealed shard is never packed again)."""
+    written: dict[int, int] = field(default_factory=dict)
+    """shard index (>= 1) -> how many members it had when it was last applied."""
     results: Results | None = None
     """The full results the job last reported (every policy, the pairwise matrix): the one source
     of both the results ConfigMap and status's top rows (`decide.status_results`)."""
@@ -272,16 +281,41 @@ class Reconciler:
             record = job_channel.last_status(text if text.endswith("\n") else text + "\n")
         return JobView(sid, True, info.status, info.message, record), info  # type: ignore[arg-type]
 
-    async def _load_counted(self, memory: Memory, ns: str, name: str, uid: str) -> None:
-        counted = memory.counted
-        if counted.loaded:
-            return
-        cm_name = names.results_configmap_name(name)
+    async def _read_owned(self, ns: str, name: str, uid: str, cm_name: str) -> dict[str, Any] | None:
         cm = await self.kube.read_configmap(ns, cm_name)
         if cm is not None and (verdict := ownership(cm, uid, name)) != "ours":
             # An earlier evaluation of this name's (not yet garbage-collected): its episodes are not ours.
             raise NotOurs("ConfigMap", cm_name, previous_life=verdict == "previous")
-        counted.episodes = {r.episode: r for r in build_results.episodes_from_configmap(cm)}
+        return cm
+
+    async def _load_counted(self, memory: Memory, ns: str, name: str, uid: str) -> None:
+        counted = memory.counted
+        if counted.loaded:
+            return
+        cm = await self._read_owned(ns, name, uid, names.results_configmap_name(name))
+        named = build_results.shards_named(cm)
+        found_cms: list[dict[str, Any] | None] = [cm]
+        index = 1
+        # Every shard the results ConfigMap names, and any written after it (a restart between the two).
+        while True:
+            shard = await self._read_owned(ns, name, uid, results_shards.shard_name(name, index))
+            if shard is None and index >= named:
+                break
+            found_cms.append(shard)
+            index += 1
+        found, episodes = await asyncio.to_thread(_parse_found, found_cms, named)
+        layout, lines, missing = found.shards, found.lines, found.missing
+        counted.episodes = episodes
+        counted.shards = layout
+        counted.lines = {e: lines[e] for e in layout[-1].members if e in lines} if layout else {}
+        counted.written = {i: len(s.members) for i, s in enumerate(layout) if i > 0}
+        counted.unplaced = []
+        if missing:
+            lost = ", ".join(results_shards.shard_name(name, i) for i in missing)
+            log.warning("%s/%s: record shard(s) %s are missing; their episodes are played again", ns, name, lost)
+            events.post(ns, name, uid, "Warning", "ResultsShardMissing",
+                        f"ConfigMap(s) {lost} of counted episode records are missing; the episodes they held "
+                        "are not counted and a resumed job plays them again")
         if cm:
             import json
 
@@ -313,6 +347,8 @@ class Reconciler:
         for r in job_channel.episode_records(text):
             if r.episode not in counted.episodes:
                 counted.episodes[r.episode] = r
+                counted.lines[r.episode] = build_results.record_line(r)
+                counted.unplaced.append(r.episode)
                 counted.dirty = True
         counted.cursor[job.submission_id] = total
 
@@ -726,11 +762,24 @@ class Reconciler:
         if counted.results is not None:
             results = counted.results.model_copy(
                 update={"results_config_map": names.results_configmap_name(evaluation.metadata.name)})
+        layout = counted.shards
+        if counted.unplaced or not layout:
+            layout = await asyncio.to_thread(results_shards.place, layout, counted.unplaced, counted.lines.__getitem__)
+        drop = memory.too_large is not None
         cm = build_results.build_results_configmap(
             evaluation, uid, records=list(counted.episodes.values()), progress=status.progress,
-            results=results, recoveries=counted.recoveries, final=final, drop_records=memory.too_large is not None,
+            results=results, recoveries=counted.recoveries, final=final, drop_records=drop, layout=layout,
         )
+        if len(layout) > 1 and not drop and not evaluation.spec.checkpoint.storage_uri:
+            # The shards before the ConfigMap that names them: a restart in between finds them anyway.
+            ns, name = evaluation.metadata.namespace, evaluation.metadata.name
+            for index, shard in enumerate(layout[1:], start=1):
+                if counted.written.get(index) != len(shard.members):
+                    await self.kube.apply_configmap(results_shards.build_shard_configmap(ns, name, uid, index, shard))
+                    counted.written[index] = len(shard.members)
         await self.kube.apply_configmap(cm)
+        counted.shards, counted.unplaced = layout, []
+        counted.lines = {e: counted.lines[e] for e in layout[-1].members if e in counted.lines}
         counted.dirty = False
 
     async def _submit(self, evaluation: SwarmEvaluation, uid: str, action: Submit, memory: Memory, dashboard: Dashboard) -> None:
@@ -739,7 +788,14 @@ class Reconciler:
         resume = job_channel.ResumePayload(
             episodes=sorted(counted.episodes.values(), key=lambda r: r.episode), recoveries=counted.recoveries
         )
-        body = build_job.build_submission(evaluation, action.submission_id, action.attempt, resume)
+        package = None
+        if await asyncio.to_thread(build_job.needs_package, evaluation, resume):
+            # Too many for an environment variable: the job finds them in a package uploaded first.
+            package = await asyncio.to_thread(build_job.build_resume_package, resume)
+            if await dashboard.upload_package(package.uri, package.data):
+                log.info("%s/%s: uploaded %d counted episodes as %s (%d KiB)", evaluation.metadata.namespace,
+                         evaluation.metadata.name, len(resume.episodes), package.uri, len(package.data) // 1024)
+        body = build_job.build_submission(evaluation, action.submission_id, action.attempt, resume, package)
         started = time.monotonic()
         try:
             await dashboard.submit(body)
@@ -750,6 +806,13 @@ class Reconciler:
         metrics.SUBMISSION_SECONDS.observe(time.monotonic() - started)
         log.info("%s/%s: submitted job %s (attempt %d, %d episodes resumed)", evaluation.metadata.namespace,
                  evaluation.metadata.name, action.submission_id, action.attempt, len(resume.episodes))
+
+
+def _parse_found(configmaps: list[dict[str, Any] | None],
+                 named: int) -> tuple[results_shards.Found, dict[int, EpisodeRecord]]:
+    """The shards read back and their records (off the event loop: 20,000 records take a while)."""
+    found = results_shards.read_back(configmaps, named)
+    return found, {e: EpisodeRecord.model_validate_json(line) for e, line in found.lines.items()}
 
 
 def _has(decision, kind) -> bool:
