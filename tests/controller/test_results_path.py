@@ -79,14 +79,14 @@ def test_a_plan_the_operator_cannot_keep_fails_before_anything_runs(monkeypatch)
     monkeypatch.setattr(reconciler.events, "post", lambda *a: None)
     body = copy.deepcopy(DOC)
     body["metadata"].update(namespace="ns", uid="u1", generation=1)
-    body["spec"]["episodes"] = 50_000
+    body["spec"]["episodes"] = 100_000
     kube, memory = _Kube(None), Memory()
     r = reconciler.Reconciler(OperatorSettings(ray_auth_key=b"k" * 32), kube, None)
     asyncio.run(r.reconcile(body, [], memory))
     (patch,) = kube.patches
     failed = next(c for c in patch["conditions"] if c["type"] == "Failed")
     assert patch["phase"] == "Failed" and failed["reason"] == "InvalidSpec"
-    assert failed["message"].startswith("spec.episodes: 50000 planned episodes") and "spec.checkpoint.storageURI" in failed["message"]
+    assert failed["message"].startswith("spec.episodes: 100000 planned episodes") and "spec.checkpoint.storageURI" in failed["message"]
     assert kube.applied == []  # no cluster, no job, nothing written but status
 
 

@@ -764,7 +764,9 @@ class Reconciler:
                 update={"results_config_map": names.results_configmap_name(evaluation.metadata.name)})
         layout = counted.shards
         if counted.unplaced or not layout:
-            layout = await asyncio.to_thread(results_shards.place, layout, counted.unplaced, counted.lines.__getitem__)
+            cap = self.settings.results_shard_bytes
+            layout = await asyncio.to_thread(results_shards.place, layout, counted.unplaced, counted.lines.__getitem__,
+                                             lambda index: min(results_shards.budget(index), cap))
         drop = memory.too_large is not None
         cm = build_results.build_results_configmap(
             evaluation, uid, records=list(counted.episodes.values()), progress=status.progress,
