@@ -56,6 +56,11 @@ def test_records_beyond_one_configmap_are_sharded_and_every_episode_counts_once(
     assert all(cm["metadata"]["ownerReferences"][0]["uid"] == uid for cm in shards)
     episodes = [r.episode for cm in [main, *shards] for r in build_results.episodes_from_configmap(cm)]
     assert sorted(episodes) == list(range(EPISODES))  # every one, none twice
+    # `swarm-arena results` reads them the same way.
+    from swarm_arena.arena import results_view
+
+    document = results_view.from_configmap(main, "many", shards)
+    assert [r.episode for r in document.episodes] == list(range(EPISODES))
 
 
 def test_a_resume_too_big_for_a_variable_reaches_the_job_as_a_package(ray_head) -> None:
