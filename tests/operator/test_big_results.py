@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 
 import aiohttp
 import pytest
@@ -39,6 +40,10 @@ def test_records_beyond_one_configmap_are_sharded_and_every_episode_counts_once(
     op.start()
     evals = Evaluations(control_plane, namespace, op.tail)
     evals.apply(_doc("many", ray_head.dashboard))
+    evals.wait("many", "a shard's worth counted",
+               lambda s: (s.get("progress") or {}).get("episodesCompleted", 0) >= EPISODES // 6, timeout=300)
+    op.kill(signal.SIGKILL)  # mid-run, mid-shard: the next operator reads the shards back and goes on
+    op.start()
     evals.wait("many", "several shards' worth counted",
                lambda s: (s.get("progress") or {}).get("episodesCompleted", 0) >= EPISODES // 3, timeout=300)
     evals.patch("many", {"suspend": True})
@@ -46,7 +51,7 @@ def test_records_beyond_one_configmap_are_sharded_and_every_episode_counts_once(
     evals.patch("many", {"suspend": False})
     status = evals.wait_phase("many", "Succeeded", timeout=600)
 
-    assert status["progress"]["episodesCompleted"] == EPISODES and status["attempts"] == 2
+    assert status["progress"]["episodesCompleted"] == EPISODES and status["attempts"] == 2  # the restart: none
     assert all(row["episodes"] == EPISODES for row in status["results"]["leaderboard"])  # each counted once
     main = evals.configmap("many-results")
     kept = json.loads(main["data"][build_results.RESULTS_KEY])["episodeRecords"]

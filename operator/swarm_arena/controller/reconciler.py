@@ -297,7 +297,7 @@ class Reconciler:
         found_cms: list[dict[str, Any] | None] = [cm]
         index = 1
         # Every shard the results ConfigMap names, and any written after it (a restart between the two).
-        while True:
+        while index < max(named, results_shards.MAX_SHARDS):  # no more are ever written
             shard = await self._read_owned(ns, name, uid, results_shards.shard_name(name, index))
             if shard is None and index >= named:
                 break
@@ -768,9 +768,10 @@ class Reconciler:
             layout = await asyncio.to_thread(results_shards.place, layout, counted.unplaced, counted.lines.__getitem__,
                                              lambda index: min(results_shards.budget(index), cap))
         drop = memory.too_large is not None
-        cm = build_results.build_results_configmap(
-            evaluation, uid, records=list(counted.episodes.values()), progress=status.progress,
-            results=results, recoveries=counted.recoveries, final=final, drop_records=drop, layout=layout,
+        cm = await asyncio.to_thread(  # the summary of 20,000 records takes a while: off the event loop
+            build_results.build_results_configmap, evaluation, uid, records=list(counted.episodes.values()),
+            progress=status.progress, results=results, recoveries=counted.recoveries, final=final,
+            drop_records=drop, layout=layout,
         )
         if len(layout) > 1 and not drop and not evaluation.spec.checkpoint.storage_uri:
             # The shards before the ConfigMap that names them: a restart in between finds them anyway.
