@@ -24,7 +24,7 @@ from tests.operator.conftest import Evaluations, manifest
 
 pytestmark = pytest.mark.controlplane
 
-EPISODES = 1200
+EPISODES = 2000
 POLICIES = [{"name": f"p{i}", "factory": "random"} for i in range(8)]
 
 
@@ -40,18 +40,16 @@ def test_records_beyond_one_configmap_are_sharded_and_every_episode_counts_once(
     op.start()
     evals = Evaluations(control_plane, namespace, op.tail)
     evals.apply(_doc("many", ray_head.dashboard))
-    evals.wait("many", "a shard's worth counted",
-               lambda s: (s.get("progress") or {}).get("episodesCompleted", 0) >= EPISODES // 6, timeout=300)
-    op.kill(signal.SIGKILL)  # mid-run, mid-shard: the next operator reads the shards back and goes on
-    op.start()
-    evals.wait("many", "several shards' worth counted",
-               lambda s: (s.get("progress") or {}).get("episodesCompleted", 0) >= EPISODES // 3, timeout=300)
+    evals.wait("many", "a few shards' worth counted",
+               lambda s: (s.get("progress") or {}).get("episodesCompleted", 0) >= 300, timeout=300)
     evals.patch("many", {"suspend": True})
     evals.wait("many", "suspended", lambda s: s.get("phase") == "Suspended" and "jobId" not in s, timeout=120)
+    op.kill(signal.SIGKILL)  # the next operator knows only what the shards hold
+    op.start()
     evals.patch("many", {"suspend": False})
     status = evals.wait_phase("many", "Succeeded", timeout=600)
 
-    assert status["progress"]["episodesCompleted"] == EPISODES and status["attempts"] == 2  # the restart: none
+    assert status["progress"]["episodesCompleted"] == EPISODES and status["attempts"] == 2
     assert all(row["episodes"] == EPISODES for row in status["results"]["leaderboard"])  # each counted once
     main = evals.configmap("many-results")
     kept = json.loads(main["data"][build_results.RESULTS_KEY])["episodeRecords"]

@@ -341,10 +341,20 @@ class Reconciler:
         seen = counted.cursor.get(job.submission_id, 0)
         if total <= seen:
             return
-        # Two lines more than needed: a line being written may sit at the end; the union dedups.
-        text = await dashboard.tail_file(info.driver_node_id, job_channel.episodes_file_name(job.submission_id),
-                                         total - seen + 2)
-        for r in job_channel.episode_records(text):
+        # The file has at least `total` lines, more when the job counted on since its status line:
+        # a tail of the lines not read yet may then start after some of them. It is complete when
+        # its first line was read before (the window reaches back into what is known) or it is
+        # the whole file; else a window twice as long is asked for.
+        known = set(counted.episodes)
+        want = total - seen + 2
+        while True:
+            text = await dashboard.tail_file(info.driver_node_id, job_channel.episodes_file_name(job.submission_id),
+                                             want)
+            records = job_channel.episode_records(text)
+            if not records or len(records) + 1 < want or records[0].episode in known:
+                break
+            want *= 2
+        for r in records:
             if r.episode not in counted.episodes:
                 counted.episodes[r.episode] = r
                 counted.lines[r.episode] = build_results.record_line(r)
