@@ -104,3 +104,46 @@ def test_a_record_bigger_than_a_shard_gets_one_of_its_own() -> None:
     lines = {**{e: _line(e) for e in range(7)}, **huge}
     layout = rs.place([], list(range(8)), lines.__getitem__, lambda index: BUDGET)
     assert layout[-1].members == (7,) and len(layout[-1].packed) > BUDGET
+
+
+class _GrowingFile:
+    """A job's episodes file as the dashboard's log API serves it: the last N lines, and the job
+    counts on between the status line the operator read and its read of this file."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def count(self, episodes: range) -> None:
+        from swarm_arena.api.report import EpisodeRecord
+
+        self.lines += [EpisodeRecord(episode=e, pairing={"all": "a"}, returns={"a": 1.0}, agents={"a": 1}, steps=1,
+                                     agent_steps=1).model_dump_json(by_alias=True) for e in episodes]
+
+    async def tail_file(self, node_id: str, filename: str, lines: int) -> str:
+        return "".join(line + "\n" for line in self.lines[-lines:])
+
+
+def test_episode_lines_counted_after_the_status_line_are_never_skipped() -> None:
+    import asyncio
+
+    from swarm_arena.controller.dashboard import JobInfo
+    from swarm_arena.controller.decide import JobView
+    from swarm_arena.controller.reconciler import Memory, Reconciler
+    from swarm_arena.controller.settings import OperatorSettings
+    from tests.controller.test_decide import record
+
+    file, memory = _GrowingFile(), Memory()
+    memory.counted.loaded = True
+    reconciler = Reconciler(OperatorSettings(ray_auth_key=b"k" * 32), None, None)  # type: ignore[arg-type]
+    info = JobInfo("s-1", "RUNNING", None, "node", {})
+    done = 0
+    for burst in (10, 50, 5, 400, 3):
+        file.count(range(done, done + burst))
+        done += burst
+        job = JobView("s-1", True, "RUNNING", record=record(done=done))  # the status line says `done`...
+        file.count(range(done, done + 20))  # ...and 20 more were counted before the file is read
+        asyncio.run(reconciler._sync_episodes(memory, file, job, info))
+        kept = sorted(memory.counted.episodes)
+        assert kept == list(range(len(kept))) and len(kept) >= done  # no gap, nothing the status line counted missing
+        done += 20
+    assert memory.counted.unplaced == list(range(len(memory.counted.unplaced)))  # each once, in counting order
