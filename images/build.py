@@ -2,8 +2,9 @@
 
     python images/build.py [--archive DIR] [--oci]
 
-The Dockerfiles are built unchanged (`buildah build --isolation chroot`, storage driver `vfs`, so
-it runs as root on a machine without Docker or overlay mounts). Their bases,
+The Dockerfiles are built unchanged (`buildah build --isolation chroot`; storage driver `vfs` for a
+new store, so it runs as root on a machine without Docker or overlay mounts; a store that exists
+keeps its own driver, `overlay` on this project's CI machine). Their bases,
 `python:3.11-slim-bookworm` and `rayproject/ray:<RAY_VERSION>-py311`, are used when they are in
 buildah's local store already (pulled or loaded); otherwise, and only then, they are pulled, and
 where no registry can be reached (this project's own machines) the build makes **test stand-ins**
@@ -16,7 +17,8 @@ under those exact names:
   re-signs TLS);
 * `rayproject/ray:<RAY_VERSION>-py311`: that stand-in plus the official image's user (`ray`, uid
   1000, group `users`, gid 100, home `/home/ray`) owning a Python environment at the official
-  image's path (`/home/ray/anaconda3`, first on `PATH`) with `ray[default]==<RAY_VERSION>`.
+  image's path (`/home/ray/anaconda3`, first on `PATH`) with `ray[default]==<RAY_VERSION>`, and
+  `wget` (in the official image; KubeRay's exec probes of Ray pods call it).
 
 Stand-ins carry the label `dev.swarm-arena.stand-in=true`: they are for testing, never publish an
 image built on one (images/README.md).
@@ -52,6 +54,7 @@ BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 KEY_LABEL = "dev.swarm-arena.build-key"
 STAND_IN_LABEL = "dev.swarm-arena.stand-in"
+NODE_CONTAINER_PREFIX = "swarm-arena-node-"  # tests/controlplane/images.py CONTAINER_PREFIX
 TOOLS = {"buildah": "buildah", "mmdebstrap": "mmdebstrap"}  # command -> Debian package
 
 _started = time.monotonic()
@@ -100,7 +103,7 @@ def check_tools() -> None:
         return
     raise BuildError(
         f"building the images needs {' and '.join(missing)}: install them first "
-        f"(Debian/Ubuntu: `sudo apt-get install {' '.join(missing)}`), then run `make images` again"
+        f"(Debian/Ubuntu: `sudo apt-get install {' '.join(missing)}`), then run `make images` (or `make test`) again"
     )
 
 
@@ -210,13 +213,16 @@ def python_stand_in(image: str) -> str:
 
 
 def ray_stand_in(image: str, ray_version: str, python_image: str, python_key: str) -> str:
-    key = digest(RECIPE, "ray", ray_version, python_key)
+    key = digest(RECIPE, "ray", "wget", ray_version, python_key)
     if (ready := base_in_store(image, key)) is not None:
         return ready
     say(f"{image}: making a test stand-in (ray[default]=={ray_version} for uid 1000 in /home/ray/anaconda3; pip, a few minutes)")
     ctr = run("buildah", "from", "--pull=never", python_image, capture=True).stdout.strip()
     try:
+        # wget: the official image has it, and KubeRay's exec probes of Ray pods call it
         run("buildah", "run", ctr, "--", "sh", "-c",
+            "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wget && "
+            "rm -rf /var/lib/apt/lists/* && "
             "useradd --create-home --uid 1000 --gid 100 --shell /bin/bash ray && "
             "python3 -m venv /home/ray/anaconda3 && chown -R 1000:100 /home/ray")  # fmt: skip
         run("buildah", "run", "--user", "1000:100", ctr, "--",
@@ -239,10 +245,22 @@ def build(dockerfile: str, image: str, base_key: str) -> str:
     if found is not None and found.get(KEY_LABEL) == key:
         say(f"{image}: up to date (key {key})")
         return key
+    old = image_id(image)
     say(f"{image}: building images/{dockerfile} (buildah, chroot isolation)")
     run("buildah", "build", "--pull=never", "--layers=false", "--label", f"{KEY_LABEL}={key}",
         "-f", str(IMAGES / dockerfile), "-t", image, str(ROOT))  # fmt: skip
+    if old and old != image_id(image):
+        # The image it replaced, now untagged, and the test plane's root filesystem of it
+        # (tests/controlplane/images.py names it so): gigabytes per rebuild otherwise.
+        run("buildah", "rm", NODE_CONTAINER_PREFIX + old[:12], capture=True, check=False)
+        if run("buildah", "rmi", old, capture=True, check=False).returncode == 0:
+            say(f"removed the image it replaced ({old[:12]})")
     return key
+
+
+def image_id(image: str) -> str | None:
+    out = run("buildah", "inspect", "--type", "image", "--format", "{{.FromImageID}}", image, capture=True, check=False)
+    return out.stdout.strip() if out.returncode == 0 else None
 
 
 def archive(image: str, key: str, out_dir: Path, oci: bool) -> Path:
@@ -264,7 +282,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--archive", type=Path, metavar="DIR", help="also write each image as an archive into DIR")
     parser.add_argument("--oci", action="store_true", help="OCI archives instead of Docker's archive format")
+    parser.add_argument("--tools-only", action="store_true",
+                        help="only make sure buildah and mmdebstrap are there (install them, or say what to install)")
     args = parser.parse_args(argv)
+    if args.tools_only:
+        try:
+            check_tools()
+        except BuildError as exc:
+            say(f"error: {exc}")
+            return 1
+        return 0
 
     sys.path.insert(0, str(ROOT / "operator"))
     import yaml  # noqa: PLC0415 - the project's venv has it

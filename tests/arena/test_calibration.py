@@ -11,6 +11,7 @@ episode order); they are not calibrated here, and docs/ratings-and-matchmaking.m
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats
 
 from swarm_arena.arena.scoring import bradley_terry as bt
 from swarm_arena.arena.scoring.bootstrap import (
@@ -21,7 +22,7 @@ from swarm_arena.arena.scoring.bootstrap import (
     percentile_interval,
     two_sided_p,
 )
-from swarm_arena.arena.scoring.pairs import pair_matrix, resample_first_scores
+from swarm_arena.arena.scoring.pairs import pair_matrix, resample_first_scores, score_interval
 
 RUNS = 1000
 RESAMPLES = 1000
@@ -125,3 +126,72 @@ def test_mean_return_intervals_cover_the_true_means_in_a_round_robin() -> None:
     print(f"mean-return {present.shape}: coverage {covered:.3f}, tie called separated {tied:.3f}")
     assert 0.93 <= covered <= 0.97
     assert tied <= 0.05
+
+
+def _round_robin_games(true_elo: np.ndarray, per_side: int, red_edge: float, draw_rate: float,
+                       rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """RUNS round robins, every ordered pairing (who plays red) a stratum of `per_side` episodes:
+    per stratum (first, second, outcomes (R, K, 3)) and the truth: each pair's expected score over its
+    strata (the first policy as red gets `red_edge` more, as blue that much less)."""
+    m = len(true_elo)
+    first, second, p_first = [], [], []
+    for i in range(m):
+        for j in range(m):
+            if i != j:
+                low, high = min(i, j), max(i, j)
+                p = 1.0 / (1.0 + 10 ** ((true_elo[high] - true_elo[low]) / 400.0))
+                first.append(low)
+                second.append(high)
+                p_first.append(p + (red_edge if low == i else -red_edge))
+    p = np.clip(p_first, 0.01, 0.99)
+    drawn = np.minimum(draw_rate, 2.0 * np.minimum(p, 1.0 - p))  # as many draws as the expected score allows
+    probs = np.stack([p - drawn / 2, drawn, 1.0 - p - drawn / 2], axis=1)
+    outcomes = np.stack([rng.multinomial(per_side, probs[k], size=RUNS) for k in range(len(p))], axis=1)
+    first_a, second_a = np.array(first), np.array(second)
+    truth = np.zeros((m, m))
+    np.add.at(truth, (first_a, second_a), p / 2.0)  # two strata of equal size per pair
+    return first_a, second_a, outcomes, truth
+
+
+def _pair_coverage(low: np.ndarray, high: np.ndarray, truth: np.ndarray) -> float:
+    i, j = np.triu_indices(truth.shape[-1], k=1)
+    return coverage(low[:, i, j], high[:, i, j], truth[..., i, j])
+
+
+def test_pairwise_win_rate_intervals_cover_the_true_win_probability() -> None:
+    """Round robins of a wide field (lopsided pairs: P from 0.02 to 0.5; with a red-side edge and
+    draws, and with five episodes a side) and a fixed plan where all four policies play every
+    episode: P(row beats column)'s interval covers 93-97%. (The smoothed bootstrap's percentile
+    interval it replaced covered about 97%, 99% and 97% in these round robins.)"""
+    rng = np.random.default_rng(19)
+    true_elo = np.array([1100.0, 1400.0, 1400.0, 1700.0, 2000.0])
+    shapes = {"10 a side, red edge 0.08, draws 10%": (10, 0.08, 0.1), "5 a side, no edge, no draws": (5, 0.0, 0.0),
+              "25 a side, red edge 0.05, draws 10%": (25, 0.05, 0.1)}
+    for name, (per_side, edge, draws) in shapes.items():
+        first, second, outcomes, truth = _round_robin_games(true_elo, per_side, edge, draws, rng)
+        low, high = score_interval(first, second, outcomes, len(true_elo), LEVEL)
+        covered = _pair_coverage(low, high, truth)
+        print(f"pairwise win rate, round robin {name}: coverage {covered:.3f}")
+        assert 0.93 <= covered <= 0.97
+
+    # A fixed plan: 40 episodes, one stratum, returns with a shared episode luck; P(X_i > X_j) is known.
+    means, episodes = np.array([0.0, 0.4, 0.4, 1.2]), 40
+    returns = means + rng.normal(0.0, 1.0, (RUNS, episodes, 1)) + rng.normal(0.0, 1.0, (RUNS, episodes, 4))
+    first, second = np.triu_indices(4, k=1)
+    wins = (returns[:, :, first] > returns[:, :, second]).sum(axis=1)
+    outcomes = np.stack([wins, np.zeros_like(wins), episodes - wins], axis=-1)
+    low, high = score_interval(first, second, outcomes, 4, LEVEL)
+    truth = np.asarray(stats.norm.cdf((means[:, None] - means[None, :]) / np.sqrt(2.0)))
+    covered = _pair_coverage(low, high, truth)
+    print(f"pairwise probability of improvement, fixed plan of 4 x {episodes}: coverage {covered:.3f}")
+    assert 0.93 <= covered <= 0.97
+
+
+def test_a_pair_one_side_always_won_still_has_an_interval() -> None:
+    """Unanimous strata: no stratum varies, so the interval is plain Wilson's, never a point."""
+    outcomes = np.array([[10, 0, 0], [10, 0, 0], [0, 1, 0]])  # two strata of 10 wins, one of a single draw
+    low, high = score_interval(np.array([0, 0, 1]), np.array([1, 1, 2]), outcomes, 3, LEVEL)
+    z2 = stats.norm.ppf(0.975) ** 2
+    assert np.isclose(low[0, 1], 20 / (20 + z2)) and high[0, 1] == 1.0
+    assert np.isclose(low[1, 0], 0.0) and np.isclose(high[1, 0], 1 - 20 / (20 + z2))
+    assert low[1, 2] < 0.5 < high[1, 2] and np.isclose(low[1, 2] + high[2, 1], 1.0)

@@ -169,3 +169,40 @@ def test_elo_pair_terms_computed_per_episode_give_the_same_ratings() -> None:
     cached = elo_run(table, 200, np.random.default_rng(3))
     fresh = elo_run(table, 200, np.random.default_rng(3), precompute_limit=0)
     assert np.array_equal(cached[0], fresh[0]) and np.array_equal(cached[1], fresh[1])
+
+
+@pytest.mark.parametrize(("names", "sizes"), [("abcd", [2, 2, 3, 4]), ("abcdef", [2, 2, 3])], ids=["dense", "compact"])
+def test_elo_bootstrap_replays_every_resample_as_sequential_elo_would(names: str, sizes: list[int]) -> None:
+    """All resamples at once (episodes of several sizes, draws, a block smaller than the run; each
+    episode's games listed for all pairs of policies, or its own pairs only) give each resample's
+    ratings as a plain loop over its episodes, one at a time, gives them."""
+    import numpy as np
+
+    from swarm_arena.arena.scoring.bootstrap import episode_counts
+    from swarm_arena.arena.scoring.elo import _EloGames, replay
+
+    rng = random.Random(8)
+    names = list(names)
+    outcomes = []
+    for i in range(60):
+        playing = rng.sample(names, rng.choice(sizes))
+        outcomes.append(EpisodeOutcome(i, {p: float(rng.randrange(3)) for p in playing},
+                                       {"side": ",".join(sorted(playing))}))
+    table = build_table(names, outcomes)
+    assert _EloGames(table).dense is (len(names) == 4)
+    counts = list(episode_counts(table.strata, 25, np.random.default_rng(4)))
+    fast = replay(table, counts, block=16)
+
+    for b, drawn in enumerate(np.concatenate(counts)):
+        ratings = dict.fromkeys(range(len(names)), ELO_INITIAL)
+        for episode in np.repeat(np.arange(len(drawn)), drawn):
+            playing = list(np.flatnonzero(table.present[episode]))
+            share = ELO_K / (len(playing) - 1)
+            before = dict(ratings)
+            for x in playing:
+                for y in playing:
+                    if x != y:
+                        rx, ry = table.ranks[episode, x], table.ranks[episode, y]
+                        won = 1.0 if rx > ry else 0.5 if rx == ry else 0.0
+                        ratings[x] += share * (won - 1 / (1 + 10 ** ((before[y] - before[x]) / 400)))
+        assert fast[b] == pytest.approx([ratings[k] for k in range(len(names))], abs=1e-9)

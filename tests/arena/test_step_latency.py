@@ -1,7 +1,8 @@
 """Step latency counts every step: the ones that cross a checkpoint boundary too.
 
-The stall at a boundary (the environment's snapshot, the trip to the coordinator, the durable
-write, the next chunk's dispatch) happens between two steps of the environment actor. A step's
+The stall at a boundary (the environment's snapshot, and any wait for the next chunk; the store
+write runs while the next chunk steps, scheduler.py "chunks ahead") happens between two steps of
+the environment actor. A step's
 latency is the time from the end of the step before it, so that stall lands on the first step
 after the boundary, in `stepLatencyMs` (p99.9 and max beside p50/p99) and in the histogram.
 """

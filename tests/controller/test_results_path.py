@@ -8,6 +8,7 @@ import asyncio
 import copy
 import json
 
+from swarm_arena.api.report import EpisodeRecord
 from swarm_arena.api.resource import SwarmEvaluation
 from swarm_arena.api.status import Results
 from swarm_arena.controller import build_results, reconciler
@@ -77,12 +78,39 @@ def test_a_finished_evaluation_with_final_results_is_left_alone_and_its_run_forg
     assert memory.counted.episodes == {} and memory.ray_nodes == {}
 
 
+class _AnswersEveryName(_Kube):
+    """An API server that has a ConfigMap of this evaluation's under every name asked for."""
+
+    async def read_configmap(self, ns, name):
+        self.reads += 1
+        assert self.reads <= 100, f"still reading ConfigMaps: {name}"  # fail, do not grow without end
+        return copy.deepcopy(self.configmap)
+
+
+def test_reading_the_record_shards_back_asks_for_at_most_max_shards_configmaps(monkeypatch) -> None:
+    """The probe for shards written after the results ConfigMap (an operator restart between the
+    two) stops at MAX_SHARDS, whatever answers or the results ConfigMap says: unbounded, it read
+    the same ConfigMap again and again until the process was killed at 6 GB."""
+    from swarm_arena.controller import results_shards
+
+    monkeypatch.setattr(reconciler.events, "post", lambda *a: None)
+    configmap = _configmap("u1", final=False)
+    doc = json.loads(configmap["data"][build_results.RESULTS_KEY])
+    doc[build_results.RECORDS_KEPT_KEY] = {"count": 0, "in": "configMaps", "shards": 10**9}
+    configmap["data"][build_results.RESULTS_KEY] = json.dumps(doc)
+    kube, memory = _AnswersEveryName(configmap), Memory()
+    r = reconciler.Reconciler(OperatorSettings(ray_auth_key=b"k" * 32, dashboard_via="pod-ip"), kube, None)
+    asyncio.run(r._load_counted(memory, "ns", DOC["metadata"]["name"], "u1"))
+    assert kube.reads == results_shards.MAX_SHARDS and memory.counted.loaded
+    assert build_results.shards_named(configmap) == results_shards.MAX_SHARDS
+
+
 def test_a_plan_the_operator_cannot_keep_fails_before_anything_runs(monkeypatch) -> None:
     monkeypatch.setattr(reconciler.events, "post", lambda *a: None)
     body = copy.deepcopy(DOC)
     body["metadata"].update(namespace="ns", uid="u1", generation=1)
     body["spec"]["episodes"] = 100_000
-    body["spec"]["policies"] += [{"name": f"p{i}", "factory": "random"} for i in range(6)]  # 8 in every record
+    body["spec"]["policies"] += [{"name": f"p{i}", "factory": "random"} for i in range(14)]  # 16 in every record
     kube, memory = _Kube(None), Memory()
     r = reconciler.Reconciler(OperatorSettings(ray_auth_key=b"k" * 32), kube, None)
     asyncio.run(r.reconcile(body, [], memory))
@@ -169,3 +197,47 @@ def test_after_a_restart_status_and_the_final_configmap_come_from_the_same_full_
     status = {**body["status"]["results"], **patch["results"]}  # a merge patch: what did not change is not in it
     assert status == status_results(kept, "duel-results").to_wire()
     assert status["leaderboard"] == stored.from_configmap().to_wire()["leaderboard"][:10]
+
+
+class _GrowingFile:
+    """A job's episodes file as the dashboard's log API serves it (the last N lines), while the job
+    counts on between the status line the operator read and its read of this file."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def count(self, episodes: range) -> None:
+        self.lines += [EpisodeRecord(episode=e, pairing={"all": "a"}, returns={"a": 1.0}, agents={"a": 1}, steps=1,
+                                     agent_steps=1).model_dump_json(by_alias=True) for e in episodes]
+
+    async def tail_file(self, node_id: str, filename: str, lines: int) -> str:
+        return "".join(line + "\n" for line in self.lines[-lines:])
+
+
+def test_episode_lines_counted_after_the_status_line_are_never_skipped() -> None:
+    """The tail the operator asks for is sized by the status line; lines the job counted since
+    then sit after it, so a tail of that size started past unread lines, lost for good (found by
+    a real-plane run that kept 1,997 of 2,000 records)."""
+    import asyncio
+
+    from swarm_arena.controller.dashboard import JobInfo
+    from swarm_arena.controller.decide import JobView
+    from swarm_arena.controller.reconciler import Memory, Reconciler
+    from swarm_arena.controller.settings import OperatorSettings
+    from tests.controller.test_decide import record
+
+    file, memory = _GrowingFile(), Memory()
+    memory.counted.loaded = True
+    reconciler = Reconciler(OperatorSettings(ray_auth_key=b"k" * 32), None, None)  # type: ignore[arg-type]
+    info = JobInfo("s-1", "RUNNING", None, "node", {})
+    done = 0
+    for burst in (10, 50, 5, 400, 3):
+        file.count(range(done, done + burst))
+        done += burst
+        job = JobView("s-1", True, "RUNNING", record=record(done=done))  # the status line says `done`...
+        file.count(range(done, done + 20))  # ...and 20 more were counted before the file is read
+        asyncio.run(reconciler._sync_episodes(memory, file, job, info))  # type: ignore[arg-type]
+        kept = sorted(memory.counted.episodes)
+        assert kept == list(range(len(kept))) and len(kept) >= done, (done, kept[:5], len(kept))
+        done += 20
+    assert memory.counted.unplaced == list(range(len(memory.counted.unplaced)))  # each once, in counting order

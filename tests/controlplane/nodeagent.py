@@ -50,7 +50,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from tests.controlplane import podspec, procnet
+from tests.controlplane import images, podspec, procnet
 
 log = logging.getLogger("nodeagent")
 
@@ -176,9 +176,25 @@ class Api:
 # containers
 
 
+# The volume mounts of the container's mounts file (PodWorker._mounts_file), under $root.
+_MOUNT_VOLUMES = r"""while IFS='	' read -r kind src dst opt; do
+  [ -n "$kind" ] || continue
+  dst="$root$dst"
+  if [ "$kind" = tmpfs ]; then
+    mkdir -p "$dst"; mount -t tmpfs -o "size=$opt,mode=1777" "$src" "$dst"; continue
+  fi
+  if [ ! -e "$dst" ]; then
+    if [ -d "$src" ]; then mkdir -p "$dst"; else mkdir -p "$(dirname "$dst")"; : > "$dst"; fi
+  fi
+  mount --bind "$src" "$dst"
+  if [ "$opt" = ro ]; then mount -o remount,bind,ro "$dst"; fi
+done < "$mounts"
+"""
+
 _SETUP = r"""
 set -e
 hn=$1; podtmp=$2; shm=$3; wd=$4; mounts=$5; keep=$6; hosttmp=$7; shift 7
+root=
 hostname "$hn"
 mount -t tmpfs -o "size=$shm,mode=1777" shm /dev/shm
 # The pod gets its own /tmp; host paths under /tmp that stand in for the image (the Python
@@ -191,20 +207,40 @@ if [ -n "$keep" ]; then
   done; unset IFS
   umount -l "$hosttmp"
 fi
-while IFS='	' read -r kind src dst opt; do
-  [ -n "$kind" ] || continue
-  if [ "$kind" = tmpfs ]; then
-    mkdir -p "$dst"; mount -t tmpfs -o "size=$opt,mode=1777" "$src" "$dst"; continue
-  fi
-  if [ ! -e "$dst" ]; then
-    if [ -d "$src" ]; then mkdir -p "$dst"; else mkdir -p "$(dirname "$dst")"; : > "$dst"; fi
-  fi
-  mount --bind "$src" "$dst"
-  if [ "$opt" = ro ]; then mount -o remount,bind,ro "$dst"; fi
-done < "$mounts"
-mkdir -p "$wd" 2>/dev/null || true
+""" + _MOUNT_VOLUMES + r"""mkdir -p "$wd" 2>/dev/null || true
 cd "$wd"
 exec "$@"
+"""
+
+
+# A container from its image: an overlay on the image's root filesystem (shared read-only by every
+# container of the image; the writes go to the container's own upper directory, fresh at each start
+# as a runtime's writable layer is), the kernel file systems, the pod's hosts file (cluster DNS),
+# the volume mounts, then the command chrooted as the image's (or the pod's) user.
+_SETUP_IMAGE = r"""
+set -e
+cpath=$PATH; PATH=/usr/sbin:/usr/bin:/sbin:/bin
+hn=$1; shm=$2; wd=$3; mounts=$4; lower=$5; cdir=$6; ro=$7; uid=$8; gid=$9; shift 9
+hostname "$hn"
+root=$cdir/root
+mkdir -p "$root" "$cdir/upper" "$cdir/work"
+mount -t overlay overlay -o "lowerdir=$lower,upperdir=$cdir/upper,workdir=$cdir/work" "$root"
+mkdir -p "$root/proc" "$root/dev" "$root/sys" "$root/etc" "$root/tmp"
+mount -t proc proc "$root/proc"
+mount -t tmpfs -o mode=755,size=65536k tmpfs "$root/dev"
+for d in null zero full random urandom tty; do : > "$root/dev/$d"; mount --bind "/dev/$d" "$root/dev/$d"; done
+mkdir -p "$root/dev/shm" "$root/dev/pts" "$root/dev/mqueue"
+mount -t tmpfs -o "size=$shm,mode=1777" shm "$root/dev/shm"
+ln -s /proc/self/fd "$root/dev/fd"; ln -s /proc/self/fd/0 "$root/dev/stdin"
+ln -s /proc/self/fd/1 "$root/dev/stdout"; ln -s /proc/self/fd/2 "$root/dev/stderr"
+mount --rbind /sys "$root/sys"; mount -o remount,bind,ro "$root/sys" 2>/dev/null || true
+for f in hosts resolv.conf; do
+  if [ -e "/etc/$f" ]; then rm -f "$root/etc/$f"; : > "$root/etc/$f"; mount --bind "/etc/$f" "$root/etc/$f"; fi
+done
+""" + _MOUNT_VOLUMES + r"""mkdir -p "$root$wd"
+if [ "$ro" = 1 ]; then mount -o remount,bind,ro "$root"; fi
+PATH=$cpath; export PATH
+exec /usr/bin/unshare --root="$root" --wd="$wd" --setgid "$gid" --setuid "$uid" -- "$@"
 """
 
 
@@ -237,6 +273,10 @@ class ContainerRun:
     started: bool = False  # startup probe passed (or none)
     next_start: float = 0.0
     probe_state: dict = field(default_factory=dict)
+    # from its image (None: the host's environment stands in): the image, user and environment
+    image: images.Image | None = None
+    user: tuple[int, int] = (0, 0)
+    env: dict = field(default_factory=dict)
 
     def pid1(self) -> int | None:
         """The container's init (the first process of its PID namespace), as seen from the host."""
@@ -306,6 +346,7 @@ class PodWorker(threading.Thread):
         self.specs = spec.get("containers") or []
         self.volume_dirs: dict[str, Path] = {}
         self.memory_volumes: dict[str, str] = {}  # emptyDir medium Memory: name -> sizeLimit
+        self.events_said: set[tuple[str, str]] = set()
 
     # -- public (other threads) -------------------------------------------------------------
 
@@ -483,14 +524,19 @@ class PodWorker(threading.Thread):
                 continue
             d = vroot / vf.name
             d.mkdir(parents=True, exist_ok=True)
+            if vf.kind == "emptyDir":
+                d.chmod(0o777)  # as a kubelet makes it: writable by any container user
             for rel, text in vf.files.items():
                 p = d / rel
                 p.parent.mkdir(parents=True, exist_ok=True)
                 p.write_text(text)
             self.volume_dirs[vf.name] = d
 
-    def _mounts_file(self, c: dict) -> Path:
+    def _mounts_file(self, c: dict, rootfs: Path | None = None) -> Path:
+        """The container's mounts for the setup script; with ``rootfs`` (the image's), each target
+        is resolved against it (images.in_root)."""
         lines = []
+        target = (lambda p: images.in_root(rootfs, p)) if rootfs is not None else (lambda p: p)
         for m in c.get("volumeMounts") or []:
             if m["name"] not in self.volume_dirs:
                 raise podspec.PodConfigError(f"container {c['name']}: volumeMount {m['name']!r} names no volume")
@@ -499,14 +545,14 @@ class PodWorker(threading.Thread):
                 # between a pod's containers), sized by sizeLimit or the container's memory limit
                 limit = self.memory_volumes[m["name"]]
                 size = str(int(podspec.parse_quantity(limit))) if limit else _shm_size(c)
-                lines.append(f"tmpfs\t{m['name']}\t{m['mountPath']}\t{size}")
+                lines.append(f"tmpfs\t{m['name']}\t{target(m['mountPath'])}\t{size}")
                 continue
             src = self.volume_dirs[m["name"]]
             if m.get("subPath"):
                 src = src / m["subPath"]
                 if not src.exists():
                     src.mkdir(parents=True)
-            lines.append(f"bind\t{src}\t{m['mountPath']}\t{'ro' if m.get('readOnly') else 'rw'}")
+            lines.append(f"bind\t{src}\t{target(m['mountPath'])}\t{'ro' if m.get('readOnly') else 'rw'}")
         path = self.dir / f"{c['name']}.mounts"
         path.write_text("\n".join(lines) + "\n")
         return path
@@ -515,24 +561,22 @@ class PodWorker(threading.Thread):
 
     def _start(self, c: dict, run: ContainerRun) -> None:
         try:
-            env = podspec.container_env(self.pod, c, self.agent.sources(self.node), self.agent.base_env(self))
-            argv = podspec.command_line(c, env)
-            mounts = self._mounts_file(c)
-        except podspec.PodConfigError as exc:
+            image = self._image(c)
+            if image is not None:
+                argv, env, cmd = self._image_command(c, run, image)
+            else:
+                env = podspec.container_env(self.pod, c, self.agent.sources(self.node), self.agent.base_env(self))
+                argv = podspec.command_line(c, env)
+                cmd = self._host_command(c, argv)
+        except (podspec.PodConfigError, images.ImageError) as exc:
             run.waiting = ("CreateContainerConfigError", str(exc))
             run.next_start = time.monotonic() + 2.0
             return
-        shm = _shm_size(c)
-        wd = c.get("workingDir") or "/tmp"
-        cmd = [self.agent.tools["ip"], "netns", "exec", self.netns,
-               self.agent.tools["unshare"], "--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child",
-               "--mount-proc", "--propagation", "private", "--",
-               "/bin/sh", "-c", _SETUP, "podinit", self.pod_name, str(self.dir / "tmp"), shm, wd, str(mounts),
-               ":".join(self.agent.keep_paths), str(self.dir / "host-tmp"),
-               *argv]
+        run.image, run.env = image, env
         logf = self.logdir / f"{c['name']}.log"
         with open(logf, "ab") as out:
-            out.write(f"--- {now()} start (restart {run.restarts}): {argv}\n".encode())
+            out.write(f"--- {now()} start (restart {run.restarts}){' from ' + image.ref if image else ''}: {argv}\n"
+                      .encode())
             out.flush()
             with self.lock:
                 run.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -543,6 +587,62 @@ class PodWorker(threading.Thread):
         run.ready = False
         run.started = c.get("startupProbe") is None
         run.probe_state = {"t0": time.monotonic()}
+
+    def _wrapper(self) -> list[str]:
+        return [self.agent.tools["ip"], "netns", "exec", self.netns,
+                self.agent.tools["unshare"], "--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child",
+                "--mount-proc", "--propagation", "private", "--"]
+
+    def _host_command(self, c: dict, argv: list[str]) -> list[str]:
+        return [*self._wrapper(), "/bin/sh", "-c", _SETUP, "podinit", self.pod_name, str(self.dir / "tmp"),
+                _shm_size(c), c.get("workingDir") or "/tmp", str(self._mounts_file(c)),
+                ":".join(self.agent.keep_paths), str(self.dir / "host-tmp"), *argv]
+
+    def _image(self, c: dict) -> images.Image | None:
+        """The container's image from the local store, or None for the host fallback (said once
+        per container in the pod's events, as a kubelet reports what it did about an image)."""
+        if not self.agent.run_images:
+            return None
+        image = self.agent.images.lookup(c.get("image", ""))
+        said = self.events_said
+        if image is None:
+            if ("fallback", c["name"]) not in said:
+                said.add(("fallback", c["name"]))
+                why = "no buildah on this machine" if not self.agent.images.available else "not in the local image store"
+                self.agent.event(self, c["name"], "Normal", "HostFallback",
+                                 f"Image {c.get('image')!r} is {why} (make images builds ours): running the host's "
+                                 "Python environment in its place")
+            return None
+        if ("image", c["name"]) not in said:
+            said.add(("image", c["name"]))
+            self.agent.images.rootfs(image)
+            self.agent.event(self, c["name"], "Normal", "Pulled",
+                             f"Container image {image.ref!r} ({image.id[:12]}) is in the local image store: running "
+                             "from its root filesystem")
+        return image
+
+    def _image_command(self, c: dict, run: ContainerRun, image: images.Image) -> tuple[list[str], dict, list[str]]:
+        rootfs = self.agent.images.rootfs(image)
+        pod_sc = self.pod.get("spec", {}).get("securityContext") or {}
+        sc = {**pod_sc, **(c.get("securityContext") or {})}
+        uid, gid, home = images.resolve_user(image.user, rootfs, sc.get("runAsUser"), sc.get("runAsGroup"))
+        if sc.get("runAsNonRoot") and uid == 0:
+            raise podspec.PodConfigError("container has runAsNonRoot and image will run as root "
+                                         f"(pod: {self.ns}/{self.pod_name}, container: {c['name']})")
+        base = {**image.env_dict(), **self.agent.kube_env(self)}
+        base.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        base.setdefault("HOME", home)
+        env = podspec.container_env(self.pod, c, self.agent.sources(self.node), base)
+        argv = podspec.command_line(c, env, image.entrypoint, image.cmd)
+        wd = c.get("workingDir") or image.workdir or "/"
+        cdir = self.dir / "containers" / c["name"]
+        shutil.rmtree(cdir, ignore_errors=True)  # a restarted container starts from its image again
+        cdir.mkdir(parents=True)
+        ro = "1" if sc.get("readOnlyRootFilesystem") else "0"
+        run.user = (uid, gid)
+        cmd = [*self._wrapper(), "/bin/sh", "-c", _SETUP_IMAGE, "podinit", self.pod_name, _shm_size(c), wd,
+               str(self._mounts_file(c, rootfs)), str(rootfs), str(cdir), ro, str(uid), str(gid), *argv]
+        return argv, env, cmd
 
     def _reap(self, run: ContainerRun) -> int:
         assert run.proc is not None
@@ -637,11 +737,18 @@ class PodWorker(threading.Thread):
             init = run.pid1()
             if init is None:
                 return False
-            env = podspec.container_env(self.pod, self._spec(run.name), self.agent.sources(self.node),
-                                        self.agent.base_env(self))
-            r = subprocess.run([self.agent.tools["nsenter"], "-t", str(init), "-n", "-m", "-u", "-i", "-p", "--",
-                                *p.command], env=env, capture_output=True, timeout=p.timeout + 1,
+            enter = [self.agent.tools["nsenter"], "-t", str(init), "-n", "-m", "-u", "-i", "-p"]
+            if run.image is not None:  # into the container's root, working directory and user
+                env = run.env
+                enter += ["-r", "-w", "-G", str(run.user[1]), "-S", str(run.user[0])]
+            else:
+                env = podspec.container_env(self.pod, self._spec(run.name), self.agent.sources(self.node),
+                                            self.agent.base_env(self))
+            r = subprocess.run([*enter, "--", *p.command], env=env, capture_output=True, timeout=p.timeout + 1,
                                preexec_fn=_child_setup)
+            if r.returncode != 0:
+                log.debug("pod %s/%s container %s: exec probe exited %d: %s", self.ns, self.pod_name, run.name,
+                          r.returncode, r.stderr.decode(errors="replace")[-300:])
             return r.returncode == 0
         except (OSError, urllib.error.URLError, subprocess.TimeoutExpired, podspec.PodConfigError,
                 http.client.HTTPException):
@@ -719,8 +826,11 @@ def _shm_size(c: dict) -> str:
 
 class Agent:
     def __init__(self, kubeconfig: str, workdir: Path, net: procnet.PlaneNetwork, nodes: list[NodeSpec],
-                 python_bin: str, apiserver_port: int, control_port: int, kubernetes_version: str) -> None:
+                 python_bin: str, apiserver_port: int, control_port: int, kubernetes_version: str,
+                 run_images: bool = False) -> None:
         self.api = Api(kubeconfig)
+        self.images = images.ImageStore()
+        self.run_images = run_images  # run pods whose image is in the local store from its root filesystem
         self.kubeconfig = kubeconfig
         self.workdir = workdir
         self.net = net
@@ -750,10 +860,16 @@ class Agent:
     # -- environment for pods ---------------------------------------------------------------
 
     def base_env(self, w: PodWorker) -> dict[str, str]:
+        """A host-fallback container's environment before the pod's own: the host's Python
+        environment first on PATH, standing in for the image."""
         host_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        return {"PATH": f"{self.python_bin}:{self.shim_dir}:{host_path}", "HOME": "/tmp", "LANG": "C.UTF-8",
+                **self.kube_env(w)}
+
+    def kube_env(self, w: PodWorker) -> dict[str, str]:
+        """What a kubelet adds to every container's environment."""
         return {
-            "PATH": f"{self.python_bin}:{self.shim_dir}:{host_path}",
-            "HOME": "/tmp", "HOSTNAME": w.pod_name, "LANG": "C.UTF-8",
+            "HOSTNAME": w.pod_name,
             "KUBERNETES_SERVICE_HOST": self.host_ip, "KUBERNETES_SERVICE_PORT": "443",
             "KUBERNETES_SERVICE_PORT_HTTPS": "443", "KUBERNETES_PORT": f"tcp://{self.host_ip}:443",
             "KUBERNETES_PORT_443_TCP": f"tcp://{self.host_ip}:443", "KUBERNETES_PORT_443_TCP_PROTO": "tcp",
@@ -761,6 +877,20 @@ class Agent:
             # gRPC's own DNS resolver does not read the hosts file that stands in for cluster DNS
             "GRPC_DNS_RESOLVER": "native",
         }
+
+    def event(self, w: PodWorker, container: str, kind: str, reason: str, message: str) -> None:
+        """An Event about a pod's container, as a kubelet writes (best effort, never raises)."""
+        stamp = now()
+        body = {"apiVersion": "v1", "kind": "Event", "metadata": {"generateName": f"{w.pod_name}."},
+                "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": w.ns, "name": w.pod_name,
+                                   "uid": w.uid, "fieldPath": f"spec.containers{{{container}}}"},
+                "reason": reason, "message": message, "type": kind,
+                "source": {"component": "kubelet", "host": w.node}, "reportingComponent": "kubelet",
+                "reportingInstance": w.node, "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1}
+        try:
+            self.api.req("POST", f"/api/v1/namespaces/{w.ns}/events", body)
+        except Exception as exc:  # noqa: BLE001 - an event is a courtesy
+            log.warning("event %s for %s/%s: %s", reason, w.ns, w.pod_name, exc)
 
     def sources(self, node: str) -> podspec.Sources:
         def secret(ns: str, name: str):
@@ -1133,7 +1263,7 @@ def _proxy(listen_host: str, listen_port: int, target_host: str, target_port: in
 
 
 # --------------------------------------------------------------------------------------------
-# control API (127.0.0.1 only): GET /nodes, POST /nodes, POST /nodes/<name>/kill, GET /healthz
+# control API (127.0.0.1 only): GET /nodes, POST /nodes, POST /nodes/<name>/kill, POST /images, GET /healthz
 
 
 def _control_server(agent: Agent) -> socketserver.TCPServer:
@@ -1161,6 +1291,9 @@ def _control_server(agent: Agent) -> socketserver.TCPServer:
             body = json.loads(self.rfile.read(length) or b"{}")
             parts = self.path.strip("/").split("/")
             try:
+                if parts == ["images"]:
+                    agent.run_images = bool(body["enabled"])
+                    return self._reply(200, {"images": agent.run_images, "buildah": agent.images.available})
                 if parts == ["nodes"]:
                     agent.register_node(NodeSpec(**body))
                     return self._reply(200, {"registered": body["name"]})
@@ -1193,13 +1326,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--apiserver-port", type=int, required=True)
     ap.add_argument("--control-port", type=int, required=True)
     ap.add_argument("--kubernetes-version", default="")
+    ap.add_argument("--images", action="store_true",
+                    help="run containers whose image is in buildah's local store from the image's root filesystem")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(threadName)s %(message)s")
     for name in ("urllib3", "kubernetes"):
         logging.getLogger(name).setLevel(logging.WARNING)
     agent = Agent(args.kubeconfig, Path(args.workdir), procnet.PlaneNetwork.from_json(json.loads(args.network)),
                   [NodeSpec.parse(n) for n in args.node], args.python_bin, args.apiserver_port, args.control_port,
-                  args.kubernetes_version)
+                  args.kubernetes_version, run_images=args.images)
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>`: thread dump to the log
     signal.signal(signal.SIGTERM, lambda *_: agent.stop.set())
     signal.signal(signal.SIGINT, lambda *_: agent.stop.set())

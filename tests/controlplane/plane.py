@@ -453,6 +453,13 @@ class ControlPlane:
         pod garbage collector removes them (~40 s). Returns the killed pods as ``ns/name``."""
         return self._agent("POST", f"/nodes/{name}/kill", {"remove_after": remove_after})["pods"]
 
+    def run_images(self, enabled: bool = True) -> None:
+        """From now on, process nodes start containers whose image is in buildah's local store (what
+        `make images` builds) from that image's root filesystem, and the others, as before, on the
+        host's Python environment (a ``HostFallback`` event on the pod says so). Off by default:
+        most tests run code from this checkout that the images do not hold."""
+        self._agent("POST", "/images", {"enabled": enabled})
+
     def add_process_node(self, name: str, cpu: str = "8", memory: str = "32Gi", gpus: int = 0) -> None:
         """Register one more process node (e.g. to replace a killed one; use a fresh name)."""
         self._agent("POST", "/nodes", {"name": name, "cpu": cpu, "memory": memory, "gpus": gpus})

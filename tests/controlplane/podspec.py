@@ -15,7 +15,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from kubernetes.utils.quantity import parse_quantity as _parse_quantity
 
@@ -188,14 +188,29 @@ def container_env(pod: Mapping[str, Any], container: Mapping[str, Any], sources:
     return env
 
 
-def command_line(container: Mapping[str, Any], env: Mapping[str, str]) -> list[str]:
-    """``command`` + ``args`` with ``$(VAR)`` expanded; the image's entrypoint is not known here."""
-    argv = [expand(a, env) for a in (container.get("command") or [])]
-    argv += [expand(a, env) for a in (container.get("args") or [])]
+def command_line(container: Mapping[str, Any], env: Mapping[str, str],
+                 entrypoint: Sequence[str] | None = None, cmd: Sequence[str] | None = None) -> list[str]:
+    """The container's argv as a container runtime makes it, ``$(VAR)`` expanded in ``command`` and
+    ``args``: ``command`` replaces the image's ENTRYPOINT (and drops its CMD), ``args`` replace its
+    CMD. ``entrypoint``/``cmd`` None: the image is not used (host fallback), so the container must
+    say what to run."""
+    command = [expand(a, env) for a in (container.get("command") or [])]
+    args = [expand(a, env) for a in (container.get("args") or [])]
+    if entrypoint is None and cmd is None:
+        argv = command + args
+        if not argv:
+            raise PodConfigError(
+                f"container {container['name']}: no command/args; its image is not in the local store, so the "
+                "process node agent runs the host's environment in its place and does not know the image's "
+                "entrypoint: give the container a command, or build the image (make images)")
+        return argv
+    if command:
+        argv = command + args
+    else:
+        argv = list(entrypoint or ()) + (args or list(cmd or ()))
     if not argv:
-        raise PodConfigError(
-            f"container {container['name']}: no command/args; the process node agent does not use the image, "
-            "so its entrypoint is unknown: give the container a command")
+        raise PodConfigError(f"container {container['name']}: neither the pod nor the image says what to run "
+                             "(no command/args, no ENTRYPOINT/CMD)")
     return argv
 
 

@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -117,6 +120,31 @@ def _group_alive(pgid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+@pytest.fixture(scope="session")
+def built_images() -> dict[str, str]:
+    """Both images in buildah's local store, as `make images` builds them (a cache hit, about a
+    second, when `make test` built them before pytest started; minutes from cold): their refs."""
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, str(repo / "images" / "build.py")], capture_output=True, text=True,
+                         check=False, timeout=3600)
+    if out.returncode != 0:
+        pytest.fail(f"`make images` failed (rc {out.returncode}):\n{out.stdout[-3000:]}{out.stderr[-2000:]}",
+                    pytrace=False)
+    refs = re.findall(r"ready: (\S+)", out.stdout)
+    return {("operator" if "-operator:" in r else "ray"): r for r in refs}
+
+
+@pytest.fixture(scope="module")
+def images_on(process_nodes: ControlPlane, built_images: dict[str, str]) -> Iterator[dict[str, str]]:
+    """Process nodes run containers from the built images (and go back to the host's environment
+    for every image after the module): yields the refs of the operator and Ray images."""
+    process_nodes.run_images(True)
+    try:
+        yield built_images
+    finally:
+        process_nodes.run_images(False)
 
 
 @pytest.fixture(scope="session")

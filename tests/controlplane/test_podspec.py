@@ -71,8 +71,32 @@ def test_missing_secret_names_it():
 def test_command_line_and_missing_command():
     c = {"name": "ray-worker", "command": ["/bin/bash", "-c", "--"], "args": ["ray start --address=$(HEAD):6379"]}
     assert podspec.command_line(c, {"HEAD": "swarm-head-svc"})[-1] == "ray start --address=swarm-head-svc:6379"
-    with pytest.raises(PodConfigError, match="does not use the image"):
+    with pytest.raises(PodConfigError, match="not in the local store"):
         podspec.command_line({"name": "x", "image": "nginx"}, {})
+
+
+def test_command_line_over_the_images_entrypoint_and_cmd():
+    """A container runtime's rule: command replaces ENTRYPOINT and drops CMD; args replace CMD."""
+    entry, cmd = ["swarm-arena"], ["operator", "--all-namespaces"]
+    assert podspec.command_line({"name": "x"}, {}, entry, cmd) == ["swarm-arena", "operator", "--all-namespaces"]
+    assert podspec.command_line({"name": "x", "args": ["--version"]}, {}, entry, cmd) == ["swarm-arena", "--version"]
+    assert podspec.command_line({"name": "x", "command": ["sh"]}, {}, entry, cmd) == ["sh"]
+    assert podspec.command_line({"name": "x", "command": ["sh"], "args": ["-c", "$(A)"]}, {"A": "true"}, entry,
+                                cmd) == ["sh", "-c", "true"]
+    with pytest.raises(PodConfigError, match="neither the pod nor the image"):
+        podspec.command_line({"name": "x"}, {}, [], [])
+
+
+def test_in_root_resolves_symlinks_against_the_image(tmp_path):
+    from tests.controlplane.images import in_root
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "run").symlink_to("/run")  # Debian's
+    (tmp_path / "opt").symlink_to("usr/opt")
+    assert in_root(tmp_path, "/var/run/secrets/kubernetes.io/serviceaccount") == "/run/secrets/kubernetes.io/serviceaccount"
+    assert in_root(tmp_path, "/opt/x") == "/usr/opt/x"
+    assert in_root(tmp_path, "/../../etc/hosts") == "/etc/hosts"  # never above the root
 
 
 def test_projected_service_account_volume():

@@ -30,8 +30,9 @@ import re
 from enum import Enum
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_serializer, field_validator
 
+from swarm_arena.api import episode_codec
 from swarm_arena.api.base import ApiModel
 from swarm_arena.api.report import EpisodeRecord
 from swarm_arena.api.status import Progress, Recovery, Results
@@ -145,8 +146,26 @@ class JobStatusRecord(ApiModel):
 class ResumePayload(ApiModel):
     """What earlier attempts counted (`SWARM_ARENA_RESUME`): not played again, reported once."""
 
-    episodes: list[EpisodeRecord] = Field(default_factory=list, description="Counted episodes.")
+    episodes: list[EpisodeRecord] = Field(
+        default_factory=list,
+        description="Counted episodes; as JSON, base64 of their compact packing (api/episode_codec.py), since "
+        "the whole payload must fit one environment variable. A list of records is read too.",
+    )
     recoveries: list[Recovery] = Field(default_factory=list, description="Earlier recoveries, in order.")
+
+    @field_serializer("episodes", when_used="json")
+    def _pack_episodes(self, episodes: list[EpisodeRecord]) -> str:
+        return base64.b64encode(episode_codec.pack(episodes)).decode("ascii")
+
+    @field_validator("episodes", mode="before")
+    @classmethod
+    def _unpack_episodes(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value  # records, as the earlier operator sent them
+        try:
+            return episode_codec.unpack(base64.b64decode(value, validate=True))
+        except (binascii.Error, episode_codec.CodecError) as exc:
+            raise ValueError(f"not packed episode records: {exc}") from None
 
 
 def complete_lines(text: str) -> list[str]:

@@ -10,10 +10,14 @@ own, the default) and one parallel round trip to the shard actors of the others:
 
 A policy that declares it does not read observations (`random`, `noop`) gets none built.
 
-A step's latency runs from the end of the step before it, so the first step of a chunk that
-continues the previous one on this actor also counts the stall between them (the snapshot, the
-trip to the coordinator, the durable write, the dispatch). The first step of an episode, or after
-a restore, counts from its own start.
+The coordinator queues each chunk's successor on this actor while the chunk runs (scheduler.py,
+"chunks ahead"), so at a boundary this actor takes its snapshot, returns it, and goes straight on
+with the next chunk: the trip to the coordinator, the store write and the next dispatch happen
+while it steps. A queued chunk whose episode ended early (every agent gone) returns at once,
+changing nothing. A step's latency runs from the end of the step before it, so the first step of
+a chunk that continues the previous one on this actor also counts the stall between them (the
+snapshot, and whatever wait remains for the next chunk). The first step of an episode, or after a
+restore, counts from its own start.
 
 At a boundary the chunk returns an `EpisodeCheckpoint` (environment state, every shard's policy
 state, the returns so far); from it any environment actor, with any shard actors, continues the
@@ -197,6 +201,10 @@ class EnvironmentWorker:
         env = self._env
         if task.start_step == 0 and (self._episode != task.episode or env.steps != 0):
             self.begin(task)
+        if self._episode == task.episode and env.done and env.steps < task.start_step:
+            # A chunk the coordinator queued ahead (see the module's docstring) of an episode that
+            # ended early (every agent gone): nothing to step, and nothing changes here.
+            return ChunkResult(episode=task.episode, step=env.steps, done=True, checkpoint=None, record=None)
         if self._episode != task.episode or env.steps != task.start_step:
             raise RuntimeError(
                 f"{self._info.name} holds episode {self._episode} at step {env.steps}, but was asked to "

@@ -1,7 +1,7 @@
 """`swarm-arena results`: a finished (or running) evaluation's results, read and shown.
 
 Two sources, one shape: the results ConfigMap the operator keeps (`results.json`, with the
-counted episodes in `episodes.jsonl.gz`) and the JSON `swarm-arena run --output` writes. Both
+counted episodes in `episodes.xz`, and in `<name>-results-<i>` for a big evaluation) and the JSON `swarm-arena run --output` writes. Both
 carry `evaluation`, `progress` and `results` with the same keys as status. Shown as tables
 (leaderboard, pairwise matrix, return aggregates), as JSON / YAML / CSV, as a plot (leaderboard
 with intervals beside a win-probability heatmap), or exported in marl-eval's JSON layout.
@@ -63,7 +63,7 @@ def from_configmap(configmap: dict[str, Any], source: str,
         raise ValueError(f"{source}: the ConfigMap has no {RESULTS_KEY} yet (the run has reported nothing)")
     document = from_json(text, source)
     found = read_back([configmap, *(shards or [])], shards_named(configmap))
-    episodes = [EpisodeRecord.model_validate_json(found.lines[e]) for e in sorted(found.lines)]
+    episodes = [found.records[e] for e in sorted(found.records)]
     return ResultsDocument(document.evaluation, document.results, document.progress, document.seed, episodes)
 
 
@@ -78,7 +78,7 @@ def read_configmap(namespace: str, name: str) -> ResultsDocument:
     except config.ConfigException:
         config.load_incluster_config()
     from swarm_arena.controller.build_results import shards_named
-    from swarm_arena.controller.results_shards import shard_name
+    from swarm_arena.controller.results_shards import MAX_SHARDS, shard_name
 
     api = client.CoreV1Api()
     cm_name = results_configmap_name(name)
@@ -86,7 +86,7 @@ def read_configmap(namespace: str, name: str) -> ResultsDocument:
     main = {"data": body.data, "binaryData": body.binary_data}
     shards: list[dict[str, Any] | None] = []
     index, named = 1, shards_named(main)
-    while True:  # every shard named, and any written after the results ConfigMap was
+    while index < MAX_SHARDS:  # every shard named, and any written after the results ConfigMap was
         try:
             shard = api.read_namespaced_config_map(shard_name(name, index), namespace)
         except client.ApiException as exc:

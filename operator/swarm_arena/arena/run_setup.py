@@ -44,6 +44,9 @@ class Slot:
     """The generation of each actor when that state was put into it (a different one holds nothing)."""
     dispatched: dict[str, int] = field(default_factory=dict)
     """The generation of each actor the chunk in flight uses."""
+    ahead: Any = None
+    """(EpisodeTask, ObjectRef) of the chunk queued on the environment actor behind the one in
+    flight (same actors, same generations), or None; see scheduler.py, "chunks ahead"."""
 
     @property
     def actors(self) -> list[str]:

@@ -10,6 +10,19 @@ table; it never waits for this thread, nor this thread for it. They meet through
 generation: a slot remembers the generations that hold its state, and before every chunk it
 checks them, restoring first when an actor behind a name is new. No lock is held across a
 remote call.
+
+Chunks ahead: when a slot dispatches a chunk that does not reach the episode's last step, it
+queues the chunk after it on the same environment actor at once (`Slot.ahead`; an actor runs its
+calls in the order they were sent). At the boundary the environment actor returns its checkpoint
+and goes straight on with that chunk, so the round trip to the coordinator, the store write
+(durable: encode, write, fsync) and the dispatch are off the step path. The slot's thread then
+stores the checkpoint and, only once it is stored, queues the chunk after next: at most one
+checkpoint is ever waiting to be stored, a checkpoint is used (restores, progress) only once
+stored, and results are taken in order. A chunk ahead is promoted only if every actor it was sent
+to is still the one in the table (no repair, restart or regroup since); otherwise, and whenever
+its predecessor failed or ended the episode, it is dropped: it either fails, changes nothing (an
+episode that already ended, a start that does not match) or steps state that the restore queued
+behind it on the same actor puts back to the stored checkpoint, so recovery stays exact.
 """
 
 from __future__ import annotations
@@ -291,7 +304,31 @@ class EpisodeScheduler:
             # A repair swapped an actor while we restored: the new one holds nothing yet.
         slot.task, slot.dispatched = task, generations
         slot.ref = env.run.remote(task)
+        self._queue_ahead(slot, match, env, task, generations)
         return consumed
+
+    def _queue_ahead(self, slot: Slot, match: Match, env: Any, task: EpisodeTask, generations: dict[str, int]) -> None:
+        """Queue the chunk after `task` behind it on `env` (see "chunks ahead"), unless `task` runs to
+        the episode's last step or an actor was swapped since `generations` were taken."""
+        slot.ahead = None
+        if task.stop_at >= self.spec.environment.max_steps:
+            return
+        ahead, _, ahead_generations = self._task(slot, match, task.stop_at)
+        if ahead_generations != generations:
+            return  # a repair swapped an actor meanwhile: the slot restores after this chunk anyway
+        slot.ahead = (ahead, env.run.remote(ahead))
+
+    def _promote_ahead(self, slot: Slot, episode: int, generations: dict[str, int]) -> bool:
+        """Make the chunk queued ahead the one in flight, and queue the next; False (it is dropped)
+        when there is none for `episode` or an actor it was sent to has been swapped since."""
+        ahead, slot.ahead = slot.ahead, None
+        if ahead is None or ahead[0].episode != episode or not self._current(generations):
+            return False
+        task, ref = ahead
+        env, _ = self.table.handle_and_generation(slot.env)
+        slot.task, slot.ref, slot.dispatched = task, ref, generations
+        self._queue_ahead(slot, self.layout.matches[episode], env, task, generations)
+        return True
 
     def _finish_chunk(self, slot: Slot) -> None:
         import ray
@@ -302,7 +339,7 @@ class EpisodeScheduler:
         try:
             result = ray.get(ref)
         except Exception as exc:  # noqa: BLE001 - sorted below
-            slot.holds = None
+            slot.holds, slot.ahead = None, None  # the chunk ahead fails, or is put back by the restore
             # An error from an actor that was swapped by a repair, or restarted in place by Ray,
             # while the chunk ran (it held no state) is a loss too, not a bug in the episode; so is
             # a shard refusing to act on state it no longer holds (restarted while idle).
@@ -326,7 +363,7 @@ class EpisodeScheduler:
                 counted = record
             self.ledger.store.drop_checkpoint(result.episode)
             self.ledger.in_flight(slot.index, None)
-            slot.task = None
+            slot.task, slot.ahead = None, None  # a chunk ahead of an episode that ended early changes nothing
             if not self._current(generations):  # the next episode begins every actor afresh
                 repaired = self.marks.take(slot.actors)
                 if repaired:
@@ -337,6 +374,11 @@ class EpisodeScheduler:
             self.ledger.store.save_checkpoint(result.checkpoint)
             self.ledger.in_flight(slot.index, result.checkpoint.agent_steps)
             self._regroup(slot)  # the slot restores what moved from the checkpoint just taken
+            if self._promote_ahead(slot, task.episode, generations):
+                self.ledger.emit_progress(counted)
+                return
+            # The chunk ahead (if any) was dropped: it may have stepped on, so restore, whatever the slot held.
+            slot.holds = None
             try:
                 repaired = self._go_on(slot, task.episode, result.checkpoint)
             except Exception as exc:  # noqa: BLE001 - lost while restoring after a repair

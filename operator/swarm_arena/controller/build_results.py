@@ -1,11 +1,12 @@
 """The results ConfigMap of an evaluation, owned by it: a pure builder, and its reader.
 
 It is where the operator keeps what was counted (docs/operator.md "What was counted"):
-`episodes.jsonl.gz` holds the counted episode records (the first shard of them: the rest are in
-`<name>-results-<i>`, results_shards.py), so a re-submission after suspend, a failed run or a lost
-head resumes without replaying them, with or without a durable checkpoint store, and the final
-results survive the Ray cluster. `results.json` holds the full leaderboard and the run's figures;
-`episodes-summary.json` a per-episode summary trimmed to a size budget.
+`episodes.xz` holds the counted episode records (api/episode_codec.py; for a big evaluation the
+first shard of them, the rest in `<name>-results-<i>`, results_shards.py), so a re-submission
+after suspend, a failed run or a lost head resumes without replaying them, with or without a
+durable checkpoint store, and the final results survive the Ray cluster. `results.json` holds the
+full leaderboard and the run's figures; `episodes-summary.json` a per-episode summary trimmed to a
+size budget.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from __future__ import annotations
 import base64
 import json
 import random
+import sys
 from typing import Any
 
+from swarm_arena.api import episode_codec
 from swarm_arena.api.report import EpisodeRecord, EpisodeSocial, SocialMetrics, significant
 from swarm_arena.api.resource import SwarmEvaluation
 from swarm_arena.api.spec import SwarmEvaluationSpec
@@ -23,6 +26,7 @@ from swarm_arena.controller import names
 from swarm_arena.controller import results_shards as shards
 from swarm_arena.controller.results_shards import (  # noqa: F401 (the names callers know)
     CONFIGMAP_LIMIT_BYTES,
+    EARLIER_EPISODES_KEY,
     EPISODES_KEY,
     TooManyEpisodes,
 )
@@ -54,24 +58,33 @@ def _sample_records(spec: SwarmEvaluationSpec, n: int) -> list[EpisodeRecord]:
         else:
             pairing = {t: ",".join(policies) for t in teams}
             fielded = policies
-        def metrics() -> SocialMetrics:  # every social metric at the precision a record carries (social_tally.py)
-            return SocialMetrics(efficiency=significant(rng.uniform(-1e3, 1e3)), equality=significant(rng.random()),
+        returns = {p: rng.uniform(-1e3, 1e3) for p in fielded}
+        agents = {p: rng.randrange(1, 100_000) for p in fielded}
+
+        def own(group: list[str]) -> bool:  # its policies play in no other team
+            return all(sum(p in ps.split(",") for ps in pairing.values()) == 1 for p in group)
+
+        def metrics(group: list[str]) -> SocialMetrics:
+            # At the precision a record carries (social_tally.py); efficiency is the group's summed
+            # return per step, as the arena computes it, where the record's returns tell it.
+            efficiency = sum(returns[p] * agents[p] for p in group) / steps if own(group) else rng.uniform(-1e3, 1e3)
+            return SocialMetrics(efficiency=significant(efficiency), equality=significant(rng.random()),
                                  sustainability=significant(rng.uniform(1, steps)), peace=significant(rng.random()))
 
-        social = EpisodeSocial(policies={p: metrics() for p in fielded}, teams={t: metrics() for t in teams})
+        by_policy = {p: metrics([p]) for p in fielded}  # a team of one policy that plays nowhere else has its metrics
+        by_team = {t: by_policy[ps] if ps in by_policy and own([ps]) else metrics(ps.split(","))
+                   for t, ps in pairing.items()}
         out.append(EpisodeRecord(
-            episode=max(total - n, 0) + i, pairing=pairing, returns={p: rng.uniform(-1e3, 1e3) for p in fielded},
-            agents={p: rng.randrange(1, 100_000) for p in fielded}, steps=steps, agent_steps=steps * 99_999,
-            social=social,
+            episode=max(total - n, 0) + i, pairing=pairing, returns=returns, agents=agents, steps=steps,
+            agent_steps=steps * 99_999, social=EpisodeSocial(policies=by_policy, teams=by_team),
         ))
     return out
 
 
 def record_bytes(spec: SwarmEvaluationSpec) -> float:
-    """Estimated compressed bytes of one episode record of this plan (its largest kind), with margin."""
+    """Estimated packed bytes of one episode record of this plan (its largest kind), with margin."""
     sample = min(spec.planned_episodes, 256)
-    lines = [r.model_dump_json(by_alias=True) for r in _sample_records(spec, sample)]
-    return len(shards.compress_lines(lines)) / sample * SIZE_MARGIN
+    return len(episode_codec.pack(_sample_records(spec, sample))) / sample * SIZE_MARGIN
 
 
 def size_problems(spec: SwarmEvaluationSpec) -> list[str]:
@@ -91,26 +104,23 @@ def size_problems(spec: SwarmEvaluationSpec) -> list[str]:
     per = f" ({spec.episodes} × {total // spec.episodes} pairings)" if total != spec.episodes else ""
     return [
         f"spec.episodes: {total} planned episodes{per} need about {per_record * total / 2**20:.1f} MiB of "
-        f"compressed episode records; without spec.checkpoint.storageURI the operator keeps them in at most "
+        f"packed episode records; without spec.checkpoint.storageURI the operator keeps them in at most "
         f"{shards.MAX_SHARDS} ConfigMaps ({budget / 2**20:.1f} MiB), about {fits} episodes here. Set "
         "spec.checkpoint.storageURI (the durable store keeps every record) or plan fewer episodes"
     ]
 
 
-def record_line(record: EpisodeRecord) -> str:
-    return record.model_dump_json(by_alias=True)
-
-
 def episodes_from_configmap(configmap: dict[str, Any] | None) -> list[EpisodeRecord]:
     """The records one ConfigMap holds (the results ConfigMap's first shard, or a shard)."""
-    return [EpisodeRecord.model_validate_json(line) for line in shards.lines_of(configmap)]
+    return shards.read_shard(configmap)[0]
 
 
 def shards_named(configmap: dict[str, Any] | None) -> int:
-    """How many record shards the results ConfigMap says were written (1: only itself)."""
+    """How many record shards the results ConfigMap says were written (1: only itself; at most
+    `MAX_SHARDS`, whatever it says: no more are ever written)."""
     try:
         kept = json.loads(((configmap or {}).get("data") or {}).get(RESULTS_KEY) or "{}").get(RECORDS_KEPT_KEY) or {}
-        return max(int(kept.get("shards", 1)), 1)
+        return min(max(int(kept.get("shards", 1)), 1), shards.MAX_SHARDS)
     except (ValueError, TypeError, AttributeError):
         return 1
 
@@ -130,7 +140,7 @@ def _summary(records: list[EpisodeRecord], budget: int) -> dict[str, Any]:
     ]
     kept = rows
     while kept and len(json.dumps(kept, separators=(",", ":"))) > budget:
-        kept = kept[len(kept) // 4 or 1 :]  # keep the newest; the full records are in episodes.jsonl.gz
+        kept = kept[len(kept) // 4 or 1 :]  # keep the newest; the full records are in episodes.xz
     return {"episodes": len(rows), "shown": len(kept), "truncated": len(kept) < len(rows), "rows": kept}
 
 
@@ -157,8 +167,11 @@ def build_results_configmap(
     name = evaluation.metadata.name
     store = evaluation.spec.checkpoint.storage_uri
     if layout is None:
-        by_episode = {r.episode: record_line(r) for r in records}
-        layout = shards.place([], sorted(by_episode), by_episode.__getitem__)
+        by_episode = {r.episode: r for r in records}
+        # With a store, only whether the records fit shard 0 matters: the rest stay in the store.
+        beyond = shards.SHARD_BUDGET_BYTES if not store else sys.maxsize
+        layout = shards.place([], sorted(by_episode), by_episode.__getitem__,
+                              lambda index: shards.budget(0) if index == 0 else beyond)
     kept: dict[str, Any] = {"count": len(records), "in": "configMap"}
     packed: bytes | None = layout[0].packed if layout else None
     if len(layout) > 1:

@@ -66,8 +66,6 @@ class Counted:
     """Which ConfigMap holds which counted episodes (results_shards.py): shard 0 is the results ConfigMap."""
     unplaced: list[int] = field(default_factory=list)
     """Episodes counted since the last write, in counting order: not in `shards` yet."""
-    lines: dict[int, str] = field(default_factory=dict)
-    """The record lines of the open shard and of the unplaced episodes (a sealed shard is never packed again)."""
     written: dict[int, int] = field(default_factory=dict)
     """shard index (>= 1) -> how many members it had when it was last applied."""
     results: Results | None = None
@@ -297,17 +295,16 @@ class Reconciler:
         found_cms: list[dict[str, Any] | None] = [cm]
         index = 1
         # Every shard the results ConfigMap names, and any written after it (a restart between the two).
-        while index < max(named, results_shards.MAX_SHARDS):  # no more are ever written
+        while index < results_shards.MAX_SHARDS:  # no more are ever written (`named` is at most this too)
             shard = await self._read_owned(ns, name, uid, results_shards.shard_name(name, index))
             if shard is None and index >= named:
                 break
             found_cms.append(shard)
             index += 1
-        found, episodes = await asyncio.to_thread(_parse_found, found_cms, named)
-        layout, lines, missing = found.shards, found.lines, found.missing
-        counted.episodes = episodes
+        found = await asyncio.to_thread(results_shards.read_back, found_cms, named)  # 20,000 records: seconds
+        layout, missing = found.shards, found.missing
+        counted.episodes = found.records
         counted.shards = layout
-        counted.lines = {e: lines[e] for e in layout[-1].members if e in lines} if layout else {}
         counted.written = {i: len(s.members) for i, s in enumerate(layout) if i > 0}
         counted.unplaced = []
         if missing:
@@ -342,22 +339,21 @@ class Reconciler:
         if total <= seen:
             return
         # The file has at least `total` lines, more when the job counted on since its status line:
-        # a tail of the lines not read yet may then start after some of them. It is complete when
-        # its first line was read before (the window reaches back into what is known) or it is
-        # the whole file; else a window twice as long is asked for.
-        known = set(counted.episodes)
+        # a tail of the lines not read yet (two more: a line being written may sit at the end) may
+        # then start after some of them. It is complete when its first line was read before (the
+        # window reaches back into what is known) or it is the whole file; else a window twice as
+        # long is asked for. The union dedups.
         want = total - seen + 2
         while True:
             text = await dashboard.tail_file(info.driver_node_id, job_channel.episodes_file_name(job.submission_id),
                                              want)
             records = job_channel.episode_records(text)
-            if not records or len(records) + 1 < want or records[0].episode in known:
+            if not records or len(records) + 1 < want or records[0].episode in counted.episodes:
                 break
             want *= 2
         for r in records:
             if r.episode not in counted.episodes:
                 counted.episodes[r.episode] = r
-                counted.lines[r.episode] = build_results.record_line(r)
                 counted.unplaced.append(r.episode)
                 counted.dirty = True
         counted.cursor[job.submission_id] = total
@@ -773,9 +769,11 @@ class Reconciler:
             results = counted.results.model_copy(
                 update={"results_config_map": names.results_configmap_name(evaluation.metadata.name)})
         layout = counted.shards
-        if counted.unplaced or not layout:
+        store = evaluation.spec.checkpoint.storage_uri
+        # With a store, records past the results ConfigMap's share are not kept here: no more placing.
+        if (counted.unplaced or not layout) and not (store and len(layout) > 1):
             cap = self.settings.results_shard_bytes
-            layout = await asyncio.to_thread(results_shards.place, layout, counted.unplaced, counted.lines.__getitem__,
+            layout = await asyncio.to_thread(results_shards.place, layout, counted.unplaced, counted.episodes.__getitem__,
                                              lambda index: min(results_shards.budget(index), cap))
         drop = memory.too_large is not None
         cm = await asyncio.to_thread(  # the summary of 20,000 records takes a while: off the event loop
@@ -783,7 +781,7 @@ class Reconciler:
             progress=status.progress, results=results, recoveries=counted.recoveries, final=final,
             drop_records=drop, layout=layout,
         )
-        if len(layout) > 1 and not drop and not evaluation.spec.checkpoint.storage_uri:
+        if len(layout) > 1 and not drop and not store:
             # The shards before the ConfigMap that names them: a restart in between finds them anyway.
             ns, name = evaluation.metadata.namespace, evaluation.metadata.name
             for index, shard in enumerate(layout[1:], start=1):
@@ -792,7 +790,6 @@ class Reconciler:
                     counted.written[index] = len(shard.members)
         await self.kube.apply_configmap(cm)
         counted.shards, counted.unplaced = layout, []
-        counted.lines = {e: counted.lines[e] for e in layout[-1].members if e in counted.lines}
         counted.dirty = False
 
     async def _submit(self, evaluation: SwarmEvaluation, uid: str, action: Submit, memory: Memory, dashboard: Dashboard) -> None:
@@ -801,14 +798,17 @@ class Reconciler:
         resume = job_channel.ResumePayload(
             episodes=sorted(counted.episodes.values(), key=lambda r: r.episode), recoveries=counted.recoveries
         )
+        # Packed once, off the event loop (20,000 records take seconds).
+        encoded = await asyncio.to_thread(build_job.resume_text, resume)
         package = None
-        if await asyncio.to_thread(build_job.needs_package, evaluation, resume):
+        if build_job.needs_package(evaluation, resume, encoded):
             # Too many for an environment variable: the job finds them in a package uploaded first.
-            package = await asyncio.to_thread(build_job.build_resume_package, resume)
+            package = await asyncio.to_thread(build_job.build_resume_package, resume, encoded)
             if await dashboard.upload_package(package.uri, package.data):
                 log.info("%s/%s: uploaded %d counted episodes as %s (%d KiB)", evaluation.metadata.namespace,
                          evaluation.metadata.name, len(resume.episodes), package.uri, len(package.data) // 1024)
-        body = build_job.build_submission(evaluation, action.submission_id, action.attempt, resume, package)
+        body = build_job.build_submission(evaluation, action.submission_id, action.attempt, resume, package,
+                                          resume_encoded=encoded)
         started = time.monotonic()
         try:
             await dashboard.submit(body)
@@ -819,13 +819,6 @@ class Reconciler:
         metrics.SUBMISSION_SECONDS.observe(time.monotonic() - started)
         log.info("%s/%s: submitted job %s (attempt %d, %d episodes resumed)", evaluation.metadata.namespace,
                  evaluation.metadata.name, action.submission_id, action.attempt, len(resume.episodes))
-
-
-def _parse_found(configmaps: list[dict[str, Any] | None],
-                 named: int) -> tuple[results_shards.Found, dict[int, EpisodeRecord]]:
-    """The shards read back and their records (off the event loop: 20,000 records take a while)."""
-    found = results_shards.read_back(configmaps, named)
-    return found, {e: EpisodeRecord.model_validate_json(line) for e, line in found.lines.items()}
 
 
 def _has(decision, kind) -> bool:

@@ -1,42 +1,45 @@
 """Counted episode records over several ConfigMaps, owned by the evaluation (pure).
 
-One ConfigMap holds at most 1 MiB: the records of a big evaluation (20,000 episodes of 8 policies
-are about 5 MiB compressed) are kept in shards. Shard 0 is the results ConfigMap itself
-(`<name>-results`, next to results.json); shard i >= 1 is `<name>-results-<i>`, holding only
-`episodes.jsonl.gz`. Shards fill in counting order and are cut by their compressed size (the bytes
-that count against the limit), never by what a record holds, so the record's format can change
-freely. A full shard is sealed: its members never change, so a pass rewrites only the open (last)
-shard and any new ones.
+One ConfigMap holds at most 1 MiB. Shard 0 is the results ConfigMap itself (`<name>-results`,
+next to results.json): an evaluation whose records fit it has no other, and its ConfigMap is what
+it always was. Shard i >= 1 is `<name>-results-<i>`, holding only `episodes.xz`. Every shard's
+records are one payload of the packing the results ConfigMap has always used
+(api/episode_codec.py). Shards fill in counting order and are cut by their packed (compressed)
+size, the bytes that count against the limit, never by what a record holds. A full shard is
+sealed: its members never change, so a pass packs and writes only the open (last) shard and any
+new ones.
 
 Reading back is a union by episode index over every shard found: a record written twice (a shard
 written, the operator restarted before the next) counts once, a shard written past the last one
-the main ConfigMap names is still found (the reader asks for the next names until one is absent),
-and a shard that is missing only loses its records to a replay (the job plays what it was not told
-was counted), never counts one twice.
+the results ConfigMap names is still found (the reader asks for the next names, at most
+`MAX_SHARDS`), and a shard that is missing only loses its records to a replay (the job plays what
+it was not told was counted), never counts one twice.
 """
 
 from __future__ import annotations
 
 import base64
-import gzip
-import zlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
+from swarm_arena.api import episode_codec
+from swarm_arena.api.report import EpisodeRecord
 from swarm_arena.controller import names
 
-EPISODES_KEY = "episodes.jsonl.gz"
+EPISODES_KEY = "episodes.xz"
+EARLIER_EPISODES_KEY = "episodes.jsonl.gz"
+"""Where an operator before the compact packing kept the records (gzip of JSON lines): still read."""
 CONFIGMAP_LIMIT_BYTES = 1024 * 1024
 """What the API server lets one ConfigMap's data and binaryData hold together (binaryData counted decoded)."""
 MAIN_RECORDS_BUDGET_BYTES = 512 * 1024
-"""Compressed records in the results ConfigMap itself (shard 0): results.json and the summary share the rest."""
+"""Packed records in the results ConfigMap itself (shard 0): results.json and the summary share the rest."""
 SHARD_BUDGET_BYTES = 960 * 1024
-"""Compressed records in a shard ConfigMap of its own (keys and metadata get the rest)."""
+"""Packed records in a shard ConfigMap of its own (keys and metadata get the rest)."""
 MAX_SHARDS = 16
-"""At most this many ConfigMaps of records (about 14.5 MiB compressed, held in the operator's memory
-while the evaluation runs): a plan that needs more is refused without a durable store."""
+"""At most this many ConfigMaps of records (about 14.6 MiB packed, held in the operator's memory,
+unpacked, while the evaluation runs): a plan that needs more is refused without a durable store."""
 CAPACITY_BYTES = MAIN_RECORDS_BUDGET_BYTES + (MAX_SHARDS - 1) * SHARD_BUDGET_BYTES
-COMPRESS_LEVEL = 6
 
 
 class TooManyEpisodes(ValueError):
@@ -47,96 +50,72 @@ def budget(index: int) -> int:
     return MAIN_RECORDS_BUDGET_BYTES if index == 0 else SHARD_BUDGET_BYTES
 
 
-def _compressor() -> Any:
-    return zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, 31)  # 31: the gzip format
-
-
-def compress_lines(lines: Iterable[str]) -> bytes:
-    """gzip of the JSON lines (one record each, newline-terminated), deterministic (no mtime)."""
-    comp = _compressor()
-    return b"".join(comp.compress((line + "\n").encode()) for line in lines) + comp.flush()
-
-
-def decompress_lines(packed: bytes) -> list[str]:
-    return [line for line in gzip.decompress(packed).decode().splitlines() if line.strip()]
-
-
 @dataclass(frozen=True)
 class Shard:
-    """One shard as placed: its members (episode indices, counting order) and their compressed bytes."""
+    """One shard as placed: its members (episode indices) and their packed bytes (episode_codec.pack)."""
 
     members: tuple[int, ...]
     packed: bytes
 
 
-class _Filling:
-    """One shard being filled: a streaming compressor, so that its exact compressed size is known
-    after every record without compressing the shard again."""
-
-    def __init__(self, lines: Iterable[str]) -> None:
-        self.comp = _compressor()
-        self.pieces: list[bytes] = []
-        self.emitted = 0
-        for line in lines:
-            self._add(self.comp, line)
-
-    def _add(self, comp: Any, line: str) -> None:
-        piece = comp.compress((line + "\n").encode())
-        self.pieces.append(piece)
-        self.emitted += len(piece)
-
-    def size_with(self, lines: Sequence[str]) -> tuple[int, Any, list[bytes]]:
-        comp = self.comp.copy()
-        pieces = [comp.compress((line + "\n").encode()) for line in lines]
-        return self.emitted + sum(map(len, pieces)) + len(comp.copy().flush()), comp, pieces
-
-    def take(self, comp: Any, pieces: list[bytes]) -> None:
-        self.comp = comp
-        self.pieces += pieces
-        self.emitted += sum(map(len, pieces))
-
-    def packed(self) -> bytes:
-        return b"".join(self.pieces) + self.comp.copy().flush()
+EMPTY = Shard((), episode_codec.pack(()))
 
 
-_CHUNK = 64
+def _fit(shard: Shard, rest: Sequence[int], record: Callable[[int], EpisodeRecord], limit: int) -> tuple[int, bytes]:
+    """How many of `rest` (a prefix) the shard takes within `limit` packed bytes, and its bytes
+    then; at least one for an empty shard (a record bigger than a whole shard gets one of its own).
+
+    The packing is not incremental (columns, then xz) and costs about 0.15 ms a record, so the
+    count is guessed from the bytes a record takes, aiming a record short of the limit, and the
+    guess packed: a pass adding a few records to a shard with room packs once. A shard is full
+    when less than two records' bytes are left (a guess that overshot narrows the next one; after
+    three, halving)."""
+
+    def pack(k: int) -> bytes:
+        return episode_codec.pack([record(e) for e in (*shard.members, *rest[:k])])
+
+    if shard.members:
+        per = len(shard.packed) / len(shard.members)
+    else:
+        probe = min(len(rest), 64)
+        per = len(pack(probe)) / probe
+    lo, lo_bytes = 0, shard.packed  # fits (the empty shard: any count >= 1 is taken)
+    hi = len(rest) + 1  # the least count known not to fit (more than there are: none known)
+    guesses = 0
+    while hi - lo > 1 and not ((lo or shard.members) and limit - len(lo_bytes) < 2 * per):
+        if guesses < 3:
+            mid = lo + int((limit - len(lo_bytes)) / per) - 1
+        else:
+            mid = (lo + hi) // 2
+        mid = min(max(mid, lo + 1), hi - 1)
+        packed = pack(mid)
+        guesses += 1
+        per = max(len(packed) / (len(shard.members) + mid), 1.0)
+        if len(packed) <= limit:
+            lo, lo_bytes = mid, packed
+        else:
+            hi = mid
+    if lo == 0 and not shard.members:
+        return 1, pack(1)
+    return lo, lo_bytes
 
 
-def place(shards: Sequence[Shard], new: Sequence[int], line: Callable[[int], str],
+def place(shards: Sequence[Shard], new: Sequence[int], record: Callable[[int], EpisodeRecord],
           budget_of: Callable[[int], int] = budget) -> list[Shard]:
-    """The shards after counting `new` episodes (indices not placed yet, in counting order).
+    """The shards after counting `new` episodes (indices not placed yet, in counting order;
+    `record` gives each one's record).
 
     Sealed shards (all but the last) are returned as they are; the last one takes new members
-    while its compressed size stays within its budget, then new shards are opened. A single record
-    larger than a whole shard still gets a shard of its own (the caller's size check refuses it)."""
-    out = list(shards) or [Shard((), compress_lines(()))]
-    rest, pos = list(new), 0
-    while pos < len(rest):
+    while its packed size stays within its budget, then new shards are opened."""
+    out = list(shards) or [EMPTY]
+    rest = list(new)
+    while rest:
         index = len(out) - 1
-        limit = budget_of(index)
-        members = list(out[index].members)
-        filling = _Filling(line(e) for e in members)
-        while pos < len(rest):
-            chunk = rest[pos : pos + _CHUNK]
-            size, comp, pieces = filling.size_with([line(e) for e in chunk])
-            if size <= limit:
-                filling.take(comp, pieces)
-                members += chunk
-                pos += len(chunk)
-                continue
-            for e in chunk:  # the chunk overflows: one record at a time up to the limit
-                size, comp, pieces = filling.size_with([line(e)])
-                if size > limit and members:
-                    break
-                filling.take(comp, pieces)  # (a record alone bigger than a shard gets one of its own)
-                members.append(e)
-                pos += 1
-                if size > limit:
-                    break
-            break
-        out[index] = Shard(tuple(members), filling.packed())
-        if pos < len(rest):
-            out.append(Shard((), compress_lines(())))
+        taken, packed = _fit(out[index], rest, record, budget_of(index))
+        out[index] = Shard((*out[index].members, *rest[:taken]), packed)
+        rest = rest[taken:]
+        if rest:
+            out.append(EMPTY)
     return out
 
 
@@ -164,27 +143,27 @@ def build_shard_configmap(namespace: str, evaluation: str, uid: str, index: int,
     }
 
 
-def lines_of(configmap: dict[str, Any] | None) -> list[str]:
-    """The record lines a ConfigMap (the results one or a shard) holds."""
-    packed = ((configmap or {}).get("binaryData") or {}).get(EPISODES_KEY)
-    return decompress_lines(base64.b64decode(packed)) if packed else []
+def read_shard(configmap: dict[str, Any] | None) -> tuple[list[EpisodeRecord], bytes]:
+    """The records a ConfigMap (the results one or a shard) holds and their packed bytes (packed
+    anew when an earlier operator kept them as JSON lines)."""
+    binary = (configmap or {}).get("binaryData") or {}
+    if binary.get(EPISODES_KEY):
+        raw = base64.b64decode(binary[EPISODES_KEY])
+        return episode_codec.unpack(raw), raw
+    if binary.get(EARLIER_EPISODES_KEY):
+        records = episode_codec.unpack(base64.b64decode(binary[EARLIER_EPISODES_KEY]))
+        return records, episode_codec.pack(records)
+    return [], EMPTY.packed
 
 
-def union(shards: Iterable[Sequence[tuple[int, str]]]) -> dict[int, tuple[int, str]]:
-    """episode -> (shard index, line) over shards given in order; an episode found twice keeps its
-    first place (a record is never counted twice)."""
-    out: dict[int, tuple[int, str]] = {}
+def union(shards: Iterable[Sequence[EpisodeRecord]]) -> dict[int, tuple[int, EpisodeRecord]]:
+    """episode -> (shard index, record) over shards given in order; an episode found twice keeps
+    its first place (a record is never counted twice)."""
+    out: dict[int, tuple[int, EpisodeRecord]] = {}
     for index, shard in enumerate(shards):
-        for episode, line in shard:
-            out.setdefault(episode, (index, line))
+        for record in shard:
+            out.setdefault(record.episode, (index, record))
     return out
-
-
-def episode_of(line: str) -> int:
-    """The episode index of a record line, whatever else the record holds."""
-    import json
-
-    return int(json.loads(line)["episode"])
 
 
 @dataclass(frozen=True)
@@ -193,32 +172,30 @@ class Found:
 
     shards: list[Shard]
     """In shard order; a missing shard is an empty one (sealed: it is not written again)."""
-    lines: dict[int, str]
-    """episode -> its record line, each episode once."""
+    records: dict[int, EpisodeRecord]
+    """episode -> its record, each episode once."""
     missing: list[int]
-    """Shards the main ConfigMap named that were not found (their records will be played again)."""
+    """Shards the results ConfigMap named that were not found (their records will be played again)."""
 
 
 def read_back(configmaps: Sequence[dict[str, Any] | None], named: int) -> Found:
     """The shards read back: `configmaps[i]` is shard i as the API server returned it (None: absent),
     `named` how many the results ConfigMap says it wrote. Shards past `named` that exist (written
-    before an operator restart, the main ConfigMap not yet) count too."""
+    before an operator restart, the results ConfigMap not yet) count too."""
     shards: list[Shard] = []
-    per_shard: list[list[tuple[int, str]]] = []
+    per_shard: list[list[EpisodeRecord]] = []
     missing = []
     for index, cm in enumerate(configmaps):
         if cm is None:
             if index < named:
                 missing.append(index)
-            shards.append(Shard((), compress_lines(())))
+            shards.append(EMPTY)
             per_shard.append([])
             continue
-        lines = lines_of(cm)
-        pairs = [(episode_of(line), line) for line in lines]
-        per_shard.append(pairs)
-        packed = ((cm.get("binaryData") or {}).get(EPISODES_KEY))
-        shards.append(Shard(tuple(e for e, _ in pairs), base64.b64decode(packed) if packed else compress_lines(())))
+        records, packed = read_shard(cm)
+        per_shard.append(records)
+        shards.append(Shard(tuple(r.episode for r in records), packed))
     while len(shards) > 1 and not shards[-1].members and (len(shards) - 1) not in missing:
         shards.pop()  # trailing absent names probed past the end
         per_shard.pop()
-    return Found(shards, {e: line for e, (_, line) in union(per_shard).items()}, missing)
+    return Found(shards, {e: record for e, (_, record) in union(per_shard).items()}, missing)

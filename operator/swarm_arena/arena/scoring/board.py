@@ -14,6 +14,8 @@ how they are drawn and docs/ratings-and-matchmaking.md for the formulas):
 
 An entry whose data cannot give an interval (no games, one episode per pairing, returns that
 never vary) gets the method's prior range, labelled `prior`; an interval is never zero-width.
+The pairwise matrix's P(row beats column) gets a stratified Wilson score interval
+(pairs.score_interval), not a bootstrap percentile one.
 """
 
 from __future__ import annotations
@@ -187,7 +189,7 @@ def score(
     return Scoreboard(
         method=method,
         leaderboard=entries,
-        pairwise=_pairwise(method, table, entries, played, won, won_b, level) if detail else None,
+        pairwise=_pairwise(method, table, entries, played, won, games.score_interval(level), level) if detail else None,
         return_aggregates=_aggregates(table, returns, levels, options.optimality_target) if detail else None,
     )
 
@@ -243,7 +245,7 @@ def _rounded(matrix: np.ndarray, mask: np.ndarray) -> list[list[float | None]]:
 
 
 def _pairwise(method: RatingMethod, table: Table, entries: list[LeaderboardEntry], played: np.ndarray,
-              won: np.ndarray, won_b: np.ndarray, level: float) -> PairwiseMatrix:
+              won: np.ndarray, interval: tuple[np.ndarray, np.ndarray], level: float) -> PairwiseMatrix:
     order = [e.policy for e in entries]
     k = len(order)
     column = {p: j for j, p in enumerate(table.players)}
@@ -256,9 +258,7 @@ def _pairwise(method: RatingMethod, table: Table, entries: list[LeaderboardEntry
         games = played[np.ix_(cols, cols)]
         with np.errstate(invalid="ignore", divide="ignore"):
             rate[sub] = won[np.ix_(cols, cols)] / games
-            reps = won_b[:, cols][:, :, cols] / games
-        lo, hi = percentile_interval(np.nan_to_num(reps), level)
-        low[sub], high[sub], count[sub] = lo, hi, games
+        low[sub], high[sub], count[sub] = interval[0][np.ix_(cols, cols)], interval[1][np.ix_(cols, cols)], games
     mask = count > 0
     return PairwiseMatrix(
         kind="probability-of-improvement" if method is RatingMethod.MEAN_RETURN else "win-rate",
