@@ -348,6 +348,7 @@ def _cmd_operator(args: argparse.Namespace) -> int:
         watch_nodes=args.watch_nodes,
         delete_pods=args.delete_pods,
         lease_name=args.lease_name,
+        results_shard_kib=args.results_shard_kib,
     )
 
 
@@ -462,6 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(an operator outside the cluster on a network that reaches pods)",
     )
     op.add_argument("--poll-seconds", type=float, default=2.0, help="how often a running job is polled")
+    op.add_argument("--results-shard-kib", type=int, default=960, choices=range(4, 961), metavar="4..960",
+                    help="compressed episode records one results ConfigMap holds at most (lower it where the "
+                         "API server or etcd takes objects smaller than 1 MiB)")
     op.add_argument(
         "--ray-auth-key-file", default=None,
         help="key the per-cluster Ray tokens are derived from (default: $SWARM_ARENA_RAY_AUTH_KEY, else random)",

@@ -190,7 +190,7 @@ def _record(i: int) -> EpisodeRecord:
                          agents={"greedy": 64}, steps=20, agent_steps=1280)
 
 
-def test_submission_resumes_counted_episodes_and_refuses_what_cannot_fit() -> None:
+def test_submission_resumes_counted_episodes_and_refuses_what_a_variable_cannot_carry() -> None:
     resume = job_channel.ResumePayload(episodes=[_record(0), _record(2)])
     body = build_job.build_submission(evaluation(), "swe-x-2", 2, resume)
     packed = body["runtime_env"]["env_vars"][job_channel.RESUME_ENV]
@@ -203,7 +203,8 @@ def test_submission_resumes_counted_episodes_and_refuses_what_cannot_fit() -> No
         EpisodeRecord(episode=i, pairing={"all": "greedy"}, returns={"greedy": rng.random()},
                       agents={"greedy": 64}, steps=20, agent_steps=1280) for i in range(20_000)
     ])
-    with pytest.raises(build_job.ResumeTooLarge, match="storageURI"):
+    assert build_job.needs_package(evaluation(), huge)
+    with pytest.raises(build_job.ResumeTooLarge, match="package"):
         build_job.build_submission(evaluation(), "swe-x-2", 2, huge)
 
 

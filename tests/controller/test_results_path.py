@@ -26,6 +26,8 @@ class _Kube:
 
     async def read_configmap(self, ns, name):
         self.reads += 1
+        if name != f"{DOC['metadata']['name']}-results":
+            return None  # no record shards: these runs are small
         return copy.deepcopy(self.configmap)
 
     async def apply_configmap(self, obj) -> None:
@@ -76,18 +78,46 @@ def test_a_finished_evaluation_with_final_results_is_left_alone_and_its_run_forg
     assert memory.counted.episodes == {} and memory.ray_nodes == {}
 
 
+class _AnswersEveryName(_Kube):
+    """An API server that has a ConfigMap of this evaluation's under every name asked for."""
+
+    async def read_configmap(self, ns, name):
+        self.reads += 1
+        assert self.reads <= 100, f"still reading ConfigMaps: {name}"  # fail, do not grow without end
+        return copy.deepcopy(self.configmap)
+
+
+def test_reading_the_record_shards_back_asks_for_at_most_max_shards_configmaps(monkeypatch) -> None:
+    """The probe for shards written after the results ConfigMap (an operator restart between the
+    two) stops at MAX_SHARDS, whatever answers or the results ConfigMap says: unbounded, it read
+    the same ConfigMap again and again until the process was killed at 6 GB."""
+    from swarm_arena.controller import results_shards
+
+    monkeypatch.setattr(reconciler.events, "post", lambda *a: None)
+    configmap = _configmap("u1", final=False)
+    doc = json.loads(configmap["data"][build_results.RESULTS_KEY])
+    doc[build_results.RECORDS_KEPT_KEY] = {"count": 0, "in": "configMaps", "shards": 10**9}
+    configmap["data"][build_results.RESULTS_KEY] = json.dumps(doc)
+    kube, memory = _AnswersEveryName(configmap), Memory()
+    r = reconciler.Reconciler(OperatorSettings(ray_auth_key=b"k" * 32, dashboard_via="pod-ip"), kube, None)
+    asyncio.run(r._load_counted(memory, "ns", DOC["metadata"]["name"], "u1"))
+    assert kube.reads == results_shards.MAX_SHARDS and memory.counted.loaded
+    assert build_results.shards_named(configmap) == results_shards.MAX_SHARDS
+
+
 def test_a_plan_the_operator_cannot_keep_fails_before_anything_runs(monkeypatch) -> None:
     monkeypatch.setattr(reconciler.events, "post", lambda *a: None)
     body = copy.deepcopy(DOC)
     body["metadata"].update(namespace="ns", uid="u1", generation=1)
-    body["spec"]["episodes"] = 50_000
+    body["spec"]["episodes"] = 100_000
+    body["spec"]["policies"] += [{"name": f"p{i}", "factory": "random"} for i in range(14)]  # 16 in every record
     kube, memory = _Kube(None), Memory()
     r = reconciler.Reconciler(OperatorSettings(ray_auth_key=b"k" * 32), kube, None)
     asyncio.run(r.reconcile(body, [], memory))
     (patch,) = kube.patches
     failed = next(c for c in patch["conditions"] if c["type"] == "Failed")
     assert patch["phase"] == "Failed" and failed["reason"] == "InvalidSpec"
-    assert failed["message"].startswith("spec.episodes: 50000 planned episodes") and "spec.checkpoint.storageURI" in failed["message"]
+    assert failed["message"].startswith("spec.episodes: 100000 planned episodes") and "spec.checkpoint.storageURI" in failed["message"]
     assert kube.applied == []  # no cluster, no job, nothing written but status
 
 
@@ -210,3 +240,4 @@ def test_episode_lines_counted_after_the_status_line_are_never_skipped() -> None
         kept = sorted(memory.counted.episodes)
         assert kept == list(range(len(kept))) and len(kept) >= done, (done, kept[:5], len(kept))
         done += 20
+    assert memory.counted.unplaced == list(range(len(memory.counted.unplaced)))  # each once, in counting order

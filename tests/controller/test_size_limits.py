@@ -1,24 +1,30 @@
-"""Big evaluations: what the operator cannot keep without a durable store is refused up front,
-naming the fields; with `checkpoint.storageURI` the records stay in the store and nothing fails;
-and a size that slips through ends the evaluation Failed, never an endless backoff (pure)."""
+"""Big evaluations: without `checkpoint.storageURI` the records are sharded over owned ConfigMaps
+and a resume too big for an environment variable travels as a package; what cannot fit even so
+is refused up front, naming the fields; with a store the records stay in it; and a size that
+slips through ends the evaluation Failed, never an endless backoff (pure)."""
 
 from __future__ import annotations
 
 import functools
+import json
 import random
+import zipfile
+from pathlib import Path
 
 import pytest
 
 from swarm_arena.api import job_channel
 from swarm_arena.api.report import EpisodeRecord
 from swarm_arena.api.status import Phase, SwarmEvaluationStatus
-from swarm_arena.controller import build_job, build_results, names
+from swarm_arena.arena.job import read_resume
+from swarm_arena.controller import build_job, build_results, names, results_shards
 from swarm_arena.controller import conditions as cond
 from swarm_arena.controller.decide import JobView, Observation, StopJob, WriteResults, decide
 from tests.controller.test_builders import UID, evaluation
 from tests.controller.test_decide import NOW, READY, record
 
 STORE = {"intervalSteps": 10, "storageURI": "file:///tmp/arena-store"}
+EIGHT = [{"name": f"p{i}", "factory": "random"} for i in range(8)]
 
 
 @functools.cache
@@ -85,25 +91,59 @@ def test_records_an_earlier_operator_kept_are_all_resumed() -> None:
     assert job_channel.ResumePayload.model_validate(as_listed).episodes == records
 
 
-def test_a_plan_too_big_to_keep_without_a_store_is_refused_naming_the_fields() -> None:
-    big = evaluation(episodes=20_000, matchmaking={"mode": "round-robin"},
-                     policies=[{"name": f"p{i}", "factory": "random"} for i in range(8)],
+def test_a_plan_too_big_to_keep_even_sharded_is_refused_naming_the_fields() -> None:
+    assert build_results.size_problems(evaluation(episodes=800).spec) == []
+    # The issue's case: 20,000 episodes of 8 policies fit in the sharded ConfigMaps.
+    assert build_results.size_problems(evaluation(episodes=20_000, policies=EIGHT).spec) == []
+    big = evaluation(episodes=20_000, matchmaking={"mode": "round-robin"}, policies=EIGHT,
                      teams=[{"name": "red", "agents": "red_*"}, {"name": "blue", "agents": "blue_*"}])
     (problem,) = build_results.size_problems(big.spec)
     assert problem.startswith("spec.episodes: 1120000 planned episodes (20000 × 56 pairings)")
-    assert "spec.checkpoint.storageURI" in problem
+    assert "spec.checkpoint.storageURI" in problem and f"at most {results_shards.MAX_SHARDS} ConfigMaps" in problem
     assert build_results.size_problems(evaluation(episodes=20_000, checkpoint=STORE).spec) == []
+    assert build_results.size_problems(big.model_copy(update={"spec": big.spec.model_copy(
+        update={"checkpoint": evaluation(checkpoint=STORE).spec.checkpoint})}).spec) == []
+
+
+def _layout(records: list[EpisodeRecord], budget: int | None = None) -> list[results_shards.Shard]:
+    by_episode = {r.episode: r for r in records}
+    budget_of = results_shards.budget if budget is None else (lambda i: budget)
+    return results_shards.place([], sorted(by_episode), by_episode.__getitem__, budget_of)
+
+
+@functools.cache
+def _big_records(n: int) -> list[EpisodeRecord]:
+    """Records of 8 policies with every social metric: about 120 bytes each packed."""
+    return build_results._sample_records(evaluation(episodes=n, policies=EIGHT).spec, n)
+
+
+def test_without_a_store_records_beyond_one_configmap_are_sharded_and_named() -> None:
+    records = _big_records(5_000)
+    layout = _layout(records)
+    assert 1 < len(layout) <= results_shards.MAX_SHARDS
+    cm = build_results.build_results_configmap(evaluation(), UID, records=records, progress=None, results=None,
+                                               recoveries=[], final=True, layout=layout)
+    doc = json.loads(cm["data"][build_results.RESULTS_KEY])
+    assert doc["episodeRecords"] == {"count": 5_000, "in": "configMaps", "shards": len(layout)}
+    assert build_results.shards_named(cm) == len(layout)
+    size = sum(len(v) for v in cm["data"].values()) + len(layout[0].packed)  # binaryData counts decoded
+    assert size < build_results.CONFIGMAP_LIMIT_BYTES
+    shard_cms = [results_shards.build_shard_configmap("default", "duel", UID, i, s) for i, s in enumerate(layout)
+                 if i > 0]
+    found = results_shards.read_back([cm, *shard_cms], len(layout))
+    assert sorted(found.records) == list(range(5_000)) and found.missing == []
+    # Too many shards: the records cannot be kept without a store.
+    tiny = _layout(records[:2_000], budget=2_048)
+    assert len(tiny) > results_shards.MAX_SHARDS
+    with pytest.raises(build_results.TooManyEpisodes, match="spec.checkpoint.storageURI"):
+        build_results.build_results_configmap(evaluation(), UID, records=records[:2_000], progress=None,
+                                              results=None, recoveries=[], final=False, layout=tiny)
 
 
 def test_with_a_store_the_records_that_do_not_fit_stay_in_it() -> None:
     records = _records(40_000)
-    with pytest.raises(build_results.TooManyEpisodes, match="spec.checkpoint.storageURI"):
-        build_results.build_results_configmap(evaluation(), UID, records=records, progress=None, results=None,
-                                              recoveries=[], final=False)
     cm = build_results.build_results_configmap(evaluation(checkpoint=STORE), UID, records=records, progress=None,
                                                results=None, recoveries=[], final=True)
-    import json
-
     doc = json.loads(cm["data"][build_results.RESULTS_KEY])
     assert "binaryData" not in cm and doc["episodeRecords"] == {"count": 40_000, "in": "spec.checkpoint.storageURI"}
     assert sum(len(v) for v in cm["data"].values()) < build_results.CONFIGMAP_LIMIT_BYTES
@@ -112,10 +152,23 @@ def test_with_a_store_the_records_that_do_not_fit_stay_in_it() -> None:
     assert len(build_results.episodes_from_configmap(small)) == 10
 
 
-def test_a_resume_too_big_for_the_submission_resumes_from_the_store() -> None:
+def test_a_resume_too_big_for_a_variable_travels_as_a_package_the_job_reads(tmp_path: Path) -> None:
     resume = job_channel.ResumePayload(episodes=_records(10_000))
-    with pytest.raises(build_job.ResumeTooLarge, match="spec.checkpoint.storageURI"):
-        build_job.build_submission(evaluation(), "s-2", 2, resume)
+    assert build_job.needs_package(evaluation(), resume) and not build_job.needs_package(evaluation(checkpoint=STORE),
+                                                                                          resume)
+    package = build_job.build_resume_package(resume)
+    assert build_job.build_resume_package(resume) == package  # same episodes, same package: uploaded once
+    assert package.uri.startswith("gcs://_ray_pkg_") and package.uri.endswith(".zip")
+    body = build_job.build_submission(evaluation(), "s-2", 2, resume, package)
+    env = body["runtime_env"]["env_vars"]
+    assert job_channel.RESUME_ENV not in env and env[job_channel.RESUME_FILE_ENV] == package.path
+    assert body["runtime_env"]["py_modules"] == [package.uri]
+    # Where Ray unpacks a py_modules package (its top directory kept) and puts it on the driver's path.
+    (tmp_path / "pkg.zip").write_bytes(package.data)
+    zipfile.ZipFile(tmp_path / "pkg.zip").extractall(tmp_path / "unpacked")
+    back = read_resume(env, search=["/nowhere", str(tmp_path / "unpacked")])
+    assert back is not None and back.episodes == resume.episodes
+    # With a store the job resumes from it: the variable carries no episodes.
     body = build_job.build_submission(evaluation(checkpoint=STORE), "s-2", 2, resume)
     sent = job_channel.decode_payload(body["runtime_env"]["env_vars"][job_channel.RESUME_ENV])
     assert job_channel.ResumePayload.model_validate(sent).episodes == []
@@ -125,12 +178,13 @@ def test_counted_episodes_that_no_longer_fit_fail_the_evaluation_once() -> None:
     spec = evaluation().spec
     sid = names.submission_id(UID, 1)
     status = SwarmEvaluationStatus(phase=Phase.RUNNING, job_id=sid, attempts=1, start_time="2026-11-23T11:59:00Z")
-    why = "12000 counted episodes take 800 KiB ...; set spec.checkpoint.storageURI"
+    why = "120000 counted episodes need 17 ConfigMaps of records ...; set spec.checkpoint.storageURI"
     d = decide(Observation(now=NOW, uid=UID, generation=2, spec=spec, status=status, cluster=READY,
                            dashboard_reachable=True, job=JobView(sid, True, "RUNNING", record=record()), too_large=why))
     assert d.status.phase is Phase.FAILED and StopJob(sid) in d.actions and WriteResults(final=True) in d.actions
     failed = cond.get(d.status.conditions, cond.FAILED)
     assert failed.reason == "TooManyEpisodes" and "spec.checkpoint.storageURI" in failed.message
-    cm = build_results.build_results_configmap(evaluation(), UID, records=_records(40_000), progress=None,
-                                               results=None, recoveries=[], final=True, drop_records=True)
+    tiny = _layout(_records(2_000), budget=2_048)
+    cm = build_results.build_results_configmap(evaluation(), UID, records=_records(2_000), progress=None,
+                                               results=None, recoveries=[], final=True, drop_records=True, layout=tiny)
     assert "binaryData" not in cm and build_results.is_final(cm)

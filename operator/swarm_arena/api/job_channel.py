@@ -44,6 +44,10 @@ SUBMISSION_ID_ENV = "SWARM_ARENA_SUBMISSION_ID"
 """The Ray job submission id the operator chose; it names the job's files."""
 RESUME_ENV = "SWARM_ARENA_RESUME"
 """Optional base64(gzip(JSON)) of a `ResumePayload`: what earlier attempts already counted."""
+RESUME_FILE_ENV = "SWARM_ARENA_RESUME_FILE"
+"""Optional, instead of SWARM_ARENA_RESUME when the counted episodes are too many for a variable:
+the path, below an entry of `sys.path` (a `py_modules` package of the submission), of a file
+holding what SWARM_ARENA_RESUME would."""
 ATTEMPT_ENV = "SWARM_ARENA_ATTEMPT"
 """Optional: the attempt number (1, 2, ...) the operator counts; echoed in every status line."""
 

@@ -26,6 +26,7 @@ from swarm_arena.api.job_channel import (
     EXIT_FAILED,
     REPAIR_PORT_ENV,
     RESUME_ENV,
+    RESUME_FILE_ENV,
     SUBMISSION_ID_ENV,
     FailureReason,
     PayloadError,
@@ -77,18 +78,33 @@ def read_evaluation(environ: Mapping[str, str]) -> SwarmEvaluation:
         raise InvalidSpec("; ".join(exc.problems)) from None
 
 
-def read_resume(environ: Mapping[str, str]) -> ResumePayload | None:
+def _resume_file(relative: str, search: list[str]) -> str:
+    """The text of the resume file below the first `sys.path` entry holding it (a `py_modules`
+    package of the submission, which Ray puts on the driver's path)."""
+    for entry in search:
+        candidate = Path(entry or ".") / relative
+        if candidate.is_file():
+            return candidate.read_text()
+    raise InvalidSpec(f"{RESUME_FILE_ENV}: {relative} is on no entry of sys.path (the submission's py_modules "
+                      "package of counted episodes was not installed)")
+
+
+def read_resume(environ: Mapping[str, str], search: list[str] | None = None) -> ResumePayload | None:
+    source = RESUME_ENV
     raw = environ.get(RESUME_ENV)
+    if environ.get(RESUME_FILE_ENV):
+        source = RESUME_FILE_ENV
+        raw = _resume_file(environ[RESUME_FILE_ENV], sys.path if search is None else search)
     if not raw:
         return None
     try:
         return ResumePayload.model_validate(decode_payload(raw))
     except PayloadError as exc:
-        raise InvalidSpec(f"{RESUME_ENV}: {exc}") from None
+        raise InvalidSpec(f"{source}: {exc}") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise InvalidSpec(f"{RESUME_ENV}: {where}: {first['msg']} ({exc.error_count()} problems)") from None
+        raise InvalidSpec(f"{source}: {where}: {first['msg']} ({exc.error_count()} problems)") from None
 
 
 def read_attempt(environ: Mapping[str, str]) -> int | None:

@@ -1,7 +1,7 @@
 """`swarm-arena results`: a finished (or running) evaluation's results, read and shown.
 
 Two sources, one shape: the results ConfigMap the operator keeps (`results.json`, with the
-counted episodes in `episodes.xz`) and the JSON `swarm-arena run --output` writes. Both
+counted episodes in `episodes.xz`, and in `<name>-results-<i>` for a big evaluation) and the JSON `swarm-arena run --output` writes. Both
 carry `evaluation`, `progress` and `results` with the same keys as status. Shown as tables
 (leaderboard, pairwise matrix, return aggregates), as JSON / YAML / CSV, as a plot (leaderboard
 with intervals beside a win-probability heatmap), or exported in marl-eval's JSON layout.
@@ -51,16 +51,20 @@ def from_json(text: str, source: str) -> ResultsDocument:
     )
 
 
-def from_configmap(configmap: dict[str, Any], source: str) -> ResultsDocument:
-    """The results ConfigMap as the API server returns it (`data`, `binaryData`)."""
-    from swarm_arena.controller.build_results import RESULTS_KEY, episodes_from_configmap
+def from_configmap(configmap: dict[str, Any], source: str,
+                   shards: list[dict[str, Any] | None] | None = None) -> ResultsDocument:
+    """The results ConfigMap as the API server returns it (`data`, `binaryData`), with the
+    ConfigMaps of its further record shards (`<name>-results-<i>`, None where absent)."""
+    from swarm_arena.controller.build_results import RESULTS_KEY, shards_named
+    from swarm_arena.controller.results_shards import read_back
 
     text = (configmap.get("data") or {}).get(RESULTS_KEY)
     if not text:
         raise ValueError(f"{source}: the ConfigMap has no {RESULTS_KEY} yet (the run has reported nothing)")
     document = from_json(text, source)
-    return ResultsDocument(document.evaluation, document.results, document.progress, document.seed,
-                           episodes_from_configmap(configmap))
+    found = read_back([configmap, *(shards or [])], shards_named(configmap))
+    episodes = [found.records[e] for e in sorted(found.records)]
+    return ResultsDocument(document.evaluation, document.results, document.progress, document.seed, episodes)
 
 
 def read_configmap(namespace: str, name: str) -> ResultsDocument:
@@ -73,9 +77,28 @@ def read_configmap(namespace: str, name: str) -> ResultsDocument:
         config.load_kube_config()
     except config.ConfigException:
         config.load_incluster_config()
+    from swarm_arena.controller.build_results import shards_named
+    from swarm_arena.controller.results_shards import MAX_SHARDS, shard_name
+
+    api = client.CoreV1Api()
     cm_name = results_configmap_name(name)
-    body = client.CoreV1Api().read_namespaced_config_map(cm_name, namespace)
-    return from_configmap({"data": body.data, "binaryData": body.binary_data}, f"configmap {namespace}/{cm_name}")
+    body = api.read_namespaced_config_map(cm_name, namespace)
+    main = {"data": body.data, "binaryData": body.binary_data}
+    shards: list[dict[str, Any] | None] = []
+    index, named = 1, shards_named(main)
+    while index < MAX_SHARDS:  # every shard named, and any written after the results ConfigMap was
+        try:
+            shard = api.read_namespaced_config_map(shard_name(name, index), namespace)
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+            if index >= named:
+                break
+            shards.append(None)
+        else:
+            shards.append({"binaryData": shard.binary_data})
+        index += 1
+    return from_configmap(main, f"configmap {namespace}/{cm_name}", shards)
 
 
 # ---- tables --------------------------------------------------------------------------------

@@ -1,10 +1,12 @@
 """The results ConfigMap of an evaluation, owned by it: a pure builder, and its reader.
 
 It is where the operator keeps what was counted (docs/operator.md "What was counted"):
-`episodes.xz` holds every counted episode record (api/episode_codec.py), so a re-submission after suspend, a
-failed run or a lost head resumes without replaying them, with or without a durable checkpoint
-store, and the final results survive the Ray cluster. `results.json` holds the full leaderboard
-and the run's figures; `episodes-summary.json` a per-episode summary trimmed to a size budget.
+`episodes.xz` holds the counted episode records (api/episode_codec.py; for a big evaluation the
+first shard of them, the rest in `<name>-results-<i>`, results_shards.py), so a re-submission
+after suspend, a failed run or a lost head resumes without replaying them, with or without a
+durable checkpoint store, and the final results survive the Ray cluster. `results.json` holds the
+full leaderboard and the run's figures; `episodes-summary.json` a per-episode summary trimmed to a
+size budget.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import sys
 from typing import Any
 
 from swarm_arena.api import episode_codec
@@ -20,26 +23,23 @@ from swarm_arena.api.resource import SwarmEvaluation
 from swarm_arena.api.spec import SwarmEvaluationSpec
 from swarm_arena.api.status import Progress, Recovery, Results
 from swarm_arena.controller import names
-from swarm_arena.controller.build_job import MAX_ENV_VALUE_BYTES
+from swarm_arena.controller import results_shards as shards
+from swarm_arena.controller.results_shards import (  # noqa: F401 (the names callers know)
+    CONFIGMAP_LIMIT_BYTES,
+    EARLIER_EPISODES_KEY,
+    EPISODES_KEY,
+    TooManyEpisodes,
+)
 
-EPISODES_KEY = "episodes.xz"
-EARLIER_EPISODES_KEY = "episodes.jsonl.gz"
-"""Where an operator before the compact packing kept the records (gzip of JSON lines): still read."""
 RESULTS_KEY = "results.json"
 SUMMARY_KEY = "episodes-summary.json"
-# A ConfigMap holds at most 1 MiB; the summary gets what the records leave, within this budget.
-CONFIGMAP_LIMIT_BYTES = 1024 * 1024
+# The summary gets what the records and results.json leave of the limit, at most this.
 SUMMARY_BUDGET_BYTES = 256 * 1024
-RECORDS_BUDGET_BYTES = CONFIGMAP_LIMIT_BYTES - SUMMARY_BUDGET_BYTES - 64 * 1024
 # Estimated sizes get this margin: real returns compress a little worse or better than the sample.
 SIZE_MARGIN = 1.25
 RECORDS_KEPT_KEY = "episodeRecords"
 METADATA_ALLOWANCE_BYTES = 16 * 1024
 """Keys, metadata and labels: what the three values leave of the limit is theirs."""
-
-
-class TooManyEpisodes(ValueError):
-    """The counted episode records no longer fit in one ConfigMap (and there is no durable store)."""
 
 
 def _sample_records(spec: SwarmEvaluationSpec, n: int) -> list[EpisodeRecord]:
@@ -81,42 +81,48 @@ def _sample_records(spec: SwarmEvaluationSpec, n: int) -> list[EpisodeRecord]:
     return out
 
 
+def record_bytes(spec: SwarmEvaluationSpec) -> float:
+    """Estimated packed bytes of one episode record of this plan (its largest kind), with margin."""
+    sample = min(spec.planned_episodes, 256)
+    return len(episode_codec.pack(_sample_records(spec, sample))) / sample * SIZE_MARGIN
+
+
 def size_problems(spec: SwarmEvaluationSpec) -> list[str]:
     """Why the operator cannot keep every counted episode of this plan without a durable store.
 
-    Without `spec.checkpoint.storageURI` every record lives in the results ConfigMap (1 MiB) and
-    travels with a re-submission (one environment variable); a plan whose records cannot fit is
-    refused before it starts, naming the fields, instead of failing after hours of work."""
+    Without `spec.checkpoint.storageURI` the records live in the results ConfigMap and at most
+    `MAX_SHARDS - 1` more (results_shards.py); a plan whose records cannot fit even so is refused
+    before it starts, naming the fields, instead of failing after hours of work."""
     if spec.checkpoint.storage_uri:
         return []
     total = spec.planned_episodes
-    sample = min(total, 256)
-    per_record = len(pack_episodes(_sample_records(spec, sample))) / sample * SIZE_MARGIN
-    budget = min(RECORDS_BUDGET_BYTES, MAX_ENV_VALUE_BYTES)
+    per_record = record_bytes(spec)
+    budget = shards.CAPACITY_BYTES
     if per_record * total <= budget:
         return []
     fits = int(budget / per_record)
     per = f" ({spec.episodes} × {total // spec.episodes} pairings)" if total != spec.episodes else ""
     return [
-        f"spec.episodes: {total} planned episodes{per} need about {per_record * total / 1024:.0f} KiB of episode "
-        f"records; without spec.checkpoint.storageURI the operator keeps them in the results ConfigMap and "
-        f"re-submits them with a resumed job, which hold about {fits} here ({budget // 1024} KiB). Set "
+        f"spec.episodes: {total} planned episodes{per} need about {per_record * total / 2**20:.1f} MiB of "
+        f"packed episode records; without spec.checkpoint.storageURI the operator keeps them in at most "
+        f"{shards.MAX_SHARDS} ConfigMaps ({budget / 2**20:.1f} MiB), about {fits} episodes here. Set "
         "spec.checkpoint.storageURI (the durable store keeps every record) or plan fewer episodes"
     ]
 
 
-def pack_episodes(records: list[EpisodeRecord]) -> str:
-    return base64.b64encode(episode_codec.pack(records)).decode("ascii")
-
-
-def unpack_episodes(packed: str | None) -> list[EpisodeRecord]:
-    """Records packed by `pack_episodes`, or by an earlier operator (gzip of JSON lines)."""
-    return episode_codec.unpack(base64.b64decode(packed)) if packed else []
-
-
 def episodes_from_configmap(configmap: dict[str, Any] | None) -> list[EpisodeRecord]:
-    binary = (configmap or {}).get("binaryData") or {}
-    return unpack_episodes(binary.get(EPISODES_KEY) or binary.get(EARLIER_EPISODES_KEY))
+    """The records one ConfigMap holds (the results ConfigMap's first shard, or a shard)."""
+    return shards.read_shard(configmap)[0]
+
+
+def shards_named(configmap: dict[str, Any] | None) -> int:
+    """How many record shards the results ConfigMap says were written (1: only itself; at most
+    `MAX_SHARDS`, whatever it says: no more are ever written)."""
+    try:
+        kept = json.loads(((configmap or {}).get("data") or {}).get(RESULTS_KEY) or "{}").get(RECORDS_KEPT_KEY) or {}
+        return min(max(int(kept.get("shards", 1)), 1), shards.MAX_SHARDS)
+    except (ValueError, TypeError, AttributeError):
+        return 1
 
 
 def is_final(configmap: dict[str, Any]) -> bool:
@@ -127,14 +133,14 @@ def is_final(configmap: dict[str, Any]) -> bool:
         return False
 
 
-def _summary(records: list[EpisodeRecord]) -> dict[str, Any]:
+def _summary(records: list[EpisodeRecord], budget: int) -> dict[str, Any]:
     rows = [
         {"episode": r.episode, "pairing": r.pairing, "returns": r.returns, "steps": r.steps}
         for r in sorted(records, key=lambda r: r.episode)
     ]
     kept = rows
-    while kept and len(json.dumps(kept, separators=(",", ":"))) > SUMMARY_BUDGET_BYTES:
-        kept = kept[len(kept) // 4 or 1 :]  # keep the newest; the full records are in episodes.jsonl.gz
+    while kept and len(json.dumps(kept, separators=(",", ":"))) > budget:
+        kept = kept[len(kept) // 4 or 1 :]  # keep the newest; the full records are in episodes.xz
     return {"episodes": len(rows), "shown": len(kept), "truncated": len(kept) < len(rows), "rows": kept}
 
 
@@ -148,36 +154,53 @@ def build_results_configmap(
     recoveries: list[Recovery],
     final: bool,
     drop_records: bool = False,
+    layout: list[shards.Shard] | None = None,
 ) -> dict[str, Any]:
-    """The ConfigMap; records that do not fit are left to the durable store when the spec has one
-    (`episodeRecords` in results.json says where they are), else `TooManyEpisodes` (or, with
-    `drop_records`, for an evaluation that failed for that very reason, they are left out)."""
+    """The results ConfigMap: shard 0 of the records (`layout`, as `results_shards.place` made it
+    from `records` in counting order; placed here from `records` by episode when not given).
+
+    More than one shard: with `spec.checkpoint.storageURI` the records are left to the durable
+    store (`episodeRecords.in` says so) and the ConfigMap keeps none; without one they stay in the
+    shard ConfigMaps (`episodeRecords.shards` says how many), at most `MAX_SHARDS`, else
+    `TooManyEpisodes` (or, with `drop_records`, for an evaluation that failed for that very reason,
+    they are left out)."""
     name = evaluation.metadata.name
-    packed = pack_episodes(records)
+    store = evaluation.spec.checkpoint.storage_uri
+    if layout is None:
+        by_episode = {r.episode: r for r in records}
+        # With a store, only whether the records fit shard 0 matters: the rest stay in the store.
+        beyond = shards.SHARD_BUDGET_BYTES if not store else sys.maxsize
+        layout = shards.place([], sorted(by_episode), by_episode.__getitem__,
+                              lambda index: shards.budget(0) if index == 0 else beyond)
+    kept: dict[str, Any] = {"count": len(records), "in": "configMap"}
+    packed: bytes | None = layout[0].packed if layout else None
+    if len(layout) > 1:
+        packed = None
+        if drop_records:
+            kept["in"] = "nowhere: too many"
+        elif store:
+            kept["in"] = "spec.checkpoint.storageURI"
+        elif len(layout) > shards.MAX_SHARDS:
+            raise TooManyEpisodes(
+                f"{len(records)} counted episodes need {len(layout)} ConfigMaps of records, more than the "
+                f"{shards.MAX_SHARDS} the operator keeps; set spec.checkpoint.storageURI (the durable store "
+                "keeps every record) or plan fewer spec.episodes"
+            )
+        else:
+            packed = layout[0].packed
+            kept.update({"in": "configMaps", "shards": len(layout)})
     document = {
         "evaluation": f"{evaluation.metadata.namespace}/{name}",
         "final": final,
         "progress": progress.to_wire() if progress else None,
         "results": results.for_configmap().to_wire() if results else None,
         "recoveries": [r.to_wire() for r in recoveries],
-        RECORDS_KEPT_KEY: {"count": len(records), "in": "configMap"},
+        RECORDS_KEPT_KEY: kept,
     }
     # Compact: the pairwise matrix of 64 policies is ~4,000 cells a table.
     results_json = json.dumps(document, separators=(",", ":"), sort_keys=True)
-    room = min(RECORDS_BUDGET_BYTES,
-               CONFIGMAP_LIMIT_BYTES - SUMMARY_BUDGET_BYTES - METADATA_ALLOWANCE_BYTES - len(results_json))
-    if len(packed) > room:
-        store = evaluation.spec.checkpoint.storage_uri
-        if not store and not drop_records:
-            raise TooManyEpisodes(
-                f"{len(records)} counted episodes take {len(packed) // 1024} KiB compressed, more than the results "
-                f"ConfigMap holds ({room // 1024} KiB); set spec.checkpoint.storageURI (the durable "
-                "store keeps every record) or plan fewer spec.episodes"
-            )
-        packed = None
-        document[RECORDS_KEPT_KEY] = {"count": len(records),
-                                      "in": "spec.checkpoint.storageURI" if store else "nowhere: too many"}
-        results_json = json.dumps(document, separators=(",", ":"), sort_keys=True)
+    left = (CONFIGMAP_LIMIT_BYTES - METADATA_ALLOWANCE_BYTES - len(results_json)
+            - (shards.MAIN_RECORDS_BUDGET_BYTES if packed is not None else 0))
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -189,7 +212,8 @@ def build_results_configmap(
         },
         "data": {
             RESULTS_KEY: results_json,
-            SUMMARY_KEY: json.dumps(_summary(records), separators=(",", ":")),
+            SUMMARY_KEY: json.dumps(_summary(records, max(min(SUMMARY_BUDGET_BYTES, left), 0)),
+                                    separators=(",", ":")),
         },
-        **({"binaryData": {EPISODES_KEY: packed}} if packed is not None else {}),
+        **({"binaryData": {EPISODES_KEY: base64.b64encode(packed).decode("ascii")}} if packed is not None else {}),
     }

@@ -56,11 +56,11 @@ class Dashboard:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
 
     async def _request(self, method: str, path: str, *, json: Any = None, ok: tuple[int, ...] = (200,),
-                       timeout_s: float | None = None) -> tuple[int, str]:
+                       timeout_s: float | None = None, data: bytes | None = None) -> tuple[int, str]:
         timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else self._timeout
         try:
             async with self._session.request(
-                method, self.url + path, json=json, headers=self._headers, timeout=timeout
+                method, self.url + path, json=json, data=data, headers=self._headers, timeout=timeout
             ) as response:
                 text = await response.text()
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
@@ -95,6 +95,18 @@ class Dashboard:
                 return body["submission_id"]
             raise
         return json.loads(text).get("submission_id", body["submission_id"])
+
+    async def upload_package(self, uri: str, data: bytes) -> bool:
+        """Put a runtime_env package (`gcs://<name>.zip`) into the cluster unless it has it, as
+        `ray job submit` does for a working_dir; True when it was uploaded. The GET also pins it
+        for a while, so it is not collected before the submission that names it."""
+        protocol, _, name = uri.partition("://")
+        path = f"/api/packages/{protocol}/{name}"
+        status, _ = await self._request("GET", path, ok=(200, 404))
+        if status == 200:
+            return False
+        await self._request("PUT", path, data=data, timeout_s=SUBMIT_TIMEOUT_S)
+        return True
 
     async def job(self, submission_id: str) -> JobInfo | None:
         """The job, or None when the dashboard does not know it."""

@@ -56,6 +56,7 @@ def run(
     watch_nodes: bool = True,
     delete_pods: bool = True,
     lease_name: str = "swarm-arena-operator",
+    results_shard_kib: int = 960,
 ) -> int:
     kopf.configure(
         verbose=verbose,
@@ -78,6 +79,7 @@ def run(
         cluster_addresses_file=Path(cluster_addresses_file) if cluster_addresses_file else None,
         liveness_port=liveness_port,
         metrics_port=metrics_port,
+        results_shard_bytes=results_shard_kib * 1024,
     )
     if not key_given:
         log.warning(

@@ -1,5 +1,11 @@
 """One evaluation's reconcile pass: observe, `decide`, act. Called by its kopf daemon.
 
+By concern: `_observe` gathers the `Observation` (the cluster, its dashboard, the job, pod losses);
+what was counted is read and written by counted_results.py; the pure `decide` (decide.py) turns the
+observation into a `Decision`; status_writer.py writes its status; `_act` carries out its actions.
+`_reconcile` orders them (the final results before the phase that says they are there, status
+before the actions).
+
 Observing costs bounded work however long the run: the RayCluster comes from kopf's index (no
 API call), the job from one dashboard GET, its progress from the last line of its status file,
 and counted episodes from the lines added since the last pass.
@@ -7,6 +13,7 @@ and counted episodes from the lines added since the last pass.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import time
@@ -18,16 +25,17 @@ import aiohttp
 from pydantic import ValidationError
 
 from swarm_arena.api import job_channel
-from swarm_arena.api.report import EpisodeRecord
 from swarm_arena.api.resource import SwarmEvaluation
-from swarm_arena.api.status import Phase, Recovery, Results, SwarmEvaluationStatus
+from swarm_arena.api.status import Phase, Results, SwarmEvaluationStatus
 from swarm_arena.api.validation import ManifestError, validate_manifest
 from swarm_arena.controller import build_cluster, build_job, build_results, events, metrics, names
+from swarm_arena.controller.counted_results import Counted, CountedResults
 from swarm_arena.controller.dashboard import Dashboard, DashboardError, JobInfo, repair_on_head
 from swarm_arena.controller.decide import (
     ACTIVE_JOB,
     FINISHED,
     ClusterView,
+    Decision,
     DeleteCluster,
     EnsureCluster,
     Repair,
@@ -43,27 +51,13 @@ from swarm_arena.controller.decide import (
     status_results,
     stop_pending,
 )
-from swarm_arena.controller.kube import Kube, NamespaceTerminating, NotOurs, merge_patch, ownership
+from swarm_arena.controller.kube import Kube, NamespaceTerminating, NotOurs, ownership
 from swarm_arena.controller.losses import Loss, PodView, find_losses, orphaned_workers, summarize_pod  # noqa: F401
 from swarm_arena.controller.addresses import Access, AddressBook
 from swarm_arena.controller.settings import OperatorSettings
+from swarm_arena.controller.status_writer import DETAIL_INTERVAL_S, write_status  # noqa: F401 (DETAIL_INTERVAL_S: its users know it here)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Counted:
-    """What the operator knows was counted for one evaluation (mirrors its results ConfigMap)."""
-
-    loaded: bool = False
-    episodes: dict[int, EpisodeRecord] = field(default_factory=dict)
-    recoveries: list[Recovery] = field(default_factory=list)
-    cursor: dict[str, int] = field(default_factory=dict)
-    """submission id -> lines of its episodes file already read."""
-    dirty: bool = False
-    results: Results | None = None
-    """The full results the job last reported (every policy, the pairwise matrix): the one source
-    of both the results ConfigMap and status's top rows (`decide.status_results`)."""
 
 
 @dataclass
@@ -129,22 +123,7 @@ events wake it (handlers/rayclusters.py), so this is only a safety net. Polling 
 `poll_s` instead made 1,000 new evaluations cost 500 passes a second while they waited."""
 
 
-DETAIL_INTERVAL_S = 10.0
-"""While an evaluation is Provisioning, a status write that only rewords its conditions (KubeRay's
-passing reasons as it makes the pods, the dashboard's error while the head starts) waits up to
-this long and goes out with whatever is true then. Everything else goes at once: a phase, a
-condition turning true or false, the submission id, progress. At 1,000 new evaluations these
-rewordings were three of every five status writes, each fanned out to every watcher."""
-
-
-def _gist(status: dict[str, Any]) -> dict[str, Any]:
-    """A status without its conditions' wording: what a deferred write may not change."""
-    gist = {k: v for k, v in status.items() if k != "conditions"}
-    gist["conditions"] = sorted((c.get("type"), c.get("status")) for c in status.get("conditions") or [])
-    return gist
-
-
-def next_pass_in(decision: Any, cluster: ClusterView | None, poll_s: float,
+def next_pass_in(decision: Decision, cluster: ClusterView | None, poll_s: float,
                  unreachable_s: float | None = None) -> float:
     """Seconds until an evaluation's next pass is due, unless a watch event wakes it sooner.
 
@@ -221,12 +200,23 @@ def summarize_ray_cluster(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Observed:
+    """A pass's observation and what acting on its decision needs of it."""
+
+    obs: Observation
+    cluster: ClusterView | None
+    dashboard: Dashboard | None
+    address_mode: bool
+
+
 class Reconciler:
     def __init__(self, settings: OperatorSettings, kube: Kube, session: aiohttp.ClientSession) -> None:
         self.settings = settings
         self.kube = kube
         self.session = session
         self.addresses = AddressBook(settings.cluster_addresses_file, settings.ray_tokens_dir)
+        self.counted = CountedResults(settings, kube)
 
     # -- observe -------------------------------------------------------------------------------------
 
@@ -272,59 +262,18 @@ class Reconciler:
             record = job_channel.last_status(text if text.endswith("\n") else text + "\n")
         return JobView(sid, True, info.status, info.message, record), info  # type: ignore[arg-type]
 
-    async def _load_counted(self, memory: Memory, ns: str, name: str, uid: str) -> None:
-        counted = memory.counted
-        if counted.loaded:
-            return
-        cm_name = names.results_configmap_name(name)
-        cm = await self.kube.read_configmap(ns, cm_name)
-        if cm is not None and (verdict := ownership(cm, uid, name)) != "ours":
-            # An earlier evaluation of this name's (not yet garbage-collected): its episodes are not ours.
-            raise NotOurs("ConfigMap", cm_name, previous_life=verdict == "previous")
-        counted.episodes = {r.episode: r for r in build_results.episodes_from_configmap(cm)}
-        if cm:
-            import json
+    # -- counted results (counted_results.py) --------------------------------------------------------
 
-            doc = json.loads((cm.get("data") or {}).get(build_results.RESULTS_KEY, "{}") or "{}")
-            counted.recoveries = [Recovery.model_validate(r) for r in doc.get("recoveries") or []]
-            if counted.results is None and doc.get("results"):
-                counted.results = Results.model_validate(doc["results"]).from_configmap()
-        counted.loaded = True
+    async def _load_counted(self, memory: Memory, ns: str, name: str, uid: str) -> None:
+        await self.counted.load(memory.counted, ns, name, uid)
 
     async def _sync_episodes(self, memory: Memory, dashboard: Dashboard, job: JobView, info: JobInfo | None) -> None:
-        """Read the episode lines the job added since the last pass (all of them after a restart)."""
-        counted = memory.counted
-        record = job.record
-        if record is None or info is None or not info.driver_node_id:
-            return
-        if record.results is not None and record.results != counted.results:
-            counted.results, counted.dirty = record.results, True
-        if record.last_recovery is not None and record.last_recovery not in counted.recoveries:
-            counted.recoveries.append(record.last_recovery)
-            counted.dirty = True
-            metrics.RECOVERIES.inc()
-        total = record.episodes_this_attempt
-        seen = counted.cursor.get(job.submission_id, 0)
-        if total <= seen:
-            return
-        # The file has at least `total` lines, more when the job counted on since its status line:
-        # a tail of the lines not read yet (two more: a line being written may sit at the end) may
-        # then start after some of them. It is complete when its first line was read before (the
-        # window reaches back into what is known) or it is the whole file; else a window twice as
-        # long is asked for. The union dedups.
-        want = total - seen + 2
-        while True:
-            text = await dashboard.tail_file(info.driver_node_id, job_channel.episodes_file_name(job.submission_id),
-                                             want)
-            records = job_channel.episode_records(text)
-            if not records or len(records) + 1 < want or records[0].episode in counted.episodes:
-                break
-            want *= 2
-        for r in records:
-            if r.episode not in counted.episodes:
-                counted.episodes[r.episode] = r
-                counted.dirty = True
-        counted.cursor[job.submission_id] = total
+        await self.counted.sync(memory.counted, dashboard, job, info)
+
+    async def _write_results(self, evaluation: SwarmEvaluation, uid: str, status: SwarmEvaluationStatus,
+                             memory: Memory, *, final: bool) -> None:
+        await self.counted.write(evaluation, uid, status, memory.counted, final=final,
+                                 drop=memory.too_large is not None)
 
     # -- the pass -----------------------------------------------------------------------------------
 
@@ -377,9 +326,69 @@ class Reconciler:
             invalid = "; ".join(evaluation.problems)
             decision = decide(Observation(now, uid, meta.get("generation", 1), None, status, None, True,
                                           invalid=invalid))
-            await self._write_status(ns, name, uid, status, decision, memory)
+            await write_status(self.kube, ns, name, uid, status, decision, memory)
             return 3600.0
 
+        seen = await self._observe(evaluation, uid, meta.get("generation", 1), now, status, summaries, memory,
+                                   pods, nodes_ready)
+        spec, obs, cluster, dashboard, address_mode = evaluation.spec, seen.obs, seen.cluster, seen.dashboard, seen.address_mode
+        repaired = False
+        if status.phase in FINISHED and not memory.results_final:
+            repaired = await self._ensure_final_results(evaluation, uid, status, memory, dashboard)
+        decision = decide(obs)
+        if address_mode:
+            decision.status.ray_cluster_name, decision.status.dashboard_url = None, spec.cluster.address
+        else:  # what a user reaches from inside the cluster (or port-forwards to)
+            decision.status.ray_cluster_name = names.ray_cluster_name(name)
+            decision.status.dashboard_url = (
+                f"http://{names.head_service_name(names.ray_cluster_name(name))}.{ns}.svc:8265")
+        if _has(decision, WriteResults) or memory.counted.dirty or repaired:
+            cm_name = names.results_configmap_name(name)
+            await self._load_counted(memory, ns, name, uid)  # what the ConfigMap kept, after a restart
+            if memory.counted.results is not None:
+                # The ConfigMap written in this pass and status come from the same full results
+                # (the job's last record, or what the ConfigMap kept across an operator restart).
+                decision.status.results = status_results(memory.counted.results, cm_name)
+            elif decision.status.results is None:
+                decision.status.results = Results(results_config_map=cm_name)
+            else:
+                decision.status.results.results_config_map = cm_name
+        # A brand-new evaluation gets its status (observedGeneration, Ready=False) at once, so that
+        # kstatus (Flux) never reads it as Current; afterwards the RayCluster comes before status,
+        # which does not refer to it (at 1,000 new evaluations, each later status write first would
+        # put all of them ahead of the clusters they wait for).
+        new_evaluation = status.observed_generation is None
+        if _has(decision, EnsureCluster) and not new_evaluation and not await self._ensure_cluster_unless_terminating(
+                evaluation, uid, memory):
+            return 300.0
+        if decision.status.phase in FINISHED and status.phase not in FINISHED and _has(decision, WriteResults):
+            # The final results before the phase that says they are there: a restart (or a failed
+            # write) in between leaves a phase that is not final yet, and the next pass decides again.
+            await self._write_results(evaluation, uid, decision.status, memory, final=True)
+            memory.results_final = True
+            decision.actions = [a for a in decision.actions if not isinstance(a, WriteResults)]
+        # Status before the other actions: the submission id is recorded before the job is submitted.
+        deferred = await write_status(self.kube, ns, name, uid, status, decision, memory)
+        if _has(decision, EnsureCluster) and new_evaluation and not await self._ensure_cluster_unless_terminating(
+                evaluation, uid, memory):
+            return 300.0
+        await self._act(evaluation, uid, decision, memory, dashboard)
+        if _has(decision, Submit):  # a new attempt: the lost head it answers is handled
+            for key in [k for k, loss in memory.pending.items() if loss.kind == "head"]:
+                memory.pending.pop(key)
+            memory.ray_nodes.clear()  # a new head may be a new Ray cluster: map the pods again
+        if decision.status.phase in FINISHED and memory.results_final:
+            memory.forget_run()
+        unreachable_s = None if memory.unreachable_since is None else (now - memory.unreachable_since).total_seconds()
+        wait = next_pass_in(decision, cluster, self.settings.poll_s, unreachable_s)
+        return wait if deferred is None else min(wait, deferred)
+
+    async def _observe(self, evaluation: SwarmEvaluation, uid: str, generation: int, now: datetime,
+                       status: SwarmEvaluationStatus, summaries: list[dict[str, Any]], memory: Memory,
+                       pods: list[dict[str, Any]], nodes_ready: dict[str, bool]) -> Observed:
+        """What `decide` is given: the cluster, its dashboard, the job, pod losses, a repair or rejoin
+        under way; and, while the job runs, the episodes it counted since the last pass."""
+        ns, name = evaluation.metadata.namespace, evaluation.metadata.name
         spec = evaluation.spec
         address_mode = spec.cluster is not None and spec.cluster.address is not None
         summary = summaries[0] if summaries else None
@@ -454,62 +463,13 @@ class Reconciler:
         losses = tuple(Loss(**{**loss.__dict__, "ray_node_id": memory.ray_nodes.get(loss.ip or "")})
                        for loss in memory.pending.values())
         obs = Observation(
-            now=now, uid=uid, generation=meta.get("generation", 1), spec=spec, status=status, cluster=cluster,
+            now=now, uid=uid, generation=generation, spec=spec, status=status, cluster=cluster,
             dashboard_reachable=reachable, dashboard_error=error, job=job,
             unreachable_since=memory.unreachable_since, losses=losses, repair=repair, rejoin=rejoin, taken=taken,
             address_refused=refused,
             too_large=memory.too_large,
         )
-        repaired = False
-        if status.phase in FINISHED and not memory.results_final:
-            repaired = await self._ensure_final_results(evaluation, uid, status, memory, dashboard)
-        decision = decide(obs)
-        if address_mode:
-            decision.status.ray_cluster_name, decision.status.dashboard_url = None, spec.cluster.address
-        else:  # what a user reaches from inside the cluster (or port-forwards to)
-            decision.status.ray_cluster_name = names.ray_cluster_name(name)
-            decision.status.dashboard_url = (
-                f"http://{names.head_service_name(names.ray_cluster_name(name))}.{ns}.svc:8265")
-        if _has(decision, WriteResults) or memory.counted.dirty or repaired:
-            cm_name = names.results_configmap_name(name)
-            await self._load_counted(memory, ns, name, uid)  # what the ConfigMap kept, after a restart
-            if memory.counted.results is not None:
-                # The ConfigMap written in this pass and status come from the same full results
-                # (the job's last record, or what the ConfigMap kept across an operator restart).
-                decision.status.results = status_results(memory.counted.results, cm_name)
-            elif decision.status.results is None:
-                decision.status.results = Results(results_config_map=cm_name)
-            else:
-                decision.status.results.results_config_map = cm_name
-        # A brand-new evaluation gets its status (observedGeneration, Ready=False) at once, so that
-        # kstatus (Flux) never reads it as Current; afterwards the RayCluster comes before status,
-        # which does not refer to it (at 1,000 new evaluations, each later status write first would
-        # put all of them ahead of the clusters they wait for).
-        new_evaluation = status.observed_generation is None
-        if _has(decision, EnsureCluster) and not new_evaluation and not await self._ensure_cluster_unless_terminating(
-                evaluation, uid, memory):
-            return 300.0
-        if decision.status.phase in FINISHED and status.phase not in FINISHED and _has(decision, WriteResults):
-            # The final results before the phase that says they are there: a restart (or a failed
-            # write) in between leaves a phase that is not final yet, and the next pass decides again.
-            await self._write_results(evaluation, uid, decision.status, memory, final=True)
-            memory.results_final = True
-            decision.actions = [a for a in decision.actions if not isinstance(a, WriteResults)]
-        # Status before the other actions: the submission id is recorded before the job is submitted.
-        deferred = await self._write_status(ns, name, uid, status, decision, memory)
-        if _has(decision, EnsureCluster) and new_evaluation and not await self._ensure_cluster_unless_terminating(
-                evaluation, uid, memory):
-            return 300.0
-        await self._act(evaluation, uid, decision, memory, dashboard)
-        if _has(decision, Submit):  # a new attempt: the lost head it answers is handled
-            for key in [k for k, loss in memory.pending.items() if loss.kind == "head"]:
-                memory.pending.pop(key)
-            memory.ray_nodes.clear()  # a new head may be a new Ray cluster: map the pods again
-        if decision.status.phase in FINISHED and memory.results_final:
-            memory.forget_run()
-        unreachable_s = None if memory.unreachable_since is None else (now - memory.unreachable_since).total_seconds()
-        wait = next_pass_in(decision, cluster, self.settings.poll_s, unreachable_s)
-        return wait if deferred is None else min(wait, deferred)
+        return Observed(obs, cluster, dashboard, address_mode)
 
     async def _rejoin_view(self, spec, dashboard: Dashboard, pods: list[dict[str, Any]],
                            memory: Memory) -> RejoinView | None:
@@ -554,40 +514,7 @@ class Reconciler:
             if node.get("state") == "ALIVE" and node.get("node_ip") and node.get("node_id"):
                 memory.ray_nodes[node["node_ip"]] = node["node_id"]
 
-    async def _write_status(self, ns: str, name: str, uid: str, old: SwarmEvaluationStatus, decision,
-                            memory: Memory) -> float | None:
-        """Write status if it changed; returns seconds until a deferred write is due (`DETAIL_INTERVAL_S`)."""
-        new = decision.status.to_wire()
-        metrics.set_phase(uid, decision.status.phase)  # every pass: right after an operator restart too
-        stored = old.to_wire()
-        if new == memory.last_status or new == stored:
-            memory.last_status = new
-            return None
-        if (decision.status.phase is Phase.PROVISIONING and old.phase is Phase.PROVISIONING
-                and not decision.actions and decision.event is None and memory.written_at is not None
-                and _gist(new) == _gist(memory.last_status if memory.last_status is not None else stored)):
-            due = memory.written_at + DETAIL_INTERVAL_S - time.monotonic()
-            if due > 0:
-                return due
-        await self.kube.patch_status(ns, name, merge_patch(stored, new))
-        memory.last_status = new
-        memory.written_at = time.monotonic()
-        recovered = (decision.status.recoveries or 0) - (old.recoveries or 0)
-        last = decision.status.last_recovery
-        if recovered > 0 and last is not None:
-            lost = f" on Ray node(s) {', '.join(n[:12] for n in last.nodes_lost)}" if last.nodes_lost else ""
-            events.post(ns, name, uid, "Normal", "Recovered",
-                        f"{last.reason}{lost}: restarted {len(last.actors_restarted)} actor(s) "
-                        f"({', '.join(last.actors_restarted[:5])}) in {last.seconds:.1f}s; recoveries: "
-                        f"{decision.status.recoveries}")
-        if decision.event is not None:
-            if decision.event[1] == decision.status.phase.value:  # a phase change (not Resubmitting)
-                metrics.PHASE_CHANGES.labels(phase=decision.status.phase.value).inc()
-            events.post(ns, name, uid, *decision.event)
-            if decision.event[0] == "Warning":
-                log.warning("%s/%s: %s: %s", ns, name, decision.event[1], decision.event[2])
-
-    async def _act(self, evaluation: SwarmEvaluation, uid: str, decision, memory: Memory, dashboard: Dashboard | None) -> None:
+    async def _act(self, evaluation: SwarmEvaluation, uid: str, decision: Decision, memory: Memory, dashboard: Dashboard | None) -> None:
         ns, name = evaluation.metadata.namespace, evaluation.metadata.name
         for action in decision.actions:
             if isinstance(action, DeleteCluster):
@@ -644,7 +571,7 @@ class Reconciler:
         await self.kube.create_if_absent(build_cluster.build_auth_secret(evaluation, uid, token))
         await self.kube.create_if_absent(build_cluster.build_ray_cluster(evaluation, uid, self.settings.ray_pods))
 
-    async def _repair(self, evaluation: SwarmEvaluation, uid: str, decision, action: Repair, memory: Memory,
+    async def _repair(self, evaluation: SwarmEvaluation, uid: str, decision: Decision, action: Repair, memory: Memory,
                       dashboard: Dashboard) -> None:
         import secrets
 
@@ -726,30 +653,23 @@ class Reconciler:
                     f"({len(memory.counted.episodes)} episode records){lost}")
         return True
 
-    async def _write_results(self, evaluation: SwarmEvaluation, uid: str, status: SwarmEvaluationStatus,
-                             memory: Memory, *, final: bool) -> None:
-        counted = memory.counted
-        await self._load_counted(memory, evaluation.metadata.namespace, evaluation.metadata.name, uid)
-        # The full results or none: never status's copy (its top rows, no pairwise matrix), so the
-        # ConfigMap never holds less than the job reported, and status is made from the same results.
-        results = None
-        if counted.results is not None:
-            results = counted.results.model_copy(
-                update={"results_config_map": names.results_configmap_name(evaluation.metadata.name)})
-        cm = build_results.build_results_configmap(
-            evaluation, uid, records=list(counted.episodes.values()), progress=status.progress,
-            results=results, recoveries=counted.recoveries, final=final, drop_records=memory.too_large is not None,
-        )
-        await self.kube.apply_configmap(cm)
-        counted.dirty = False
-
     async def _submit(self, evaluation: SwarmEvaluation, uid: str, action: Submit, memory: Memory, dashboard: Dashboard) -> None:
         await self._load_counted(memory, evaluation.metadata.namespace, evaluation.metadata.name, uid)
         counted = memory.counted
         resume = job_channel.ResumePayload(
             episodes=sorted(counted.episodes.values(), key=lambda r: r.episode), recoveries=counted.recoveries
         )
-        body = build_job.build_submission(evaluation, action.submission_id, action.attempt, resume)
+        # Packed once, off the event loop (20,000 records take seconds).
+        encoded = await asyncio.to_thread(build_job.resume_text, resume)
+        package = None
+        if build_job.needs_package(evaluation, resume, encoded):
+            # Too many for an environment variable: the job finds them in a package uploaded first.
+            package = await asyncio.to_thread(build_job.build_resume_package, resume, encoded)
+            if await dashboard.upload_package(package.uri, package.data):
+                log.info("%s/%s: uploaded %d counted episodes as %s (%d KiB)", evaluation.metadata.namespace,
+                         evaluation.metadata.name, len(resume.episodes), package.uri, len(package.data) // 1024)
+        body = build_job.build_submission(evaluation, action.submission_id, action.attempt, resume, package,
+                                          resume_encoded=encoded)
         started = time.monotonic()
         try:
             await dashboard.submit(body)
@@ -762,5 +682,5 @@ class Reconciler:
                  evaluation.metadata.name, action.submission_id, action.attempt, len(resume.episodes))
 
 
-def _has(decision, kind) -> bool:
+def _has(decision: Decision, kind: type) -> bool:
     return any(isinstance(a, kind) for a in decision.actions)

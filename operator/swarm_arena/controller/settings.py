@@ -46,6 +46,9 @@ class OperatorSettings:
     token file (addresses.py). None: no `cluster.address` is approved."""
     liveness_port: int | None = 8080
     metrics_port: int | None = 9090
+    results_shard_bytes: int = 960 * 1024
+    """Compressed episode records one results ConfigMap holds at most (results_shards.py): lower it
+    where the API server or etcd takes smaller objects than 1 MiB."""
 
 
 def read_auth_key(path: str | None) -> bytes:
