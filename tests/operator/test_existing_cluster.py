@@ -331,11 +331,17 @@ def test_created_suspended_it_has_no_start_and_its_spec_stays_editable_until_it_
 
 
 def test_a_plan_too_big_to_keep_without_a_store_fails_before_it_runs_naming_the_fields(evals) -> None:
-    doc = manifest("huge", episodes=50_000, cluster={"address": evals.head.dashboard})
+    # Records of 20,000 episodes of 8 policies fit in the sharded ConfigMaps; 56 round-robin
+    # pairings of them (1,120,000 episodes) do not.
+    doc = manifest("huge", episodes=20_000, cluster={"address": evals.head.dashboard},
+                   policies=[{"name": f"p{i}", "factory": "random"} for i in range(8)],
+                   matchmaking={"mode": "round-robin"},
+                   teams=[{"name": "red", "agents": "red_*"}, {"name": "blue", "agents": "blue_*"}])
     evals.apply(doc)
     status = evals.wait_phase("huge", "Failed", timeout=60)
     failed = next(c for c in status["conditions"] if c["type"] == "Failed")
-    assert failed["reason"] == "InvalidSpec" and failed["message"].startswith("spec.episodes: 50000 planned episodes")
+    assert failed["reason"] == "InvalidSpec", failed
+    assert failed["message"].startswith("spec.episodes: 1120000 planned episodes (20000 × 56 pairings)"), failed
     assert "spec.checkpoint.storageURI" in failed["message"]
     assert _jobs_of(evals.head, evals.ns, "huge") == [] and "jobId" not in status
 
