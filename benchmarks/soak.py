@@ -94,6 +94,7 @@ def main() -> int:
             problems += [f"run {i}: {b}" for b in bad]
             outcomes.append(outcome)
             print(f"run {i}: {'OK' if not bad else 'BROKEN: ' + '; '.join(bad)}", flush=True)
+            print(f"after {i + 1} run(s):\n{table(outcomes, same)}", flush=True)
             op.kill()
             cp.kubectl("delete", "namespace", ns, "--wait=false")
             shutil.rmtree(store, ignore_errors=True)

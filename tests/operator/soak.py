@@ -81,7 +81,10 @@ class Fault:
     at: float
     """Seconds since the soak started."""
     steps_before: int
+    outage_s: float = 0.0
+    """Seconds until the fault was over (the node reconnected, the operator or API server back)."""
     recovered_s: float | None = None
+    """Seconds from the fault to the first status with more agent-steps than before it."""
 
 
 @dataclass
@@ -154,26 +157,27 @@ class Soak:
         self.max_faults = max_faults
         self.say = say
         self.faults: list[Fault] = []
-        self._heal: threading.Thread | None = None
         self._op_lock = threading.Lock()
         self._done = threading.Event()
         self.operator_exits: list[str] = []
-        self._heal_error: BaseException | None = None
         self.new_nodes = 0
         self.t0 = 0.0
 
     # -- what the faults hit ------------------------------------------------------------------
 
     def _pods(self, node_type: str) -> list[dict[str, Any]]:
+        """The cluster's Running pods of `node_type` on nodes that are up and connected (a killed
+        node's pods look Running until the pod garbage collector removes them)."""
+        up = {n["name"] for n in self.cp.process_nodes() if n["alive"] and not n["cut"]}
         return sorted((p for p in pods(self.evals, self.name)
                        if p["metadata"]["labels"].get("ray.io/node-type") == node_type
-                       and p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")),
+                       and p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+                       and p["spec"].get("nodeName") in up),
                       key=lambda p: p["metadata"]["name"])
 
     def _worker_node(self) -> str:
         heads = {p["spec"].get("nodeName") for p in self._pods("head")}
-        alive = {n["name"] for n in self.cp.process_nodes() if n["alive"] and not n["cut"]}
-        nodes = sorted({p["spec"]["nodeName"] for p in self._pods("worker")} & alive - heads)
+        nodes = sorted({p["spec"]["nodeName"] for p in self._pods("worker")} - heads)
         if not nodes:
             raise LookupError("no Running worker on a node without the head")
         return self.rng.choice(nodes)
@@ -196,10 +200,8 @@ class Soak:
             node = self._worker_node()
             cut = self.rng.uniform(*self.cut_for)
             self.cp.cut_node(node)
-            # reconnected `cut` seconds later, while the soak watches for progress (which may come
-            # back before: Ray finds the node dead and the lost actors restart elsewhere)
-            self._heal = threading.Thread(target=self._reconnect_later, args=(node, cut), name="reconnect")
-            self._heal.start()
+            time.sleep(cut)  # the partition itself: how long the node stays cut off
+            self.cp.reconnect_node(node)
             return f"{node} for {cut:.0f}s"
         if kind == "operator":
             down = self.rng.uniform(0, 8)
@@ -231,22 +233,6 @@ class Soak:
                     self.op.start()
                 except Exception as exc:  # noqa: BLE001 - e.g. not healthy yet while the API server is away: next round
                     self.say(f"[{self._now():6.0f}s] operator start: {type(exc).__name__}: {str(exc)[:200]}")
-
-    def _reconnect_later(self, node: str, after: float) -> None:
-        try:
-            time.sleep(after)  # the partition itself: how long the node stays cut off
-            self.cp.reconnect_node(node)
-        except BaseException as exc:  # noqa: BLE001 - raised in the soak's thread by _healed()
-            self._heal_error = exc
-
-    def _healed(self) -> None:
-        """Wait for a pending reconnect; raise what it raised."""
-        if self._heal is not None:
-            self._heal.join()
-            self._heal = None
-        if self._heal_error is not None:
-            exc, self._heal_error = self._heal_error, None
-            raise exc
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -293,7 +279,7 @@ class Soak:
                     self.say(f"[{at:6.0f}s] {kind}: skipped, {exc}")
                     cycle.append(kind)
                     continue
-                fault = Fault(kind, target, at, before)
+                fault = Fault(kind, target, at, before, outage_s=self._now() - at)
                 self.faults.append(fault)
 
                 def progressed(s: dict[str, Any], before: int = before) -> bool:
@@ -302,11 +288,9 @@ class Soak:
 
                 ev.wait(self.name, f"progress after {kind} ({target})", progressed, timeout=self.recover_timeout)
                 fault.recovered_s = self._now() - at
-                self._healed()  # a cut node is back before the next fault
                 self.say(f"[{at:6.0f}s] {kind:10s} {target}: progressing again after {fault.recovered_s:.1f}s")
             status = ev.wait_phase(self.name, "Succeeded", timeout=3600)
         finally:
-            self._healed()
             sampler.stop.set()
             sampler.join(10)
             self._done.set()
@@ -351,13 +335,15 @@ def check(outcome: Outcome, reference: dict[str, Any]) -> list[str]:
 def table(outcomes: list[Outcome], same_leaderboard: int) -> str:
     """The markdown tables: per fault kind, injected, recovered, time to recover p50/p99; then the
     runs' totals (`same_leaderboard`: how many ended with the reference leaderboard)."""
-    rows = ["| fault | injected | recovered | time to recover p50 (s) | p99 (s) |", "|---|---:|---:|---:|---:|"]
+    rows = ["| fault | injected | recovered | outage p50 (s) | time to recover p50 (s) | p99 (s) |",
+            "|---|---:|---:|---:|---:|---:|"]
     for kind in KINDS:
         fs = [f for o in outcomes for f in o.faults if f.kind == kind]
         times = sorted(f.recovered_s for f in fs if f.recovered_s is not None)
         p50 = f"{statistics.median(times):.1f}" if times else "-"
         p99 = f"{_quantile(times, 0.99):.1f}" if times else "-"
-        rows.append(f"| {kind} | {len(fs)} | {len(times)} | {p50} | {p99} |")
+        outage = f"{statistics.median(f.outage_s for f in fs):.1f}" if fs else "-"
+        rows.append(f"| {kind} | {len(fs)} | {len(times)} | {outage} | {p50} | {p99} |")
     rows += ["", "| runs | Succeeded | leaderboard = reference | minutes | episodes | extra attempts "
              "| recoveries (status) | operator exits restarted | episodes lost | counted twice "
              "| most evaluation jobs running at once |",

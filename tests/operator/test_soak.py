@@ -1,7 +1,7 @@
 """The short soak (issue 18 point 16; the full one is benchmarks/soak.py, tests/operator/soak.py
 says how it works): one evaluation on process-backed pods while the operator is killed and
-restarted, the API server restarted, a worker pod deleted and a worker's node cut off from the
-network, in a seeded random order at seeded random moments. It must end Succeeded with the
+restarted, the API server restarted and a worker's node cut off from the network, in a seeded
+random order at seeded random moments. It must end Succeeded with the
 leaderboard of the uninterrupted run, every episode counted exactly once, and never two attempts
 running at once. No timing is asserted."""
 
@@ -18,7 +18,7 @@ from tests.operator.soak import Soak, check, reference_run, soak_manifest
 
 pytestmark = pytest.mark.controlplane
 
-SHORT_KINDS = ("operator", "apiserver", "worker-pod", "node-cut")
+SHORT_KINDS = ("operator", "apiserver", "node-cut")  # the others: test_real_clusters.py, and the full soak
 
 
 def test_a_short_soak_ends_with_the_reference_results(process_nodes, namespace, operator_factory,
@@ -27,15 +27,15 @@ def test_a_short_soak_ends_with_the_reference_results(process_nodes, namespace, 
     evals = Evaluations(process_nodes, namespace, op.tail)
     evals.operator = op
     store = Path("/var/tmp") / f"swarm-arena-soak-{namespace}"
-    doc = soak_manifest("soak", episodes=10, store=store, max_steps=1000)
+    doc = soak_manifest("soak", episodes=14, store=store, max_steps=1000)
     try:
-        soak = Soak(process_nodes, op, evals, "soak", doc, seed=18, kinds=SHORT_KINDS, seconds=600, gap=(1, 4),
-                    cut_for=(15, 25), recover_timeout=300, max_faults=len(SHORT_KINDS))
-        outcome = soak.run(reference_episodes=10)
+        soak = Soak(process_nodes, op, evals, "soak", doc, seed=18, kinds=SHORT_KINDS, seconds=600, gap=(1, 3),
+                    cut_for=(10, 15), recover_timeout=300, max_faults=len(SHORT_KINDS))
+        outcome = soak.run(reference_episodes=14)
     finally:
         shutil.rmtree(store, ignore_errors=True)
     assert sorted(f.kind for f in outcome.faults) == sorted(SHORT_KINDS), outcome.faults
     reference = reference_run(doc, tmp_path)
     problems = check(outcome, reference)
     assert not problems, json.dumps(problems, indent=1) + "\n" + op.tail()
-    assert outcome.records == list(range(10))
+    assert outcome.records == list(range(14))
