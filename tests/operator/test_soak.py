@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from tests.operator.soak import Soak, check, reference_run, soak_manifest
 
 pytestmark = pytest.mark.controlplane
 
-EPISODES = 30  # of 1000 steps: about two minutes of stepping here, enough for the three faults
+EPISODES = 40  # of 1000 steps: 2-3 minutes of stepping here, longer than the three faults take
 SHORT_KINDS = ("operator", "apiserver", "node-cut")  # the others: test_real_clusters.py, and the full soak
 
 
@@ -29,13 +30,17 @@ def test_a_short_soak_ends_with_the_reference_results(process_nodes, namespace, 
     evals.operator = op
     store = Path("/var/tmp") / f"swarm-arena-soak-{namespace}"
     doc = soak_manifest("soak", episodes=EPISODES, store=store, max_steps=1000)
+    # the reference (an embedded Ray) runs while the cluster comes up
+    pool = ThreadPoolExecutor(1)
+    reference_future = pool.submit(reference_run, doc, tmp_path)
     try:
         soak = Soak(process_nodes, op, evals, "soak", doc, seed=18, kinds=SHORT_KINDS, seconds=600, gap=(1, 3),
                     cut_for=(10, 15), recover_timeout=300, max_faults=len(SHORT_KINDS))
         outcome = soak.run(reference_episodes=EPISODES)
     finally:
         shutil.rmtree(store, ignore_errors=True)
-    reference = reference_run(doc, tmp_path)
+        pool.shutdown(wait=True)
+    reference = reference_future.result()
     problems = check(outcome, reference)
     assert not problems, json.dumps(problems, indent=1) + "\n" + op.tail()
     assert outcome.records == list(range(EPISODES))
