@@ -939,6 +939,8 @@ class Agent:
         with self.lock:
             if spec.name in self.nodes:
                 raise ValueError(f"node {spec.name} is already registered")
+            if spec.name in self.dead_nodes:  # its pods would never start: say so now
+                raise ValueError(f"node {spec.name} was killed; register the replacement under a fresh name")
             self.nodes[spec.name] = spec
             self.node_stops[spec.name] = threading.Event()
         labels = {"kubernetes.io/arch": "amd64", "kubernetes.io/os": "linux", "kubernetes.io/hostname": spec.name,

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tests.controlplane.plane import ControlPlane, wait_for
+from tests.controlplane.plane import ControlPlane, ControlPlaneError, wait_for
 
 pytestmark = pytest.mark.controlplane
 
@@ -107,3 +107,13 @@ def test_a_cut_off_node_goes_unknown_keeps_its_processes_and_comes_back(process_
         assert lease.spec.renew_time > cut_at
     finally:
         cp.kill_node(node)
+
+
+def test_a_killed_nodes_name_is_refused_for_a_new_node(process_nodes):
+    cp = process_nodes
+    node = f"gone-{secrets.token_hex(2)}"
+    cp.add_process_node(node)
+    cp.kill_node(node)
+    wait_for(f"{node} removed", lambda: node not in {n["name"] for n in cp.process_nodes()}, 30)
+    with pytest.raises(ControlPlaneError, match="fresh name"):  # its pods would never start
+        cp.add_process_node(node)

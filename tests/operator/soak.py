@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import random
+import secrets
 import statistics
 import subprocess
 import threading
@@ -194,7 +195,8 @@ class Soak:
             node = self._worker_node()
             self.cp.kill_node(node)
             self.new_nodes += 1
-            self.cp.add_process_node(f"soak-{self.new_nodes}")  # a replacement machine joins
+            # a replacement machine joins, under a name never used in this plane (a killed node's is not reused)
+            self.cp.add_process_node(f"soak-{secrets.token_hex(3)}")
             return node
         if kind == "node-cut":
             node = self._worker_node()
