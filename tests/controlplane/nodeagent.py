@@ -1010,8 +1010,23 @@ class Agent:
                 continue
             try:
                 self._renew_lease(node, node_uid)
+                # As the kubelet's status loop: the node lifecycle controller sets Ready Unknown when
+                # the Lease went stale (an API server away longer than its grace period); only the
+                # kubelet sets it back.
+                found = self.api.req("GET", f"/api/v1/nodes/{node}")
+                ready = next((c for c in found["status"].get("conditions") or [] if c["type"] == "Ready"), {})
+                if ready.get("status") != "True":
+                    self._post_ready(node)
+                    log.info("node %s: Ready was %s; posted Ready again", node, ready.get("status"))
             except Exception as exc:  # noqa: BLE001
                 log.info("lease %s: %s", node, exc)
+
+    def _post_ready(self, node: str) -> None:
+        t = now()
+        self.api.req("PATCH", f"/api/v1/nodes/{node}/status", {"status": {"conditions": [
+            {"type": "Ready", "status": "True", "reason": "KubeletReady",
+             "message": "process node agent is posting ready status", "lastHeartbeatTime": t,
+             "lastTransitionTime": t}]}}, content_type="application/strategic-merge-patch+json")
 
     def kill_node(self, name: str, remove_after: float) -> list[str]:
         """Abrupt node loss: every process of every pod on it SIGKILLed at once, its pods'
@@ -1083,11 +1098,7 @@ class Agent:
             self.cut_nodes.discard(name)
         node = self.api.req("GET", f"/api/v1/nodes/{name}")
         self._renew_lease(name, node["metadata"]["uid"])
-        t = now()
-        self.api.req("PATCH", f"/api/v1/nodes/{name}/status", {"status": {"conditions": [
-            {"type": "Ready", "status": "True", "reason": "KubeletReady",
-             "message": "process node agent is posting ready status", "lastHeartbeatTime": t,
-             "lastTransitionTime": t}]}}, content_type="application/strategic-merge-patch+json")
+        self._post_ready(name)
         listed = self.api.req("GET", "/api/v1/pods", query={"fieldSelector": f"spec.nodeName={name}"})
         self._pods_listed(name, listed.get("items") or [])
         for w in victims:

@@ -117,3 +117,21 @@ def test_a_killed_nodes_name_is_refused_for_a_new_node(process_nodes):
     wait_for(f"{node} removed", lambda: node not in {n["name"] for n in cp.process_nodes()}, 30)
     with pytest.raises(ControlPlaneError, match="fresh name"):  # its pods would never start
         cp.add_process_node(node)
+
+
+def test_a_node_marked_unknown_is_posted_ready_again_as_a_kubelet_does(process_nodes, core):
+    """After an API server outage longer than the node grace period the node lifecycle controller
+    marks every node Ready Unknown; a kubelet's status loop sets it back, and so must the agent."""
+    cp = process_nodes
+    node = f"unknown-{secrets.token_hex(2)}"
+    cp.add_process_node(node)
+    try:
+        wait_for(f"{node} Ready", lambda: _ready(core, node) == "True", 60)
+        t = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        core.patch_node_status(node, {"status": {"conditions": [  # what the node lifecycle controller writes
+            {"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
+             "message": "Kubelet stopped posting node status.", "lastHeartbeatTime": t, "lastTransitionTime": t}]}})
+        assert _ready(core, node) == "Unknown"
+        wait_for(f"{node} Ready again", lambda: _ready(core, node) == "True", 60)
+    finally:
+        cp.kill_node(node)
