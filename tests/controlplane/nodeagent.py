@@ -409,6 +409,8 @@ class PodWorker(threading.Thread):
         (self.dir / "tmp").chmod(0o1777)
         self.logdir.mkdir(parents=True, exist_ok=True)
         self.agent.net.add_pod(self.slot, self.pod_name, self.address, self.hosts_text())
+        if self.agent.is_cut(self.node):  # cut off while its sandbox was made
+            procnet.ip("link", "set", self.agent.net.veth_name(self.slot), "down", check=False)
         self.pod.setdefault("status", {}).update(
             podIP=self.address, podIPs=[{"ip": self.address}], hostIP=self.agent.host_ip,
             hostIPs=[{"ip": self.agent.host_ip}])
@@ -789,7 +791,7 @@ class PodWorker(threading.Thread):
         return out
 
     def _write_status(self, force: bool = False) -> None:
-        if self.killed.is_set():
+        if self.killed.is_set() or self.agent.is_cut(self.node):  # cut off: written after the reconnect
             return
         order = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
         status = {
@@ -841,6 +843,7 @@ class Agent:
         self.host_ip = net.gateway
         self.nodes: dict[str, NodeSpec] = {}
         self.dead_nodes: set[str] = set()
+        self.cut_nodes: set[str] = set()  # cut off from the network: no heartbeats, no API traffic
         self.workers: dict[str, PodWorker] = {}
         self.lock = threading.RLock()
         self.stop = threading.Event()
@@ -880,6 +883,8 @@ class Agent:
 
     def event(self, w: PodWorker, container: str, kind: str, reason: str, message: str) -> None:
         """An Event about a pod's container, as a kubelet writes (best effort, never raises)."""
+        if self.is_cut(w.node):
+            return
         stamp = now()
         body = {"apiVersion": "v1", "kind": "Event", "metadata": {"generateName": f"{w.pod_name}."},
                 "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": w.ns, "name": w.pod_name,
@@ -934,6 +939,8 @@ class Agent:
         with self.lock:
             if spec.name in self.nodes:
                 raise ValueError(f"node {spec.name} is already registered")
+            if spec.name in self.dead_nodes:  # its pods would never start: say so now
+                raise ValueError(f"node {spec.name} was killed; register the replacement under a fresh name")
             self.nodes[spec.name] = spec
             self.node_stops[spec.name] = threading.Event()
         labels = {"kubernetes.io/arch": "amd64", "kubernetes.io/os": "linux", "kubernetes.io/hostname": spec.name,
@@ -999,10 +1006,27 @@ class Agent:
 
     def _heartbeat(self, node: str, node_uid: str, stop: threading.Event) -> None:
         while not stop.wait(HEARTBEAT_S):
+            if self.is_cut(node):
+                continue
             try:
                 self._renew_lease(node, node_uid)
+                # As the kubelet's status loop: the node lifecycle controller sets Ready Unknown when
+                # the Lease went stale (an API server away longer than its grace period); only the
+                # kubelet sets it back.
+                found = self.api.req("GET", f"/api/v1/nodes/{node}")
+                ready = next((c for c in found["status"].get("conditions") or [] if c["type"] == "Ready"), {})
+                if ready.get("status") != "True":
+                    self._post_ready(node)
+                    log.info("node %s: Ready was %s; posted Ready again", node, ready.get("status"))
             except Exception as exc:  # noqa: BLE001
                 log.info("lease %s: %s", node, exc)
+
+    def _post_ready(self, node: str) -> None:
+        t = now()
+        self.api.req("PATCH", f"/api/v1/nodes/{node}/status", {"status": {"conditions": [
+            {"type": "Ready", "status": "True", "reason": "KubeletReady",
+             "message": "process node agent is posting ready status", "lastHeartbeatTime": t,
+             "lastTransitionTime": t}]}}, content_type="application/strategic-merge-patch+json")
 
     def kill_node(self, name: str, remove_after: float) -> list[str]:
         """Abrupt node loss: every process of every pod on it SIGKILLed at once, its pods'
@@ -1035,9 +1059,58 @@ class Agent:
         log.info("node %s killed: pods %s", name, [f"{w.ns}/{w.pod_name}" for w in victims])
         return [f"{w.ns}/{w.pod_name}" for w in victims]
 
+    def is_cut(self, node: str) -> bool:
+        with self.lock:
+            return node in self.cut_nodes
+
+    def cut_node(self, name: str) -> list[str]:
+        """A network partition of node ``name``: the host side of every pod's veth on it goes down
+        (its pods reach nothing, nothing reaches them; their processes keep running), and the node
+        stops talking to the API server as a partitioned kubelet would: no Lease renewals, no pod
+        status writes, pod changes not acted on until it is reconnected. Returns its pods as ns/name."""
+        with self.lock:
+            if name not in self.nodes or name in self.dead_nodes:
+                raise KeyError(name)
+            if name in self.cut_nodes:
+                raise ValueError(f"node {name} is already cut off")
+            self.cut_nodes.add(name)
+            victims = [w for w in self.workers.values() if w.node == name]
+        for w in victims:
+            procnet.ip("link", "set", self.net.veth_name(w.slot), "down", check=False)  # gone already: nothing to cut
+        log.info("node %s cut off: pods %s", name, [f"{w.ns}/{w.pod_name}" for w in victims])
+        return [f"{w.ns}/{w.pod_name}" for w in victims]
+
+    def reconnect_node(self, name: str) -> list[str]:
+        """End ``cut_node``: links up, the Lease renewed and the Node's Ready condition posted again
+        (the node lifecycle controller set it Unknown if the cut outlasted its grace period), then
+        the node's pods listed afresh and acted on (a pod deleted meanwhile is stopped now) and
+        every pod's status written. Returns its pods as ns/name."""
+        with self.lock:
+            if name not in self.cut_nodes:
+                raise ValueError(f"node {name} is not cut off")
+            if name in self.dead_nodes:  # killed while cut off: nothing comes back
+                self.cut_nodes.discard(name)
+                return []
+            victims = [w for w in self.workers.values() if w.node == name]
+        for w in victims:
+            procnet.ip("link", "set", self.net.veth_name(w.slot), "up", check=False)
+        with self.lock:
+            self.cut_nodes.discard(name)
+        node = self.api.req("GET", f"/api/v1/nodes/{name}")
+        self._renew_lease(name, node["metadata"]["uid"])
+        self._post_ready(name)
+        listed = self.api.req("GET", "/api/v1/pods", query={"fieldSelector": f"spec.nodeName={name}"})
+        self._pods_listed(name, listed.get("items") or [])
+        for w in victims:
+            w._write_status(force=True)
+        log.info("node %s reconnected: pods %s", name, [f"{w.ns}/{w.pod_name}" for w in victims])
+        return [f"{w.ns}/{w.pod_name}" for w in victims]
+
     # -- pods -------------------------------------------------------------------------------
 
     def _pods_listed(self, node: str, items: list[dict]) -> None:
+        if self.is_cut(node):
+            return  # relisted when reconnected
         seen = {p["metadata"]["uid"] for p in items}
         with self.lock:
             gone = [w for w in self.workers.values() if w.node == node and w.uid not in seen]
@@ -1049,8 +1122,8 @@ class Agent:
     def _pod_event(self, node: str, kind: str, pod: dict) -> None:
         uid = pod["metadata"]["uid"]
         with self.lock:
-            if node in self.dead_nodes:
-                return
+            if node in self.dead_nodes or node in self.cut_nodes:
+                return  # a cut-off node learns what changed when it is reconnected (a relist)
             w = self.workers.get(uid)
             if kind == "DELETED":
                 if w is not None:
@@ -1161,7 +1234,8 @@ class Agent:
             for name, spec in self.nodes.items():
                 pods = [{"namespace": w.ns, "name": w.pod_name, "uid": w.uid, "ip": w.address, "netns": w.netns,
                          "pids": w.pids()} for w in self.workers.values() if w.node == name]
-                out.append({**asdict(spec), "alive": name not in self.dead_nodes, "pods": pods})
+                out.append({**asdict(spec), "alive": name not in self.dead_nodes, "cut": name in self.cut_nodes,
+                            "pods": pods})
             return out
 
 
@@ -1263,7 +1337,8 @@ def _proxy(listen_host: str, listen_port: int, target_host: str, target_port: in
 
 
 # --------------------------------------------------------------------------------------------
-# control API (127.0.0.1 only): GET /nodes, POST /nodes, POST /nodes/<name>/kill, POST /images, GET /healthz
+# control API (127.0.0.1 only): GET /nodes, POST /nodes, POST /nodes/<name>/{kill,cut,reconnect}, POST /images,
+# GET /healthz
 
 
 def _control_server(agent: Agent) -> socketserver.TCPServer:
@@ -1300,6 +1375,10 @@ def _control_server(agent: Agent) -> socketserver.TCPServer:
                 if len(parts) == 3 and parts[0] == "nodes" and parts[2] == "kill":
                     pods = agent.kill_node(parts[1], float(body.get("remove_after", 1.0)))
                     return self._reply(200, {"killed": parts[1], "pods": pods})
+                if len(parts) == 3 and parts[0] == "nodes" and parts[2] == "cut":
+                    return self._reply(200, {"cut": parts[1], "pods": agent.cut_node(parts[1])})
+                if len(parts) == 3 and parts[0] == "nodes" and parts[2] == "reconnect":
+                    return self._reply(200, {"reconnected": parts[1], "pods": agent.reconnect_node(parts[1])})
             except KeyError as exc:
                 return self._reply(404, {"error": f"no process node {exc}"})
             except (ValueError, TypeError) as exc:

@@ -453,6 +453,35 @@ class ControlPlane:
         pod garbage collector removes them (~40 s). Returns the killed pods as ``ns/name``."""
         return self._agent("POST", f"/nodes/{name}/kill", {"remove_after": remove_after})["pods"]
 
+    def cut_node(self, name: str) -> list[str]:
+        """Cut process node ``name`` off the network, as a partition would: the host side of each of
+        its pods' veths goes down (its pods reach nothing and nothing reaches them, but their
+        processes keep running), and the node agent stops talking to the API server for that node
+        (no Lease renewals: the node lifecycle controller marks it NotReady (Unknown) after its
+        grace period; no pod status writes; pod deletions wait for the reconnect). Undo with
+        ``reconnect_node``. Returns its pods as ``ns/name``."""
+        return self._agent("POST", f"/nodes/{name}/cut", {})["pods"]
+
+    def reconnect_node(self, name: str) -> list[str]:
+        """Bring a node cut off by ``cut_node`` back: links up, Lease renewed, Ready posted again,
+        its pods listed afresh (what was deleted meanwhile is stopped now) and their status
+        written. Returns its pods as ``ns/name``."""
+        return self._agent("POST", f"/nodes/{name}/reconnect", {})["pods"]
+
+    def restart_apiserver(self, down_for: float = 0.0, grace: float = 10.0) -> None:
+        """Stop kube-apiserver (SIGTERM, SIGKILL after ``grace`` s), keep it down ``down_for``
+        seconds, then start it again with the same flags: the same port, certificates and etcd, so
+        every object is still there and every client's kubeconfig still works once it answers.
+        Clients see refused connections and broken watches meanwhile, as in a control-plane
+        upgrade. Returns once /readyz answers again."""
+        comp = self.components["kube-apiserver"]
+        comp.stop(grace)
+        if down_for > 0:
+            time.sleep(down_for)  # the outage itself: how long the API server stays away
+        comp.start()
+        self._wait("kube-apiserver /readyz after a restart", ("etcd", "kube-apiserver"),
+                   lambda: self.get("/readyz", timeout=2)[0] == 200, timeout=90)
+
     def run_images(self, enabled: bool = True) -> None:
         """From now on, process nodes start containers whose image is in buildah's local store (what
         `make images` builds) from that image's root filesystem, and the others, as before, on the
