@@ -74,3 +74,31 @@ def test_the_environment_actor_keeps_its_set_up_heap_out_of_full_collections(loc
     before = gc.get_freeze_count()
     EnvironmentWorker("in-process", "foraging", {"agents": 50}, 10)
     assert gc.get_freeze_count() == before
+
+
+class _ModuleProbe:
+    def imported(self, module: str) -> bool:
+        import sys
+
+        return module in sys.modules
+
+
+def test_the_coordinator_imports_scoring_before_the_run_starts(local_ray) -> None:
+    # The run's agent-steps/s is timed over `run`; scoring (scipy: about a second to import) is
+    # imported during `setup`, while the actors start, so that the first episode does not wait on it.
+    import ray
+
+    from swarm_arena.arena.coordinator import Coordinator
+
+    evaluation = foraging_evaluation(
+        "scoring-early", policies=[{"name": p, "factory": p} for p in ("greedy", "random")], episodes=2
+    )
+    probe = ray.remote(type("ProbedCoordinator", (Coordinator, _ModuleProbe), {}))
+    coordinator = probe.options(num_cpus=0).remote(evaluation.model_dump(by_alias=True, mode="json"))
+    try:
+        assert not ray.get(coordinator.imported.remote("swarm_arena.arena.scoring.board"), timeout=120)
+        ray.get(coordinator.setup.remote(), timeout=120)
+        assert ray.get(coordinator.imported.remote("swarm_arena.arena.scoring.board"), timeout=120)
+    finally:
+        ray.get(coordinator.shutdown.remote(), timeout=60)
+        ray.kill(coordinator)
