@@ -24,8 +24,9 @@ time it took to play them: the limit from each episode's reset to its last step 
 environment left out), the runtime its coordinator's `run` (every episode, from the first
 dispatch to the last chunk taken: episode starts and ends, chunk boundaries, the coordinator's
 own work), leaving out what comes before it (starting Ray, building the actors and their
-environments) and after it (the final score, shutting down), which the limit does not pay either. Each row's load average (1 min,
-median over repeats) is printed next to it: on a shared machine, rerun on a quiet one.
+environments) and after it (the final score, shutting down), which the limit does not pay
+either. Each row's load average (1 min, median over repeats) is printed next to it: on a shared
+machine, rerun on a quiet one.
 
 `--compare DIR` also runs every runtime row on the source tree at DIR (its `operator/` first on
 PYTHONPATH, so the driver and Ray's workers import it), back to back with this tree and the limit
@@ -443,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scaling-agents", type=int, default=2000)
     parser.add_argument("--scaling-episodes", type=int, default=4)
     parser.add_argument("--skip", default="", help="comma-separated: user, old (the old-default rows), scaling")
-    parser.add_argument("--compare", metavar="DIR", help="another source tree whose runtime rows run back to back with this one's")
+    parser.add_argument("--compare", metavar="DIR",
+                        help="another source tree whose runtime rows run back to back with this one's")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--plot", metavar="FILE.png")
     args = parser.parse_args(argv)

@@ -66,7 +66,9 @@ class Coordinator:
         # The scoring modules (scipy.stats: about a second to import) are imported while the actors
         # start (start_actors waits on Ray, the GIL free), not when the run first needs them
         # (spec.stopping, the final score): that would stall the first episode by as much.
-        scoring = threading.Thread(target=importlib.import_module, args=(SCORING_MODULE,), name="import-scoring", daemon=True)
+        scoring = threading.Thread(
+            target=importlib.import_module, args=(SCORING_MODULE,), name="import-scoring", daemon=True
+        )
         scoring.start()
         start_actors(self.spec, self._layout, self._table)
         scoring.join()  # an import that failed fails again, with its error, where the run imports it
