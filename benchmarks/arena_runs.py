@@ -19,8 +19,18 @@ step counted, the ones after a checkpoint boundary included). Next to it, in the
   it is the arena's (and its policies') overhead; `x limit` is the run's agent-steps/s over the
   limit's.
 
-Throughput counts the episode resets too (the runtime's does). Each row's load average (1 min,
-median over repeats) is printed next to it: on a shared machine, rerun on a quiet one.
+Throughput counts the episode resets too (the runtime's does). Both divide agent-steps by the
+time it took to play them: the limit from each episode's reset to its last step (building the
+environment left out), the runtime its coordinator's `run` (every episode, from the first
+dispatch to the last chunk taken: episode starts and ends, chunk boundaries, the coordinator's
+own work), leaving out what comes before it (starting Ray, building the actors and their
+environments) and after it (the final score, shutting down), which the limit does not pay
+either. Each row's load average (1 min, median over repeats) is printed next to it: on a shared
+machine, rerun on a quiet one.
+
+`--compare DIR` also runs every runtime row on the source tree at DIR (its `operator/` first on
+PYTHONPATH, so the driver and Ray's workers import it), back to back with this tree and the limit
+in every repeat: an A/B on a machine that is not quiet.
 
 The scaling table runs a numpy MLP policy (real compute per agent) over parallel episodes and
 shard layouts. `--json` prints the raw rows; `--plot FILE.png` draws both tables.
@@ -43,6 +53,7 @@ import argparse
 import json
 import multiprocessing
 import platform
+import subprocess
 import statistics
 import sys
 import time
@@ -145,6 +156,21 @@ def _runtime(case: Case, index: int) -> dict[str, Any]:
     return {"p50_ms": latency.p50, "p99_ms": latency.p99, "p999_ms": latency.p99_9, "max_ms": latency.max,
             "agent_steps_per_s": report.results.agent_steps_per_second, "load": load,
             "wall_s": report.wall_seconds}  # fmt: skip
+
+
+def _runtime_on(tree: str, case: Case, index: int) -> dict[str, Any]:
+    """`_runtime` in a fresh interpreter importing swarm_arena from the source tree at `tree`."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([os.path.join(tree, "operator"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    call = (f"import json, sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); "
+            f"import arena_runs, swarm_arena; assert swarm_arena.__file__.startswith({tree!r}), swarm_arena.__file__; "
+            f"case = [c for c, _ in arena_runs.user_cases({case.environment['maxSteps']})][{index}]; "
+            f"print('RESULT' + json.dumps(arena_runs._runtime(case, {index})))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", call], env=env, capture_output=True, text=True, check=False)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT")]
+    if out.returncode or not lines:
+        raise RuntimeError(f"the run on {tree} failed:\n{out.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT") :])
 
 
 def _episodes(case: Case) -> list[tuple[Any, Any, dict[str, list[int]]]]:
@@ -303,27 +329,35 @@ def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
 
 
-def measure(cases: list[tuple[Case, str]], repeats: int) -> list[dict[str, Any]]:
+def measure(cases: list[tuple[Case, str]], repeats: int, compare: str | None = None) -> list[dict[str, Any]]:
     """Per case: the runtime, and for cases with a same-work kind that loop and the limit; each
     the median of `repeats` runs in fresh processes. The three run back to back in every repeat,
     so a load that changes during the benchmark weighs on all three alike; `x limit` is the
-    median of each repeat's own ratio."""
+    median of each repeat's own ratio. `compare`: a source tree whose runtime runs in every repeat
+    too (`compared`), alternating which tree goes first."""
     rows = []
     for index, (case, plain) in enumerate(cases):
         kinds = {"runtime": lambda: _in_process(_runtime, case, index)}
+        if compare:
+            number = [c.label for c, _ in user_cases(case.environment.get("maxSteps", 200))].index(case.label)
+            kinds["compared"] = lambda: _runtime_on(compare, case, number)
         if plain in PLAIN:
             kinds["plain"] = lambda: _in_process(PLAIN[plain], case)
             kinds["limit"] = lambda: _in_process(_limit, case)
         runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
-        for _ in range(repeats):
-            for kind, run in kinds.items():
-                runs[kind].append(run())
+        for repeat in range(repeats):
+            order = list(kinds)
+            if compare and repeat % 2:
+                order[0], order[1] = order[1], order[0]
+            for kind in order:
+                runs[kind].append(kinds[kind]())
             if "limit" in runs:
                 top = runs["limit"][-1]["agent_steps_per_s"]
-                for kind in ("runtime", "plain"):
-                    runs[kind][-1]["x_limit"] = runs[kind][-1]["agent_steps_per_s"] / top
+                for kind in ("runtime", "compared", "plain"):
+                    if kind in runs:
+                        runs[kind][-1]["x_limit"] = runs[kind][-1]["agent_steps_per_s"] / top
                 runs["limit"][-1]["x_limit"] = 1.0
-        row: dict[str, Any] = {"run": case.label, "plain": None, "limit": None}
+        row: dict[str, Any] = {"run": case.label, "plain": None, "limit": None, "compared": None}
         row.update({kind: _median(group) for kind, group in runs.items()})
         if plain in PLAIN:
             row["plain_kind"] = plain
@@ -353,6 +387,8 @@ def print_tables(user: list[dict[str, Any]], scaling: list[dict[str, Any]], plai
     for row in user:
         limit = row["limit"]
         table.add_row(f"{row['run']}: swarm-arena run" if limit else row["run"], *_cells(row["runtime"], limit))
+        if row.get("compared"):
+            table.add_row("  same, swarm-arena run of the compared tree", *_cells(row["compared"], limit))
         if row["plain"]:
             kind = {"batched": "batched ArrayEnv loop", "dicts": "PettingZoo dict loop"}[row["plain_kind"]]
             table.add_row(f"  same work, {kind}", *_cells(row["plain"], limit))
@@ -408,6 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scaling-agents", type=int, default=2000)
     parser.add_argument("--scaling-episodes", type=int, default=4)
     parser.add_argument("--skip", default="", help="comma-separated: user, old (the old-default rows), scaling")
+    parser.add_argument("--compare", metavar="DIR",
+                        help="another source tree whose runtime rows run back to back with this one's")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--plot", metavar="FILE.png")
     args = parser.parse_args(argv)
@@ -415,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     started = time.monotonic()
     wanted = [(case, kind) for case, kind in user_cases(args.steps) if not (kind == "old" and "old" in skip)]
-    user = measure(wanted, args.repeats) if "user" not in skip else []
+    user = measure(wanted, args.repeats, args.compare) if "user" not in skip else []
     scaling, plain_mlp = [], None
     if "scaling" not in skip:
         cases = scaling_cases(args.scaling_agents, args.steps, args.scaling_episodes)

@@ -44,3 +44,61 @@ def test_a_slow_checkpoint_shows_in_the_step_latency(local_ray) -> None:
     assert latency.p99_9 >= stall_ms
     assert latency.p99 >= stall_ms  # 4 of 60 steps, more than 1 %
     assert 0 < latency.p50 <= latency.p99 <= latency.p99_9 <= latency.max
+
+
+class _HeapProbe:
+    def heap(self) -> tuple[int, int]:
+        import gc
+
+        return gc.get_freeze_count(), len(gc.get_objects())
+
+
+def test_the_environment_actor_keeps_its_set_up_heap_out_of_full_collections(local_ray) -> None:
+    # A full collection walks every tracked object; in the environment actor, what it holds once set
+    # up (Ray, the modules, the environment) is frozen so that those passes stay small. Not in a
+    # process that merely builds an EnvironmentWorker (this test's).
+    import gc
+
+    import ray
+
+    from swarm_arena.arena.episode import EnvironmentWorker
+
+    probe = ray.remote(type("ProbedWorker", (EnvironmentWorker, _HeapProbe), {}))
+    actor = probe.remote("heap-probe", "foraging", {"agents": 50}, 10)
+    try:
+        frozen, tracked = ray.get(actor.heap.remote(), timeout=120)
+        assert frozen > 10_000  # Ray's and numpy's modules at least
+        assert tracked < frozen / 10
+    finally:
+        ray.kill(actor)
+    before = gc.get_freeze_count()
+    EnvironmentWorker("in-process", "foraging", {"agents": 50}, 10)
+    assert gc.get_freeze_count() == before
+
+
+class _ModuleProbe:
+    def imported(self, module: str) -> bool:
+        import sys
+
+        return module in sys.modules
+
+
+def test_the_coordinator_imports_scoring_before_the_run_starts(local_ray) -> None:
+    # The run's agent-steps/s is timed over `run`; scoring (scipy: about a second to import) is
+    # imported during `setup`, while the actors start, so that the first episode does not wait on it.
+    import ray
+
+    from swarm_arena.arena.coordinator import Coordinator
+
+    evaluation = foraging_evaluation(
+        "scoring-early", policies=[{"name": p, "factory": p} for p in ("greedy", "random")], episodes=2
+    )
+    probe = ray.remote(type("ProbedCoordinator", (Coordinator, _ModuleProbe), {}))
+    coordinator = probe.options(num_cpus=0).remote(evaluation.model_dump(by_alias=True, mode="json"))
+    try:
+        assert not ray.get(coordinator.imported.remote("swarm_arena.arena.scoring.board"), timeout=120)
+        ray.get(coordinator.setup.remote(), timeout=120)
+        assert ray.get(coordinator.imported.remote("swarm_arena.arena.scoring.board"), timeout=120)
+    finally:
+        ray.get(coordinator.shutdown.remote(), timeout=60)
+        ray.kill(coordinator)

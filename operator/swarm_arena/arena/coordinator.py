@@ -16,7 +16,9 @@ run's four concerns, each in a module of its own:
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
+import threading
 import time
 from typing import Any
 
@@ -33,6 +35,8 @@ from swarm_arena.arena.scheduler import EpisodeScheduler, RepairMarks, shard_see
 log = logging.getLogger(__name__)
 
 __all__ = ["ENV_ACTOR_CPUS", "Coordinator", "shard_seed"]
+
+SCORING_MODULE = "swarm_arena.arena.scoring.stopping"  # what `run` imports first; it imports the rest of scoring
 
 
 class Coordinator:
@@ -59,7 +63,15 @@ class Coordinator:
         self._ledger.adopt_resumed()
         if self.spec.recording is not None:
             self._recorder = EpisodeRecorder(self.spec, self.evaluation, self._layout.agents)
+        # The scoring modules (scipy.stats: about a second to import) are imported while the actors
+        # start (start_actors waits on Ray, the GIL free), not when the run first needs them
+        # (spec.stopping, the final score): that would stall the first episode by as much.
+        scoring = threading.Thread(
+            target=importlib.import_module, args=(SCORING_MODULE,), name="import-scoring", daemon=True
+        )
+        scoring.start()
         start_actors(self.spec, self._layout, self._table)
+        scoring.join()  # an import that failed fails again, with its error, where the run imports it
         return self._table.names()
 
     def run(self) -> RunOutcome:
