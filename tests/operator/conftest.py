@@ -286,7 +286,7 @@ def manifest(name: str, *, episodes: int = 4, agents: int = 40, max_steps: int =
     return doc
 
 
-def run_locally(doc: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+def run_locally(doc: dict[str, Any], tmp_path: Path, timeout: float = 600) -> dict[str, Any]:
     """`swarm-arena run` of the same manifest (embedded Ray): the reference numbers."""
     local = json.loads(json.dumps(doc))
     local["spec"].pop("cluster", None)
@@ -295,7 +295,7 @@ def run_locally(doc: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
     out = tmp_path / "local-results.json"
     for attempt in range(2):  # an embedded Ray can time out starting on a loaded machine: once more
         result = subprocess.run([str(BIN / "swarm-arena"), "run", str(path), "--output", str(out), "--quiet"],
-                                capture_output=True, text=True, timeout=600)
+                                capture_output=True, text=True, timeout=timeout)
         if result.returncode == 0:
             return json.loads(out.read_text())
     raise AssertionError(f"swarm-arena run {path} exited {result.returncode}:\n{result.stderr[-3000:]}")

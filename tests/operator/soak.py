@@ -28,18 +28,15 @@ import json
 import random
 import secrets
 import statistics
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
 from swarm_arena.controller import build_results
 from tests.controlplane.plane import ControlPlane, wait_for
-from tests.operator.conftest import BIN, Evaluations, OperatorProcess
+from tests.operator.conftest import Evaluations, OperatorProcess, run_locally
 from tests.operator.test_real_clusters import dashboard, pods, real_manifest
 
 KINDS = ("worker-pod", "node-kill", "head-pod", "operator", "apiserver", "node-cut")
@@ -63,16 +60,8 @@ def reference_run(doc: dict[str, Any], workdir: Path) -> dict[str, Any]:
     """`swarm-arena run` of the same manifest on an embedded Ray, no faults, no durable store:
     the leaderboard and agent-steps every faulted run must end with."""
     local = json.loads(json.dumps(doc))
-    local["spec"].pop("cluster", None)
     local["spec"]["checkpoint"].pop("storageURI", None)
-    path, out = workdir / "reference.yaml", workdir / "reference-results.json"
-    path.write_text(yaml.safe_dump(local))
-    for _ in range(2):  # an embedded Ray can time out starting on a loaded machine: once more
-        result = subprocess.run([str(BIN / "swarm-arena"), "run", str(path), "--output", str(out), "--quiet"],
-                                capture_output=True, text=True, timeout=3600)
-        if result.returncode == 0:
-            return json.loads(out.read_text())
-    raise AssertionError(f"swarm-arena run {path} exited {result.returncode}:\n{result.stderr[-3000:]}")
+    return run_locally(local, workdir, timeout=3600)
 
 
 @dataclass
