@@ -273,9 +273,22 @@ class Soak:
                 fault = Fault(kind, target, at, before, outage_s=self._now() - at)
                 self.faults.append(fault)
 
-                def progressed(s: dict[str, Any], before: int = before) -> bool:
+                # A head loss is over when the *new attempt* steps: the status first names a new jobId, then
+                # shows more agent-steps than it did at that moment (the old attempt's last progress, folded in
+                # when its loss is seen, would otherwise pass `before` at once and time only the status lag).
+                new_job: dict[str, int] = {}
+                job_before = status.get("jobId")
+
+                def progressed(s: dict[str, Any], before: int = before, kind: str = kind) -> bool:
                     self._check_not_failed(s)
-                    return s.get("phase") == "Succeeded" or self._steps(s) > before
+                    if s.get("phase") == "Succeeded":
+                        return True
+                    if kind != "head-pod":
+                        return self._steps(s) > before
+                    if s.get("jobId") in (None, job_before):
+                        return False
+                    new_job.setdefault("steps", max(before, self._steps(s)))
+                    return self._steps(s) > new_job["steps"]
 
                 ev.wait(self.name, f"progress after {kind} ({target})", progressed, timeout=self.recover_timeout)
                 fault.recovered_s = self._now() - at
