@@ -100,6 +100,10 @@ def _lose_worker_mid_run(
     assert run.stepping.wait(120), f"the run never started stepping: {run.error!r}"
     # Spare capacity joins first, so what is timed is the recovery, not a node's start-up.
     ray_cluster.add_node(num_cpus=8)
+    # ... and is registered: otherwise a replacement that finds no node but the lost one (which Ray
+    # still counts as alive for a while) falls back onto it, is lost again, and a second repair
+    # request replaces it again (seen once under load: "not idempotent").
+    ray_cluster.wait_for_nodes()
     lost = time.time()
     ray_cluster.remove_node(worker_a, allow_graceful=False)
     repaired = repair(ray_cluster, evaluation.qualified_name, worker_a.node_id) if repair else []
