@@ -444,6 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scaling-agents", type=int, default=2000)
     parser.add_argument("--scaling-episodes", type=int, default=4)
     parser.add_argument("--skip", default="", help="comma-separated: user, old (the old-default rows), scaling")
+    parser.add_argument("--only", metavar="TEXT", default="",
+                        help="only the runs whose label contains TEXT (e.g. battle), for more repeats of one")
     parser.add_argument("--compare", metavar="DIR",
                         help="another source tree whose runtime rows run back to back with this one's")
     parser.add_argument("--json", action="store_true")
@@ -452,7 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     skip = set(filter(None, args.skip.split(",")))
     load_before = os.getloadavg()
     started = time.monotonic()
-    wanted = [(case, kind) for case, kind in user_cases(args.steps) if not (kind == "old" and "old" in skip)]
+    wanted = [(case, kind) for case, kind in user_cases(args.steps)
+              if not (kind == "old" and "old" in skip) and args.only in case.label]  # fmt: skip
     user = measure(wanted, args.repeats, args.compare) if "user" not in skip else []
     scaling, plain_mlp = [], None
     if "scaling" not in skip:
