@@ -229,7 +229,7 @@ def test_a_provisioning_evaluation_writes_only_what_changed_meaning_at_once(monk
     def run(*summaries, seen: bool = True) -> float:
         wait = asyncio.run(r.reconcile(body, list(summaries), memory))
         if seen:  # kopf's body has the write's watch event
-            body["status"] = copy.deepcopy(memory.last_status)
+            body["status"] = copy.deepcopy(memory.written.last_status)
         return wait
 
     run(seen=False)  # creates the RayCluster: written at once
@@ -238,7 +238,7 @@ def test_a_provisioning_evaluation_writes_only_what_changed_meaning_at_once(monk
     # KubeRay's passing reason, before the write's own event reached kopf's body: reworded only
     wait = run(_raycluster("u1", reason="HeadPodNotFound"), seen=False)
     assert len(kube.patches) == 1 and wait == DETAIL_INTERVAL_S - 1
-    body["status"] = copy.deepcopy(memory.last_status)
+    body["status"] = copy.deepcopy(memory.written.last_status)
     clock[0] += 3
     wait = run(_raycluster("u1", reason="RayClusterPodsProvisioning"))
     assert len(kube.patches) == 1 and wait == DETAIL_INTERVAL_S - 4

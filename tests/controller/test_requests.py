@@ -166,7 +166,7 @@ def test_a_failed_log_read_leaves_a_running_job_running(serve) -> None:
 
     d = decide(obs(SwarmEvaluationStatus(phase=Phase.RUNNING, job_id="swe-1", attempts=1), job=job))
     assert d.status.phase is Phase.RUNNING and d.actions == []
-    assert Memory().unreachable_since is None
+    assert Memory().run.unreachable_since is None
 
 
 def test_a_finished_jobs_outcome_waits_for_its_record(serve) -> None:

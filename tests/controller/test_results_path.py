@@ -71,11 +71,11 @@ def test_a_finished_evaluation_with_final_results_is_left_alone_and_its_run_forg
     monkeypatch.setattr(reconciler.events, "post", lambda *a: None)
     kube, memory = _Kube(_configmap("u1", final=True)), Memory()
     memory.counted.episodes = {0: object(), 1: object()}  # what a run that just ended kept
-    memory.ray_nodes = {"10.0.0.1": "n1"}
+    memory.run.ray_nodes = {"10.0.0.1": "n1"}
     r = reconciler.Reconciler(OperatorSettings(ray_auth_key=b"k" * 32, dashboard_via="pod-ip"), kube, None)
     asyncio.run(r.reconcile(_finished("u1"), [], memory))
     assert kube.applied == [] and memory.results_final
-    assert memory.counted.episodes == {} and memory.ray_nodes == {}
+    assert memory.counted.episodes == {} and memory.run.ray_nodes == {}
 
 
 class _AnswersEveryName(_Kube):

@@ -55,20 +55,17 @@ from swarm_arena.controller.kube import Kube, NamespaceTerminating, NotOurs, own
 from swarm_arena.controller.losses import Loss, PodView, find_losses, orphaned_workers, summarize_pod  # noqa: F401
 from swarm_arena.controller.addresses import Access, AddressBook
 from swarm_arena.controller.settings import OperatorSettings
-from swarm_arena.controller.status_writer import DETAIL_INTERVAL_S, write_status  # noqa: F401 (DETAIL_INTERVAL_S: its users know it here)
+from swarm_arena.controller.status_writer import DETAIL_INTERVAL_S, Written, write_status  # noqa: F401 (DETAIL_INTERVAL_S: its users know it here)
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class Memory:
-    """Per-evaluation state that only saves work: losing it (a restart) changes no decision."""
+class RunMemory:
+    """What observing and acting on the current run keep between passes: dropped, all of it, when
+    the evaluation finishes (`Memory.forget_run`)."""
 
-    counted: Counted = field(default_factory=Counted)
     unreachable_since: datetime | None = None
-    last_status: dict[str, Any] | None = None
-    """The status this operator last wrote (or found already written): what a pass starts from. The
-    operator is the only writer of status, and one process at a time acts (the Lease)."""
     seen: dict[str, PodView] = field(default_factory=dict)
     """pod uid -> its last alive view, while a job runs."""
     pending: dict[str, Loss] = field(default_factory=dict)
@@ -84,13 +81,24 @@ class Memory:
     head_back_since: float | None = None
     """Monotonic time the replaced head first answered without the job (the re-submission waits
     for the workers to join it)."""
+
+
+@dataclass
+class Memory:
+    """Per-evaluation state that only saves work: losing it (a restart) changes no decision.
+
+    By concern: `run` (observing and acting on the current run), `counted` (the counted results),
+    `written` (the status writer); the rest is about the object itself (its spec, its names, its
+    namespace) and outlives the run."""
+
+    run: RunMemory = field(default_factory=RunMemory)
+    counted: Counted = field(default_factory=Counted)
+    written: Written = field(default_factory=Written)
     namespace_terminating: bool = False
     """Its namespace is being deleted (the API server said so): it goes with it, nothing to do."""
     spec_seen: dict[str, Any] | None = None
     """The spec `validated` was made from: a pass validates again only when the spec changed."""
     validated: SwarmEvaluation | ManifestError | None = None
-    written_at: float | None = None
-    """Monotonic time of the last status write (what `DETAIL_INTERVAL_S` counts from)."""
     taken: NotOurs | None = None
     """A child's name held by an object not ours, found on an earlier pass: checked again each
     pass (one GET) until it is gone."""
@@ -105,16 +113,8 @@ class Memory:
         """The evaluation finished: drop what only its run needed (the counted episodes are in
         its final results ConfigMap). What is kept is small: the status last written, the
         validated spec, `results_final`."""
+        self.run = RunMemory()
         self.counted = Counted()
-        self.unreachable_since = None
-        self.seen.clear()
-        self.pending.clear()
-        self.ray_nodes.clear()
-        self.ray_nodes_at = 0.0
-        self.repair_id = None
-        self.restarted.clear()
-        self.head_ip = None
-        self.head_back_since = None
 
 
 WATCHED_WAIT_S = 30.0
@@ -315,7 +315,7 @@ class Reconciler:
             # What this operator last wrote, when it wrote anything: kopf's body lags behind a
             # write by a watch event, and a pass in between would decide from the status before it
             # (at 1,000 new evaluations, that rewrote each one's startTime and conditions).
-            stored = memory.last_status if memory.last_status is not None else body.get("status") or {}
+            stored = memory.written.last_status if memory.written.last_status is not None else body.get("status") or {}
             status = SwarmEvaluationStatus.model_validate(stored)
         except ValidationError:
             status = SwarmEvaluationStatus()
@@ -326,7 +326,7 @@ class Reconciler:
             invalid = "; ".join(evaluation.problems)
             decision = decide(Observation(now, uid, meta.get("generation", 1), None, status, None, True,
                                           invalid=invalid))
-            await write_status(self.kube, ns, name, uid, status, decision, memory)
+            await write_status(self.kube, ns, name, uid, status, decision, memory.written)
             return 3600.0
 
         seen = await self._observe(evaluation, uid, meta.get("generation", 1), now, status, summaries, memory,
@@ -368,18 +368,18 @@ class Reconciler:
             memory.results_final = True
             decision.actions = [a for a in decision.actions if not isinstance(a, WriteResults)]
         # Status before the other actions: the submission id is recorded before the job is submitted.
-        deferred = await write_status(self.kube, ns, name, uid, status, decision, memory)
+        deferred = await write_status(self.kube, ns, name, uid, status, decision, memory.written)
         if _has(decision, EnsureCluster) and new_evaluation and not await self._ensure_cluster_unless_terminating(
                 evaluation, uid, memory):
             return 300.0
         await self._act(evaluation, uid, decision, memory, dashboard)
         if _has(decision, Submit):  # a new attempt: the lost head it answers is handled
-            for key in [k for k, loss in memory.pending.items() if loss.kind == "head"]:
-                memory.pending.pop(key)
-            memory.ray_nodes.clear()  # a new head may be a new Ray cluster: map the pods again
+            for key in [k for k, loss in memory.run.pending.items() if loss.kind == "head"]:
+                memory.run.pending.pop(key)
+            memory.run.ray_nodes.clear()  # a new head may be a new Ray cluster: map the pods again
         if decision.status.phase in FINISHED and memory.results_final:
             memory.forget_run()
-        unreachable_s = None if memory.unreachable_since is None else (now - memory.unreachable_since).total_seconds()
+        unreachable_s = None if memory.run.unreachable_since is None else (now - memory.run.unreachable_since).total_seconds()
         wait = next_pass_in(decision, cluster, self.settings.poll_s, unreachable_s)
         return wait if deferred is None else min(wait, deferred)
 
@@ -392,7 +392,7 @@ class Reconciler:
         spec = evaluation.spec
         address_mode = spec.cluster is not None and spec.cluster.address is not None
         summary = summaries[0] if summaries else None
-        memory.head_ip = None if address_mode or summary is None else summary.get("head_ip")
+        memory.run.head_ip = None if address_mode or summary is None else summary.get("head_ip")
         cluster = None if address_mode else cluster_view(summaries, uid, name)
         taken = None
         if memory.taken is not None:
@@ -424,12 +424,12 @@ class Reconciler:
                 else:
                     await dashboard.version()
                 reachable = True
-                memory.unreachable_since = None
+                memory.run.unreachable_since = None
             except DashboardError as exc:
                 error = str(exc)
-                memory.unreachable_since = memory.unreachable_since or now
+                memory.run.unreachable_since = memory.run.unreachable_since or now
         elif dashboard is None and cluster is not None and cluster.exists and status.job_id:
-            memory.unreachable_since = memory.unreachable_since or now
+            memory.run.unreachable_since = memory.run.unreachable_since or now
             error = "the head pod has no IP yet"
 
         if job is not None and job.found and dashboard is not None and not finished:
@@ -446,26 +446,26 @@ class Reconciler:
             self._track_pods(memory, [PodView(**p) for p in pods], nodes_ready)
             if reachable and dashboard is not None:
                 await self._map_ray_nodes(memory, dashboard, pods)
-                if memory.repair_id:
-                    repair, _ = await self._job_view(dashboard, memory.repair_id)
+                if memory.run.repair_id:
+                    repair, _ = await self._job_view(dashboard, memory.run.repair_id)
                     if not repair.found or repair.status not in ("PENDING", "RUNNING"):
-                        log.info("%s/%s: repair job %s %s", ns, name, memory.repair_id, repair.status)
-                        memory.repair_id = None
+                        log.info("%s/%s: repair job %s %s", ns, name, memory.run.repair_id, repair.status)
+                        memory.run.repair_id = None
         else:
-            memory.seen.clear()
-            memory.pending.clear()
+            memory.run.seen.clear()
+            memory.run.pending.clear()
         rejoin = None
         if (job is not None and not job.found and dashboard is not None and not address_mode
                 and status.phase in (Phase.RUNNING, Phase.RECOVERING)):
             rejoin = await self._rejoin_view(spec, dashboard, pods, memory)
         else:
-            memory.head_back_since = None
-        losses = tuple(Loss(**{**loss.__dict__, "ray_node_id": memory.ray_nodes.get(loss.ip or "")})
-                       for loss in memory.pending.values())
+            memory.run.head_back_since = None
+        losses = tuple(Loss(**{**loss.__dict__, "ray_node_id": memory.run.ray_nodes.get(loss.ip or "")})
+                       for loss in memory.run.pending.values())
         obs = Observation(
             now=now, uid=uid, generation=generation, spec=spec, status=status, cluster=cluster,
             dashboard_reachable=reachable, dashboard_error=error, job=job,
-            unreachable_since=memory.unreachable_since, losses=losses, repair=repair, rejoin=rejoin, taken=taken,
+            unreachable_since=memory.run.unreachable_since, losses=losses, repair=repair, rejoin=rejoin, taken=taken,
             address_refused=refused,
             too_large=memory.too_large,
         )
@@ -480,8 +480,8 @@ class Reconciler:
             log.debug("could not list Ray nodes: %s", exc)
             return None
         now = time.monotonic()
-        if memory.head_back_since is None:
-            memory.head_back_since = now
+        if memory.run.head_back_since is None:
+            memory.run.head_back_since = now
         alive = {n["node_ip"] for n in nodes if n.get("state") == "ALIVE" and n.get("node_ip")}
         joined = sum(1 for n in nodes if n.get("state") == "ALIVE" and not n.get("is_head_node"))
         groups = spec.cluster.worker_groups if spec.cluster is not None else []
@@ -489,22 +489,22 @@ class Reconciler:
         wanted = sum(g.min_replicas if autoscaling else g.replicas for g in groups)
         orphans = orphaned_workers([PodView(**p) for p in pods], alive)
         return RejoinView(joined=joined, wanted=wanted, orphans=tuple((p.name, p.uid) for p in orphans),
-                          waited_s=now - memory.head_back_since)
+                          waited_s=now - memory.run.head_back_since)
 
     def _track_pods(self, memory: Memory, pods: list[PodView], nodes_ready: dict[str, bool]) -> None:
-        for loss in find_losses(memory.seen, pods, nodes_ready):
-            memory.seen.pop(loss.uid, None)
-            memory.pending[loss.uid] = loss
+        for loss in find_losses(memory.run.seen, pods, nodes_ready):
+            memory.run.seen.pop(loss.uid, None)
+            memory.run.pending[loss.uid] = loss
         for pod in pods:
-            if pod.alive and pod.uid not in memory.pending and nodes_ready.get(pod.node or "", False):
-                memory.seen[pod.uid] = pod
+            if pod.alive and pod.uid not in memory.run.pending and nodes_ready.get(pod.node or "", False):
+                memory.run.seen[pod.uid] = pod
 
     async def _map_ray_nodes(self, memory: Memory, dashboard: Dashboard, pods: list[dict[str, Any]]) -> None:
         """Pod IP -> Ray node id, refreshed (at most every 5 s) while a running pod's IP is unmapped."""
-        unmapped = [p["ip"] for p in pods if p.get("ip") and p.get("phase") == "Running" and p["ip"] not in memory.ray_nodes]
-        if not unmapped or time.monotonic() - memory.ray_nodes_at < 5.0:
+        unmapped = [p["ip"] for p in pods if p.get("ip") and p.get("phase") == "Running" and p["ip"] not in memory.run.ray_nodes]
+        if not unmapped or time.monotonic() - memory.run.ray_nodes_at < 5.0:
             return
-        memory.ray_nodes_at = time.monotonic()
+        memory.run.ray_nodes_at = time.monotonic()
         try:
             nodes = await dashboard.nodes()
         except DashboardError as exc:
@@ -512,7 +512,7 @@ class Reconciler:
             return
         for node in nodes:
             if node.get("state") == "ALIVE" and node.get("node_ip") and node.get("node_id"):
-                memory.ray_nodes[node["node_ip"]] = node["node_id"]
+                memory.run.ray_nodes[node["node_ip"]] = node["node_id"]
 
     async def _act(self, evaluation: SwarmEvaluation, uid: str, decision: Decision, memory: Memory, dashboard: Dashboard | None) -> None:
         ns, name = evaluation.metadata.namespace, evaluation.metadata.name
@@ -533,10 +533,10 @@ class Reconciler:
                 await self._repair(evaluation, uid, decision, action, memory, dashboard)
             elif isinstance(action, RestartWorkers):
                 for pod, pod_uid in action.pods:
-                    memory.seen.pop(pod_uid, None)  # restarted on purpose: not a loss to repair
-                    if pod_uid in memory.restarted:  # our watch has not seen the deletion yet
+                    memory.run.seen.pop(pod_uid, None)  # restarted on purpose: not a loss to repair
+                    if pod_uid in memory.run.restarted:  # our watch has not seen the deletion yet
                         continue
-                    memory.restarted.add(pod_uid)
+                    memory.run.restarted.add(pod_uid)
                     if not self.settings.delete_pods:  # the chart's rbac.podDelete: false
                         events.post(ns, name, uid, "Warning", "WorkerLeftBehind",
                                     f"worker pod {pod} was left behind by the replaced Ray head and the operator "
@@ -582,18 +582,18 @@ class Reconciler:
         lost = ", ".join(loss.describe() for loss in action.losses)
         for loss in action.losses:
             events.post(ns, name, uid, "Warning", "WorkerLost", f"{loss.describe()}; restarting its actors from their checkpoints")
-        if memory.head_ip and action.node_ids:
+        if memory.run.head_ip and action.node_ids:
             # The fast way: the job's own endpoint on the head (no job supervisor, no new driver).
             token = names.ray_auth_token(self.settings.ray_auth_key, ns, name, uid)
             try:
-                replaced = await repair_on_head(self.session, memory.head_ip, token, action.node_ids)
+                replaced = await repair_on_head(self.session, memory.run.head_ip, token, action.node_ids)
             except DashboardError as exc:
                 metrics.REPAIRS.labels(route="head", outcome="error").inc()
                 log.info("%s/%s: the job on the head did not take the repair (%s); submitting a repair job", ns, name, exc)
             else:
                 metrics.REPAIRS.labels(route="head", outcome="ok").inc()
                 for loss in action.losses:
-                    memory.pending.pop(loss.uid, None)
+                    memory.run.pending.pop(loss.uid, None)
                 log.info("%s/%s: repaired through the job on the head for %s: replaced %s", ns, name, lost,
                          ", ".join(replaced) or "nothing (already replaced)")
                 return
@@ -603,9 +603,9 @@ class Reconciler:
             metrics.REPAIRS.labels(route="job", outcome="error").inc()
             raise
         metrics.REPAIRS.labels(route="job", outcome="ok").inc()
-        memory.repair_id = repair_id
+        memory.run.repair_id = repair_id
         for loss in action.losses:
-            memory.pending.pop(loss.uid, None)
+            memory.run.pending.pop(loss.uid, None)
         log.info("%s/%s: repair %s submitted for %s", ns, name, repair_id, lost)
 
     async def _ensure_final_results(self, evaluation: SwarmEvaluation, uid: str, status: SwarmEvaluationStatus,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 from swarm_arena.api.status import Phase, SwarmEvaluationStatus
 from swarm_arena.controller import events, metrics
@@ -34,31 +35,35 @@ def _gist(status: dict[str, Any]) -> dict[str, Any]:
 
 
 
-class Written(Protocol):
-    """What the writer remembers of an evaluation (its `Memory`)."""
+@dataclass
+class Written:
+    """What the writer remembers of an evaluation's status (`Memory.written`)."""
 
-    last_status: dict[str, Any] | None
-    written_at: float | None
+    last_status: dict[str, Any] | None = None
+    """The status this operator last wrote (or found already written): what a pass starts from. The
+    operator is the only writer of status, and one process at a time acts (the Lease)."""
+    written_at: float | None = None
+    """Monotonic time of the last status write (what `DETAIL_INTERVAL_S` counts from)."""
 
 
 async def write_status(kube: Kube, ns: str, name: str, uid: str, old: SwarmEvaluationStatus, decision: Decision,
-                       memory: Written) -> float | None:
+                       written: Written) -> float | None:
     """Write status if it changed; returns seconds until a deferred write is due (`DETAIL_INTERVAL_S`)."""
     new = decision.status.to_wire()
     metrics.set_phase(uid, decision.status.phase)  # every pass: right after an operator restart too
     stored = old.to_wire()
-    if new == memory.last_status or new == stored:
-        memory.last_status = new
+    if new == written.last_status or new == stored:
+        written.last_status = new
         return None
     if (decision.status.phase is Phase.PROVISIONING and old.phase is Phase.PROVISIONING
-            and not decision.actions and decision.event is None and memory.written_at is not None
-            and _gist(new) == _gist(memory.last_status if memory.last_status is not None else stored)):
-        due = memory.written_at + DETAIL_INTERVAL_S - time.monotonic()
+            and not decision.actions and decision.event is None and written.written_at is not None
+            and _gist(new) == _gist(written.last_status if written.last_status is not None else stored)):
+        due = written.written_at + DETAIL_INTERVAL_S - time.monotonic()
         if due > 0:
             return due
     await kube.patch_status(ns, name, merge_patch(stored, new))
-    memory.last_status = new
-    memory.written_at = time.monotonic()
+    written.last_status = new
+    written.written_at = time.monotonic()
     recovered = (decision.status.recoveries or 0) - (old.recoveries or 0)
     last = decision.status.last_recovery
     if recovered > 0 and last is not None:

@@ -101,7 +101,7 @@ async def evaluation_loop(
                 wait = await memo.reconciler.reconcile(_snapshot(body), list(rayclusters.get(key, [])), memory,
                                                        list(ray_pods.get(key, [])), nodes)
                 backoff = 1.0
-                if (memory.last_status or {}).get("phase") in RUNNING_PHASES:
+                if (memory.written.last_status or {}).get("phase") in RUNNING_PHASES:
                     memo.running.add(uid)
                 else:
                     memo.running.discard(uid)
