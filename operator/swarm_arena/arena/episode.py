@@ -46,6 +46,14 @@ from swarm_arena.arena.shard import ActorInfo, HostedPolicy, actor_info
 from swarm_arena.arena.social_tally import SocialTally, episode_social
 
 
+def _in_an_actor() -> bool:
+    """Whether this process is a Ray actor's (what `freeze_heap` and `steady_allocator` change is
+    the whole process's: never a driver's, a task's, a test's or a benchmark's)."""
+    import ray
+
+    return ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None
+
+
 def freeze_heap() -> None:
     """In an actor's process: keep what the process holds once set up (Ray, the imported modules,
     the environment: about 100,000 objects in a Ray worker stepping MAgent2) out of the garbage
@@ -59,9 +67,7 @@ def freeze_heap() -> None:
     test stepping `EnvironmentWorker` in its own process keeps its collector as it is)."""
     import gc
 
-    import ray
-
-    if not ray.is_initialized() or ray.get_runtime_context().get_actor_id() is None:
+    if not _in_an_actor():
         return
     gc.collect()  # what is garbage now is not frozen with the rest
     gc.freeze()
@@ -91,9 +97,7 @@ def steady_allocator() -> bool:
     `freeze_heap`). End to end: docs/performance.md."""
     import ctypes
 
-    import ray
-
-    if not ray.is_initialized() or ray.get_runtime_context().get_actor_id() is None:
+    if not _in_an_actor():
         return False
     process = ctypes.CDLL(None)  # the interpreter and the C library it runs on
     mallopt = getattr(process, "mallopt", None)
