@@ -53,7 +53,6 @@ import argparse
 import json
 import multiprocessing
 import platform
-import subprocess
 import statistics
 import sys
 import time
@@ -160,17 +159,12 @@ def _runtime(case: Case, index: int) -> dict[str, Any]:
 
 def _runtime_on(tree: str, case: Case, index: int) -> dict[str, Any]:
     """`_runtime` in a fresh interpreter importing swarm_arena from the source tree at `tree`."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([os.path.join(tree, "operator"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    call = (f"import json, sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); "
-            f"import arena_runs, swarm_arena; assert swarm_arena.__file__.startswith({tree!r}), swarm_arena.__file__; "
-            f"case = [c for c, _ in arena_runs.user_cases({case.environment['maxSteps']})][{index}]; "
-            f"print('RESULT' + json.dumps(arena_runs._runtime(case, {index})))")  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", call], env=env, capture_output=True, text=True, check=False)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT")]
-    if out.returncode or not lines:
-        raise RuntimeError(f"the run on {tree} failed:\n{out.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT") :])
+    from source_tree import run_in_fresh_interpreter
+
+    return run_in_fresh_interpreter(tree, (
+        f"import arena_runs, swarm_arena; assert swarm_arena.__file__.startswith({tree!r}), swarm_arena.__file__; "
+        f"case = [c for c, _ in arena_runs.user_cases({case.environment['maxSteps']})][{index}]; "
+        f"print('RESULT' + json.dumps(arena_runs._runtime(case, {index})))"))  # fmt: skip
 
 
 def _episodes(case: Case) -> list[tuple[Any, Any, dict[str, list[int]]]]:

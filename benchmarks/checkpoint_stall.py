@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from typing import Any
@@ -78,17 +77,11 @@ def _one(agents: int, steps: int, interval: int, episodes: int, store: str) -> d
 
 
 def _fresh(tree: str | None, args: argparse.Namespace) -> dict[str, Any]:
-    env = dict(os.environ)
-    if tree is not None:
-        env["PYTHONPATH"] = os.pathsep.join([os.path.join(tree, "operator"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    call = (f"import json, sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); "
-            f"from checkpoint_stall import _one; "
-            f"print('RESULT' + json.dumps(_one({args.agents}, {args.steps}, {args.interval}, {args.episodes}, {args.store!r})))")  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", call], env=env, capture_output=True, text=True, check=False)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT")]
-    if out.returncode or not lines:
-        raise RuntimeError(f"the run on {tree or 'this tree'} failed:\n{out.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT") :])
+    from source_tree import run_in_fresh_interpreter
+
+    return run_in_fresh_interpreter(tree, (
+        f"from checkpoint_stall import _one; "
+        f"print('RESULT' + json.dumps(_one({args.agents}, {args.steps}, {args.interval}, {args.episodes}, {args.store!r})))"))  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
